@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+package_name = "avs_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "tests"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="Perception Team",
+    maintainer_email="perception@example.com",
+    description="Robust audio-visual segmentation: model library and AVS node.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "avs_node = avs_ros.avs_node:main",
+            "avs-segment = avs.cli:main",
+            "avs-bench = avs.bench:main",
+        ],
+    },
+)

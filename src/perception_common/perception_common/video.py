@@ -1,0 +1,115 @@
+"""Reading frames from a video file or a folder of images, and writing overlay videos.
+
+Used by the CLIs, the camera node and the evaluation tools, so every entry
+point reads frames the same way (RGB uint8, see :mod:`perception_common.images`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .images import to_rgb8
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class VideoError(RuntimeError):
+    """A video source cannot be opened or read."""
+
+
+def list_frame_files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VideoError(f"folder {folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image file as RGB uint8 (16-bit and alpha handled by :func:`to_rgb8`)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise VideoError(f"cannot read image {path}")
+    return to_rgb8(img, channel_order="bgr")
+
+
+class FrameSource:
+    """Iterate RGB frames from a video file or a folder of images.
+
+    Attributes:
+        fps: the file's frame rate, or ``default_fps`` for folders and files
+            that do not state one.
+    """
+
+    def __init__(self, source: str | Path, *, default_fps: float = 30.0):
+        self.source = Path(source)
+        if not self.source.exists():
+            raise VideoError(f"video source {self.source} does not exist")
+        self.fps = float(default_fps)
+        self._files: list[Path] | None = None
+        if self.source.is_dir():
+            self._files = list_frame_files(self.source)
+        else:
+            cap = cv2.VideoCapture(str(self.source))
+            if not cap.isOpened():
+                raise VideoError(f"cannot open video file {self.source}")
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            if fps and np.isfinite(fps) and fps > 0:
+                self.fps = float(fps)
+            cap.release()
+
+    def __len__(self) -> int:
+        if self._files is not None:
+            return len(self._files)
+        cap = cv2.VideoCapture(str(self.source))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+        return max(n, 0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._files is not None:
+            for path in self._files:
+                yield read_image(path)
+            return
+        cap = cv2.VideoCapture(str(self.source))
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield to_rgb8(frame, channel_order="bgr")
+        finally:
+            cap.release()
+
+
+class VideoWriter:
+    """Write RGB frames to an MP4 (mp4v) file; the size is fixed by the first frame."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = float(fps)
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        if self._writer is None:
+            h, w = frame_rgb.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise VideoError(f"cannot write video {self.path}")
+        self._writer.write(np.ascontiguousarray(frame_rgb[:, :, ::-1]))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+package_name = "trackgpt_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "tests"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="Perception Team",
+    maintainer_email="perception@example.com",
+    description="TrackGPT instruction tracking: model library and tracker node.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "tracker_node = trackgpt_ros.tracker_node:main",
+            "trackgpt-track = trackgpt.cli:main",
+            "trackgpt-bench = trackgpt.bench:main",
+        ],
+    },
+)
