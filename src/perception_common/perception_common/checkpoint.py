@@ -9,8 +9,9 @@ unpickled: safetensors only, and :func:`load_pth_state_dict` for official
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError

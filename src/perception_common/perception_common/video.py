@@ -6,8 +6,8 @@ point reads frames the same way (RGB uint8, see :mod:`perception_common.images`)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -108,7 +108,7 @@ class VideoWriter:
             self._writer.release()
             self._writer = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc) -> None:

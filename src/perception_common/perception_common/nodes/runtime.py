@@ -1,0 +1,74 @@
+"""What every node of the workspace shares: ``--help``, QoS profiles, start-up and clean shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from perception_common.params import help_text
+
+QOS_RELIABILITY = ("best_effort", "reliable")
+
+
+def sensor_qos(depth: int = 5, reliability: str = "best_effort"):
+    """Sensor-data QoS (volatile, keep last ``depth``) with the reliability as a parameter.
+
+    The default matches ``rclpy.qos.qos_profile_sensor_data`` (best effort): a
+    best-effort subscriber receives from both reliable and best-effort
+    publishers, whereas a reliable subscriber gets nothing from a best-effort
+    camera (the most common QoS mismatch).
+    """
+    from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+
+    if reliability not in QOS_RELIABILITY:
+        raise ValueError(f"qos reliability must be one of {QOS_RELIABILITY}, got {reliability!r}")
+    return QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST,
+        depth=max(1, int(depth)),
+        reliability=QoSReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else QoSReliabilityPolicy.RELIABLE,
+        durability=QoSDurabilityPolicy.VOLATILE,
+    )
+
+
+def reliable_qos(depth: int = 10):
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+
+    return QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.RELIABLE)
+
+
+def parse_help(argv: Sequence[str], prog: str, description: str, params_cls: type, topics: str) -> None:
+    """Answer ``-h/--help`` (before any ROS start-up) with the node's parameters and topics."""
+    user_args = list(argv)
+    if "--ros-args" in user_args:
+        user_args = user_args[: user_args.index("--ros-args")]
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=help_text(params_cls) + "\n\n" + topics + "\n\nexample:\n  " + f"{prog} --ros-args -p name:=value",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_known_args(user_args)
+
+
+def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, executor: str = "single") -> None:
+    """Init rclpy, spin the node until Ctrl-C or shutdown, then clean up without a traceback."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
+    rclpy.init(args=list(argv) if argv is not None else sys.argv)
+    node = None
+    try:
+        node = node_factory()
+        ex = MultiThreadedExecutor(num_threads=3) if executor == "multi" else SingleThreadedExecutor()
+        ex.add_node(node)
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
