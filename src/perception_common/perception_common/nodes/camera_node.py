@@ -21,7 +21,7 @@ from perception_common.images import to_rgb8
 from perception_common.params import declare_and_read, param
 from perception_common.video import FrameSource
 
-from .runtime import parse_help, run, sensor_qos
+from .runtime import parse_help, run, sensor_qos, wait_for_subscribers
 
 TOPICS = """topics:
   publishes  image_raw    sensor_msgs/msg/Image       rgb8, stamped at capture time
@@ -43,6 +43,7 @@ class CameraParams:
     cx: float = param(0.0, "camera matrix cx")
     cy: float = param(0.0, "camera matrix cy")
     max_frames: int = param(0, "stop after this many frames (0 = no limit)")
+    wait_for_subscribers: int = param(0, "files only: wait until this many subscribers are matched before playing")
 
 
 def _open_device(source: str, width: int, height: int):
@@ -97,6 +98,8 @@ class CameraNode(Node):
                 return
 
     def _loop(self):
+        if not self.is_device:
+            wait_for_subscribers(self, self.image_pub, self.p.wait_for_subscribers, self._stop)
         period = 1.0 / self.fps
         next_due = time.monotonic()
         for frame in self._iterate():

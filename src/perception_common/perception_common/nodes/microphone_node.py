@@ -22,7 +22,7 @@ from rclpy.time import Time
 
 from perception_common.params import declare_and_read, param
 
-from .runtime import parse_help, run, sensor_qos
+from .runtime import parse_help, run, sensor_qos, wait_for_subscribers
 
 TOPICS = """topics:
   publishes  audio  perception_msgs/msg/AudioChunk  stamped with the first sample's capture time"""
@@ -40,6 +40,7 @@ class MicrophoneParams:
     qos_depth: int = param(50, "publisher queue depth (audio is small; keep enough for bursts)")
     qos_reliability: str = param("reliable", "reliable (default: every chunk matters) or best_effort")
     max_chunks: int = param(0, "stop after this many chunks (0 = no limit)")
+    wait_for_subscribers: int = param(0, "files only: wait until this many subscribers are matched before playing")
 
 
 def _file_chunks(path: str, chunk: int, loop: bool, stop: threading.Event):
@@ -99,6 +100,7 @@ class MicrophoneNode(Node):
         self.samples_sent += block.shape[0]
 
     def _file_loop(self) -> None:
+        wait_for_subscribers(self, self.pub, self.p.wait_for_subscribers, self._stop)
         start_wall = time.monotonic()
         t0 = self.get_clock().now().nanoseconds
         sent = 0

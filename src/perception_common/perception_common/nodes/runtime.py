@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from perception_common.params import help_text
@@ -35,6 +36,20 @@ def reliable_qos(depth: int = 10):
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 
     return QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.RELIABLE)
+
+
+def wait_for_subscribers(node, publisher, count: int, stop, timeout: float = 60.0) -> None:
+    """Block (in a worker thread) until ``publisher`` has ``count`` matched subscribers, ``stop`` is set,
+    or ``timeout`` seconds pass (then warn and go on)."""
+    if count <= 0:
+        return
+    node.get_logger().info(f"waiting for {count} subscriber(s) on {publisher.topic_name}")
+    deadline = time.monotonic() + timeout
+    while publisher.get_subscription_count() < count and not stop.is_set():
+        if time.monotonic() > deadline:
+            node.get_logger().warning(f"only {publisher.get_subscription_count()} subscriber(s) after {timeout:.0f} s")
+            return
+        time.sleep(0.05)
 
 
 def parse_help(argv: Sequence[str], prog: str, description: str, params_cls: type, topics: str) -> None:
