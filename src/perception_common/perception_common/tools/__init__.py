@@ -1,0 +1,1 @@
+"""Small command-line tools that talk to the running graph."""
