@@ -1,0 +1,297 @@
+"""The robust AVS model: TPAVI baseline + classifier-guided similarity gate.
+
+Data flow (per frame ``i`` of a batch)::
+
+    frame -> backbone -> F_1..F_4 -> ASPP -> V_1..V_4 -+-> TPAVI(V_i, F_A) -> Z_i -> FPN decoder -> mask logits
+    log-mel -> VGGish -> F_A ------------------------/
+    F_A, F_4 -> similarity gate -> s, sigmoid(s), sounding
+
+The gate does not change the mask logits (as in the paper, negatives are
+suppressed by training the mask towards empty); it decides whether a mask
+should be published. With ``gate="off"`` the model is exactly the baseline:
+same modules and parameters minus the gate, same mask logits, and every frame
+reported as ``sounding`` (the baseline cannot say otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from perception_common.checkpoint import load_strict, read_config, read_tensors, save_folder
+from perception_common.images import ImageError, to_rgb8
+
+from .audio import window_to_example
+from .backbones import build_backbone, load_backbone_state_dict
+from .config import CONFIGS, AVSConfig, get_config
+from .decoder import FPNDecoder
+from .errors import CheckpointError, ConfigError, FrameError, InputError
+from .fusion import ASPP, TPAVI
+from .gate import SimilarityGate
+from .vggish import build_vggish, load_pca_params, load_vggish_state_dict
+
+MODEL_TYPE = "avs"
+MIN_INPUT_SIDE = 32
+
+
+@dataclass
+class AVSOutput:
+    """What :meth:`AVSModel.forward` returns for a batch of ``B`` frames.
+
+    Attributes:
+        mask_logits: ``B x 1 x H x W`` mask logits at the input resolution.
+        similarity: ``B`` cosine similarity ``s`` (None with the gate off).
+        gate_logit: ``B`` value fed to the sigmoid (None with the gate off).
+        score: ``B`` ``sigmoid(gate_logit)`` (None with the gate off).
+        sounding: ``B`` bool, ``score > threshold`` (all True with the gate off).
+        audio_embedding: ``B x 128`` F_A.
+        fused: per stage, ``B x C x h_i x w_i`` features after ASPP (and TPAVI where used): Z_i.
+        audio_aligned: per stage, ``B x C`` aligned audio A_i (None where the stage has no TPAVI).
+    """
+
+    mask_logits: torch.Tensor
+    similarity: torch.Tensor | None
+    gate_logit: torch.Tensor | None
+    score: torch.Tensor | None
+    sounding: torch.Tensor
+    audio_embedding: torch.Tensor
+    fused: list[torch.Tensor] = field(default_factory=list)
+    audio_aligned: list[torch.Tensor | None] = field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    """One frame's result from :meth:`AVSModel.predict`.
+
+    Attributes:
+        mask: ``H x W`` bool at the frame's own size; empty unless ``sounding``.
+        probability: ``H x W`` float32 ``sigmoid(mask_logits)`` (not gated).
+        similarity: ``s`` (None with the gate off).
+        score: ``sigmoid`` of the gate logit (None with the gate off).
+        sounding: whether the gate accepts the audio-visual pair.
+        audio_padded_samples: zeros added at 16 kHz because the window was short.
+    """
+
+    mask: np.ndarray
+    probability: np.ndarray
+    similarity: float | None
+    score: float | None
+    sounding: bool
+    audio_padded_samples: int
+
+
+class AVSModel(nn.Module):
+    """Audio-visual segmentation with a correspondence gate.
+
+    Args:
+        config: an :class:`avs.config.AVSConfig` (see :func:`build_model` for registered ones).
+    """
+
+    def __init__(self, *, config: AVSConfig):
+        super().__init__()
+        if not isinstance(config, AVSConfig):
+            raise ConfigError(f"config must be an AVSConfig, got {type(config).__name__}")
+        self.config = config
+        self.backbone = build_backbone(config.backbone)
+        self.audio_encoder = build_vggish(config.audio_encoder, postprocess=config.vggish_postprocess)
+        audio_dim = self.audio_encoder.embedding_dim
+        self.aspp = nn.ModuleList(
+            ASPP(in_channels=c, out_channels=config.channels, dilations=config.aspp_dilations)
+            for c in self.backbone.channels
+        )
+        self.tpavi = nn.ModuleDict(
+            {
+                str(i): TPAVI(channels=config.channels, audio_dim=audio_dim, attention=config.tpavi_attention)
+                for i in sorted(config.tpavi_stages)
+            }
+        )
+        self.decoder = FPNDecoder(channels=config.channels, head_channels=config.decoder_head_channels)
+        self.gate = (
+            None
+            if config.gate == "off"
+            else SimilarityGate(
+                audio_dim=audio_dim,
+                visual_dim=self.backbone.channels[3],
+                mode=config.gate,
+                init_scale=config.gate_init_scale,
+            )
+        )
+        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ forward
+    def _check_inputs(self, frames: torch.Tensor, audio: torch.Tensor, clip_length: int) -> None:
+        if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
+            shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise InputError(f"frames must be a B x 3 x H x W float tensor in [0, 1], got {shape}")
+        if not frames.is_floating_point():
+            raise InputError(f"frames must be float in [0, 1], got dtype {frames.dtype}")
+        b, _, h, w = frames.shape
+        if b == 0 or min(h, w) < MIN_INPUT_SIDE:
+            raise InputError(
+                f"frames must be non-empty and at least {MIN_INPUT_SIDE} x {MIN_INPUT_SIDE}, got {b} x 3 x {h} x {w}"
+            )
+        if not isinstance(audio, torch.Tensor) or audio.ndim != 4 or tuple(audio.shape[1:]) != (1, 96, 64):
+            shape = tuple(audio.shape) if isinstance(audio, torch.Tensor) else type(audio).__name__
+            raise InputError(f"audio must be B x 1 x 96 x 64 log-mel examples, got {shape}")
+        if audio.shape[0] != b:
+            raise InputError(f"frames and audio must have the same batch size, got {b} and {audio.shape[0]}")
+        if not isinstance(clip_length, int) or clip_length < 1 or b % clip_length:
+            raise InputError(f"clip_length must be a positive int dividing the batch size {b}, got {clip_length!r}")
+        if not torch.isfinite(frames).all():
+            raise InputError("frames contain NaN or Inf values")
+        if not torch.isfinite(audio).all():
+            raise InputError("audio log-mel contains NaN or Inf values")
+
+    def forward(self, frames: torch.Tensor, audio: torch.Tensor, *, clip_length: int = 1) -> AVSOutput:
+        """Segment sounding objects.
+
+        Args:
+            frames: ``B x 3 x H x W`` RGB in [0, 1] (normalised inside), ``H, W >= 32``.
+            audio: ``B x 1 x 96 x 64`` log-mel examples, one per frame.
+            clip_length: ``T``; the batch is ``B / T`` clips of ``T`` consecutive
+                frames (clip-major, as AVSBench's ``B*T``), and TPAVI attends over
+                the T audio segments of a clip. 1 for single frames (the robot).
+        """
+        self._check_inputs(frames, audio, clip_length)
+        b, _, h, w = frames.shape
+        x = (frames - self.pixel_mean) / self.pixel_std
+        feats = self.backbone(x)
+        audio_embedding = self.audio_encoder(audio)
+        fused: list[torch.Tensor] = []
+        aligned: list[torch.Tensor | None] = []
+        n_clips, t = b // clip_length, clip_length
+        for i, feat in enumerate(feats):
+            v = self.aspp[i](feat)
+            if str(i) in self.tpavi:
+                c, fh, fw = v.shape[1:]
+                v5 = v.view(n_clips, t, c, fh, fw).permute(0, 2, 1, 3, 4)
+                z, a = self.tpavi[str(i)](v5, audio_embedding.view(n_clips, t, -1))
+                v = z.permute(0, 2, 1, 3, 4).reshape(b, c, fh, fw)
+                aligned.append(a.reshape(b, -1))
+            else:
+                aligned.append(None)
+            fused.append(v)
+        mask_logits = self.decoder(fused, (h, w))
+        if self.gate is None:
+            return AVSOutput(
+                mask_logits, None, None, None, torch.ones(b, dtype=torch.bool, device=frames.device),
+                audio_embedding, fused, aligned,
+            )
+        g = self.gate(audio_embedding, feats[3])
+        sounding = g.score > self.config.threshold
+        return AVSOutput(mask_logits, g.similarity, g.logit, g.score, sounding, audio_embedding, fused, aligned)
+
+    # ------------------------------------------------------------- convenience
+    def preprocess_frame(self, frame_rgb: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
+        """``H x W x 3`` uint8 (or anything :func:`to_rgb8` takes) -> ``1 x 3 x S x S`` float in [0, 1].
+
+        The frame is resized to ``image_size`` squared without keeping the aspect
+        ratio, as AVSBench does (choice: bilinear, OpenCV ``INTER_LINEAR``).
+        """
+        try:
+            rgb = to_rgb8(frame_rgb, channel_order=channel_order)
+        except ImageError as exc:
+            raise FrameError(str(exc)) from None
+        size = self.config.image_size
+        resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+        tensor = torch.from_numpy(resized).permute(2, 0, 1).float().div_(255.0)
+        return tensor.unsqueeze(0).to(self.pixel_mean.device)
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        frame_rgb: np.ndarray,
+        waveform,
+        sample_rate,
+        *,
+        channel_order: str = "rgb",
+        layout: str = "auto",
+        threshold: float | None = None,
+    ) -> Prediction:
+        """One frame and the audio window ending at its time stamp -> :class:`Prediction`.
+
+        Args:
+            frame_rgb: ``H x W x 3`` uint8 RGB frame (gray, RGBA, 16-bit, float also accepted).
+            waveform: the audio window (about 0.975 s; shorter is padded at the start
+                and reported), any dtype/layout that :func:`avs.audio.to_mono_float` takes.
+            sample_rate: its rate in Hz.
+            channel_order: ``"rgb"`` or ``"bgr"``.
+            layout: channel layout of a 2-D waveform.
+            threshold: override of ``config.threshold`` for this call.
+
+        The model is run in eval mode (its previous mode is restored afterwards).
+        """
+        if threshold is not None and not 0.0 < float(threshold) < 1.0:
+            raise InputError(f"threshold must be in (0, 1), got {threshold}")
+        if not isinstance(frame_rgb, np.ndarray):
+            raise FrameError(f"frame must be a numpy array, got {type(frame_rgb).__name__}")
+        example = window_to_example(waveform, sample_rate, layout=layout)
+        x = self.preprocess_frame(frame_rgb, channel_order=channel_order)
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(x, example.examples.to(x.device))
+        finally:
+            self.train(was_training)
+        h, w = frame_rgb.shape[:2]
+        logits = F.interpolate(out.mask_logits, size=(h, w), mode="bilinear", align_corners=False)
+        probability = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        if out.score is None:
+            sounding, similarity, score = True, None, None
+        else:
+            score = float(out.score[0])
+            similarity = float(out.similarity[0])
+            sounding = score > (self.config.threshold if threshold is None else float(threshold))
+        mask = (probability > 0.5) & sounding
+        return Prediction(mask, probability, similarity, score, bool(sounding), example.padded_samples)
+
+    # ------------------------------------------------------------- checkpoints
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` (with ``model_type: "avs"``) and ``model.safetensors`` into ``folder``."""
+        return save_folder(folder, {"model_type": MODEL_TYPE, **self.config.to_dict()}, self.state_dict())
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> AVSModel:
+        """Load a folder written by :meth:`save_pretrained`; returned in eval mode."""
+        config = read_config(folder, MODEL_TYPE)
+        config.pop("model_type", None)
+        try:
+            cfg = AVSConfig.from_dict(config)
+        except ConfigError as exc:
+            raise CheckpointError(f"{Path(folder) / 'config.json'}: {exc}") from None
+        model = cls(config=cfg)
+        load_strict(model, read_tensors(folder), str(folder))
+        return model.to(device).eval()
+
+    def load_backbone_weights(self, path_or_state) -> None:
+        """Load official backbone weights (torchvision ResNet-50; timm or official PVT-v2)."""
+        load_backbone_state_dict(self.backbone, path_or_state)
+
+    def load_audio_weights(self, path_or_state, *, pca_params=None) -> None:
+        """Load torchvggish weights (``vggish-*.pth``), and the PCA parameters if the config uses them."""
+        load_vggish_state_dict(self.audio_encoder, path_or_state)
+        if pca_params is not None:
+            load_pca_params(self.audio_encoder, pca_params)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_model(name: str = "tiny", **overrides) -> AVSModel:
+    """Build a registered configuration (randomly initialised; load weights separately).
+
+    Args:
+        name: a key of :data:`avs.config.CONFIGS`.
+        overrides: AVSConfig fields to change, e.g. ``gate="off"`` for the baseline.
+    """
+    return AVSModel(config=get_config(name, **overrides))
+
+
+__all__ = ["CONFIGS", "AVSConfig", "AVSModel", "AVSOutput", "Prediction", "build_model"]
