@@ -30,7 +30,11 @@ PathLike = str | os.PathLike
 __all__ = [
     "DatasetError",
     "davis_palette",
+    "read_binary_mask",
+    "read_csv_table",
     "read_index_mask",
+    "read_json",
+    "read_rgb",
     "require_dir",
     "require_file",
     "write_index_mask",
@@ -147,3 +151,75 @@ def write_index_mask(path: PathLike, array: np.ndarray) -> Path:
     image.putpalette(davis_palette().reshape(-1).tolist())  # turns an "L" image into "P", ids kept
     image.save(path, format="PNG")
     return path
+
+
+def read_binary_mask(path: PathLike) -> np.ndarray:
+    """Read an AVSBench-style ground-truth mask as ``bool`` ``H x W`` (True = sounding object).
+
+    Rule: grey / colour images are binarised exactly as the AVSBench S4 loader does,
+    ``Image.open(p).convert("1")`` (PIL: value >= 128 is white for 0/255 masks; intermediate greys are
+    Floyd-Steinberg dithered as there). Palette images are index masks: id != 0 is foreground (PIL's
+    ``convert("1")`` would go through the palette colours instead). AVSBench masks are 0/255, for which
+    this equals both official loaders (S4: mode "1"; MS3: mode "P" / 255).
+    """
+    from PIL import Image
+
+    path = require_file(path, "mask")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("P", "PA"):
+                return np.asarray(image.convert("P") if image.mode == "PA" else image) != 0
+            return np.array(image.convert("1"), dtype=bool)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"mask {str(path)!r} cannot be read: {error}", path) from error
+
+
+def read_rgb(path: PathLike) -> np.ndarray:
+    """Read an image file as ``H x W x 3`` RGB ``uint8``; :class:`DatasetError` naming it when missing/unreadable."""
+    import cv2
+
+    path = require_file(path, "frame")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"frame {str(path)!r} cannot be read as an image", path)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_json(path: PathLike, what: str = "JSON file"):
+    """Parse a JSON file; :class:`DatasetError` naming it when missing or malformed."""
+    import json
+
+    path = require_file(path, what)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{what} {str(path)!r} is not valid JSON: {error}", path) from error
+
+
+def read_csv_table(
+    path: PathLike, required: tuple[str, ...] = (), what: str = "CSV file"
+) -> tuple[list[str], list[dict]]:
+    """Read a CSV with a header row: ``(header, rows as dicts)``.
+
+    Raises :class:`DatasetError` naming the file when it is missing, has no header, or lacks one of the
+    ``required`` columns (surrounding spaces in column names are stripped).
+    """
+    import csv
+
+    path = require_file(path, what)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [column.strip() for column in next(reader)]
+        except StopIteration:
+            raise DatasetError(f"{what} {str(path)!r} is empty (no header row)", path) from None
+        missing = [column for column in required if column not in header]
+        if missing:
+            raise DatasetError(f"{what} {str(path)!r} lacks column(s) {missing}; header is {header}", path)
+        rows = []
+        for values in reader:
+            if not any(value.strip() for value in values):
+                continue
+            rows.append({column: (values[i].strip() if i < len(values) else "") for i, column in enumerate(header)})
+    return header, rows
