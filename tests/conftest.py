@@ -128,3 +128,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "call":
         item.rep_call_failed = rep.failed
+
+
+# launch_testing files run under `python -m launch_testing.launch_test` (see test_launcher.py), not pytest.
+collect_ignore = ["launch"]

@@ -36,18 +36,39 @@ def help_text(params_cls: type) -> str:
     return "\n".join(lines)
 
 
+class ParameterError(ValueError):
+    """A parameter value has the wrong type or is out of range; the message names it."""
+
+
+def coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert a parameter ``value`` to the type of its ``default``, or raise :class:`ParameterError`.
+
+    Integers are accepted for float parameters (``rate:=20``); nothing else is
+    converted silently.
+    """
+    want = type(default)
+    if isinstance(value, want) and not (want is int and isinstance(value, bool)):
+        return value
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ParameterError(f"parameter {name!r} must be {want.__name__}, got {value!r} ({type(value).__name__})")
+
+
 def declare_and_read(node, params_cls: type[T]) -> T:
     """Declare every field of ``params_cls`` on ``node`` and return the values in force.
 
-    A value of the wrong type given on the command line or in YAML makes rclpy
-    raise at declaration, naming the parameter: the node does not start with it.
+    Values are type-checked against the dataclass defaults (see :func:`coerce`);
+    a wrong type raises :class:`ParameterError` naming the parameter.
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
     values = {}
     for f in dataclasses.fields(params_cls):
         descriptor = ParameterDescriptor(
-            description=f.metadata.get("description", ""), read_only=f.metadata.get("read_only", False)
+            description=f.metadata.get("description", ""),
+            read_only=f.metadata.get("read_only", False),
+            dynamic_typing=True,
         )
-        values[f.name] = node.declare_parameter(f.name, f.default, descriptor).value
+        value = node.declare_parameter(f.name, f.default, descriptor).value
+        values[f.name] = coerce(f.name, value, f.default)
     return params_cls(**values)

@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from perception_common.params import help_text
+from perception_common.params import ParameterError, help_text
 
 QOS_RELIABILITY = ("best_effort", "reliable")
 
@@ -74,7 +75,14 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, e
     rclpy.init(args=list(argv) if argv is not None else sys.argv)
     node = None
     try:
-        node = node_factory()
+        try:
+            node = node_factory()
+        except (ParameterError, ValueError, RuntimeError, OSError) as exc:
+            # Configuration problems (bad parameter, missing model or device): one clear line, exit code 2.
+            name = Path(sys.argv[0]).name
+            print(f"[FATAL] [{name}]: cannot start: {exc}", file=sys.stderr, flush=True)
+            rclpy.try_shutdown()
+            raise SystemExit(2) from None
         ex = MultiThreadedExecutor(num_threads=3) if executor == "multi" else SingleThreadedExecutor()
         ex.add_node(node)
         ex.spin()

@@ -1,0 +1,12 @@
+"""ros2 launch: the graph in config/avs.yaml (override with graph:=FILE).
+
+Pip environment (no launch_ros): perception-run config/avs.yaml
+"""
+
+from pathlib import Path
+
+from perception_common.launch_graph import generate
+
+
+def generate_launch_description():
+    return generate(Path(__file__).resolve().parent.parent / "config" / "avs.yaml")
