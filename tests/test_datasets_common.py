@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from perception_eval.datasets.common import (
     DatasetError,
     davis_palette,
@@ -10,7 +12,6 @@ from perception_eval.datasets.common import (
     require_file,
     write_index_mask,
 )
-from PIL import Image
 
 
 def test_palette_matches_voc_colour_map():
