@@ -1,0 +1,135 @@
+"""A time-indexed ring buffer of audio, fed by stamped chunks, read as windows ending at a given time.
+
+The AVS node keeps one: each ``AudioChunk`` is pushed with the capture time
+of its first sample; for each video frame the window of ``duration`` seconds
+ending at the frame's stamp is read back. ROS-free, so it is tested directly.
+
+Rules (each problem raises :class:`AudioChunkError` naming it, and the buffer
+keeps its good data):
+
+* NaN/Inf samples, a non-positive or absurd sample rate, a sample count that
+  is not a multiple of the channel count: the chunk is rejected;
+* a sample-rate or channel-count change: the buffer restarts at the new format;
+* a gap in ``sequence`` or in time (lost chunks): the missing span is filled
+  with zeros (reported through :attr:`AudioRingBuffer.gaps`), so sample times
+  stay right;
+* a chunk that overlaps what is buffered (clock jump backwards) restarts the buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_RATE = 384_000
+NS = 1_000_000_000
+
+
+class AudioChunkError(ValueError):
+    """A chunk cannot be buffered; the message names why."""
+
+
+class NotEnoughAudio(LookupError):
+    """The requested window is not (fully) buffered yet, or already gone."""
+
+
+@dataclass
+class AudioWindow:
+    samples: np.ndarray  # [n, channels] float32
+    sample_rate: int
+    start_ns: int  # capture time of the first sample
+    end_ns: int  # capture time just after the last sample
+
+
+class AudioRingBuffer:
+    """Keep the last ``capacity_s`` seconds of audio with its capture times.
+
+    Args:
+        capacity_s: seconds kept; older samples are discarded.
+        max_gap_s: gaps longer than this restart the buffer instead of being zero-filled.
+    """
+
+    def __init__(self, *, capacity_s: float = 10.0, max_gap_s: float = 2.0):
+        self.capacity_s = float(capacity_s)
+        self.max_gap_s = float(max_gap_s)
+        self.rate: int | None = None
+        self.channels: int | None = None
+        self._data = np.zeros((0, 1), np.float32)
+        self._start_ns = 0  # capture time of self._data[0]
+        self._next_seq: int | None = None
+        self.gaps = 0  # count of zero-filled gaps (lost chunks)
+        self.restarts = 0
+
+    @property
+    def end_ns(self) -> int:
+        """Capture time just after the newest buffered sample (0 when empty)."""
+        if self.rate is None or len(self._data) == 0:
+            return 0
+        return self._start_ns + round(len(self._data) * NS / self.rate)
+
+    def _restart(self, rate: int, channels: int, start_ns: int) -> None:
+        if self.rate is not None:
+            self.restarts += 1
+        self.rate, self.channels = rate, channels
+        self._data = np.zeros((0, channels), np.float32)
+        self._start_ns = start_ns
+
+    def push(self, samples, *, sample_rate: int, channels: int, start_ns: int, sequence: int | None = None) -> None:
+        """Add one chunk of interleaved ``samples`` whose first sample was captured at ``start_ns``."""
+        if not 0 < int(sample_rate) <= MAX_RATE:
+            raise AudioChunkError(f"sample rate {sample_rate} Hz is out of range (1..{MAX_RATE})")
+        if channels <= 0:
+            raise AudioChunkError(f"channel count {channels} must be positive")
+        flat = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if flat.size == 0:
+            raise AudioChunkError("empty audio chunk")
+        if flat.size % channels:
+            raise AudioChunkError(f"{flat.size} samples is not a multiple of {channels} channels")
+        if not np.isfinite(flat).all():
+            raise AudioChunkError(f"audio chunk {sequence} contains NaN or Inf samples")
+        block = flat.reshape(-1, channels)
+        if self.rate != sample_rate or self.channels != channels:
+            self._restart(int(sample_rate), int(channels), start_ns)
+        elif len(self._data):
+            gap_ns = start_ns - self.end_ns
+            tolerance = max(NS // self.rate, NS // 1000)  # one sample or 1 ms of clock jitter
+            lost = sequence is not None and self._next_seq is not None and sequence > self._next_seq
+            if gap_ns < -tolerance or gap_ns > self.max_gap_s * NS:
+                self._restart(self.rate, channels, start_ns)
+            elif gap_ns > tolerance or lost:
+                n = max(0, round(gap_ns * self.rate / NS))
+                self._data = np.concatenate([self._data, np.zeros((n, channels), np.float32)])
+                self.gaps += 1
+        else:
+            self._start_ns = start_ns
+        self._data = np.concatenate([self._data, block])
+        self._next_seq = None if sequence is None else sequence + 1
+        keep = int(self.capacity_s * self.rate)
+        if len(self._data) > keep:
+            cut = len(self._data) - keep
+            self._data = self._data[cut:]
+            self._start_ns += round(cut * NS / self.rate)
+
+    def window(self, end_ns: int, duration_s: float) -> AudioWindow:
+        """The ``duration_s`` seconds of audio ending at capture time ``end_ns``.
+
+        Raises:
+            NotEnoughAudio: the buffer does not reach ``end_ns`` yet, or its start is already discarded.
+        """
+        if self.rate is None or len(self._data) == 0:
+            raise NotEnoughAudio("no audio received yet")
+        n = round(duration_s * self.rate)
+        stop = round((end_ns - self._start_ns) * self.rate / NS)
+        start = stop - n
+        if stop > len(self._data):
+            behind = (stop - len(self._data)) / self.rate
+            raise NotEnoughAudio(f"audio ends {behind:.3f} s before the frame")
+        if start < 0:
+            raise NotEnoughAudio(f"only {stop / self.rate:.3f} s of audio before the frame, need {duration_s:.3f} s")
+        return AudioWindow(
+            samples=self._data[start:stop].copy(),
+            sample_rate=self.rate,
+            start_ns=self._start_ns + round(start * NS / self.rate),
+            end_ns=self._start_ns + round(stop * NS / self.rate),
+        )

@@ -1,0 +1,78 @@
+"""The AVS node's audio ring buffer: windows by capture time, gaps, format changes, bad chunks."""
+
+import numpy as np
+import pytest
+
+from perception_common.audio_buffer import NS, AudioChunkError, AudioRingBuffer, NotEnoughAudio
+
+
+def _push_ramp(buf, start_ns, n_chunks, chunk=160, rate=16000, first=0, seq0=0):
+    for k in range(n_chunks):
+        vals = (np.arange(chunk) + first + k * chunk).astype(np.float32) / 1e5
+        t = start_ns + round(k * chunk * NS / rate)
+        buf.push(vals, sample_rate=rate, channels=1, start_ns=t, sequence=seq0 + k)
+
+
+def test_window_ends_at_the_requested_time():
+    buf = AudioRingBuffer(capacity_s=5)
+    t0 = 1_000 * NS
+    _push_ramp(buf, t0, 200)  # 2 s
+    w = buf.window(t0 + NS + NS // 2, 0.96)  # ends at 1.5 s
+    assert w.samples.shape == (15360, 1)
+    # sample index of the window end is 1.5 s * 16000 = 24000 -> last sample value 23999
+    assert w.samples[-1, 0] == pytest.approx(23999 / 1e5)
+    assert w.samples[0, 0] == pytest.approx((24000 - 15360) / 1e5)
+    assert w.end_ns == t0 + 3 * NS // 2 and w.start_ns == t0 + 3 * NS // 2 - round(0.96 * NS)
+
+
+def test_not_enough_audio_before_and_after():
+    buf = AudioRingBuffer()
+    with pytest.raises(NotEnoughAudio, match="no audio"):
+        buf.window(0, 0.96)
+    _push_ramp(buf, 10 * NS, 50)  # 0.5 s
+    with pytest.raises(NotEnoughAudio, match="need 0.960"):
+        buf.window(10 * NS + NS // 2, 0.96)
+    with pytest.raises(NotEnoughAudio, match="before the frame"):
+        buf.window(12 * NS, 0.1)
+
+
+def test_lost_chunk_is_zero_filled_and_counted():
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 0, 10)
+    # skip chunk 10 (sequence and time): chunk 11 starts 2 chunks later
+    vals = np.ones(160, np.float32)
+    buf.push(vals, sample_rate=16000, channels=1, start_ns=round(11 * 160 * NS / 16000), sequence=11)
+    assert buf.gaps == 1
+    w = buf.window(round(12 * 160 * NS / 16000), 2 * 160 / 16000)
+    np.testing.assert_array_equal(w.samples[:160, 0], 0.0)
+    np.testing.assert_array_equal(w.samples[160:, 0], 1.0)
+
+
+def test_capacity_and_format_change():
+    buf = AudioRingBuffer(capacity_s=1.0)
+    _push_ramp(buf, 0, 300)  # 3 s pushed, 1 s kept
+    with pytest.raises(NotEnoughAudio):
+        buf.window(round(1.5 * NS), 0.96)
+    assert buf.window(3 * NS, 0.96).samples.shape[0] == 15360
+    buf.push(np.zeros(882, np.float32), sample_rate=44100, channels=2, start_ns=3 * NS)
+    assert buf.rate == 44100 and buf.channels == 2 and buf.restarts == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"samples": [np.nan, 0.0]}, "NaN"),
+        ({"sample_rate": 0}, "out of range"),
+        ({"channels": 2, "samples": [0.0, 0.1, 0.2]}, "multiple of 2"),
+        ({"samples": []}, "empty"),
+    ],
+)
+def test_bad_chunks_are_rejected_and_good_data_kept(kwargs, match):
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 0, 100)
+    before = buf.window(NS, 0.5).samples.copy()
+    args = {"samples": [0.0, 0.1], "sample_rate": 16000, "channels": 1, "start_ns": NS, "sequence": 100} | kwargs
+    samples = args.pop("samples")
+    with pytest.raises(AudioChunkError, match=match):
+        buf.push(samples, **args)
+    np.testing.assert_array_equal(buf.window(NS, 0.5).samples, before)
