@@ -1,0 +1,204 @@
+"""AVSModel: forward, predict, save/load round trip, and a clear error for every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avs.config import CONFIGS, AVSConfig, get_config
+from avs.errors import AudioError, CheckpointError, ConfigError, FrameError, InputError
+from avs.model import AVSModel, build_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_model("tiny").eval()
+
+
+def test_registry_has_the_issue_configs():
+    assert {"tiny", "embedded", "resnet50-vggish", "pvt-v2-b5-vggish"} <= set(CONFIGS)
+    assert get_config("pvt-v2-b5-vggish").backbone == "pvt_v2_b5"
+    assert get_config("resnet50-vggish").audio_encoder == "vggish"
+
+
+def test_embedded_config_is_small():
+    model = build_model("embedded")
+    assert model.num_parameters() < 10_000_000
+
+
+def test_forward_shapes(tiny):
+    out = tiny(torch.rand(2, 3, 64, 96), torch.randn(2, 1, 96, 64))
+    assert tuple(out.mask_logits.shape) == (2, 1, 64, 96)
+    assert tuple(out.similarity.shape) == tuple(out.score.shape) == tuple(out.sounding.shape) == (2,)
+    torch.testing.assert_close(out.sounding, out.score > tiny.config.threshold)
+    assert tuple(out.audio_embedding.shape) == (2, 128)
+    assert len(out.fused) == 4 and all(a is not None and a.shape == (2, 8) for a in out.audio_aligned)
+
+
+def test_audio_changes_the_mask_and_clips_mix_segments():
+    frames = torch.rand(1, 3, 64, 64)
+    a1, a2 = torch.randn(1, 1, 96, 64), torch.randn(1, 1, 96, 64) * 3
+    with torch.no_grad():
+        # make the attention path non-trivial (W_z starts at zero as in the reference)
+        model = build_model("tiny").eval()
+        for block in model.tpavi.values():
+            torch.nn.init.normal_(block.W_z[1].weight, 0, 1.0)
+        m1 = model(frames, a1).mask_logits
+        m2 = model(frames, a2).mask_logits
+        assert not torch.allclose(m1, m2, atol=1e-5)
+        # clip_length=2: frame 0's output depends on frame 1's audio
+        clip_a = model(frames.repeat(2, 1, 1, 1), torch.cat([a1, a1]), clip_length=2).mask_logits[0]
+        clip_b = model(frames.repeat(2, 1, 1, 1), torch.cat([a1, a2]), clip_length=2).mask_logits[0]
+        assert not torch.allclose(clip_a, clip_b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "frames, audio, kwargs, match",
+    [
+        (torch.rand(2, 64, 64), torch.randn(2, 1, 96, 64), {}, "B x 3 x H x W"),
+        (torch.rand(2, 4, 64, 64), torch.randn(2, 1, 96, 64), {}, "B x 3 x H x W"),
+        (torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8), torch.randn(2, 1, 96, 64), {}, "float"),
+        (torch.rand(2, 3, 16, 64), torch.randn(2, 1, 96, 64), {}, "at least 32"),
+        (torch.rand(2, 3, 64, 64), torch.randn(2, 96, 64), {}, "B x 1 x 96 x 64"),
+        (torch.rand(2, 3, 64, 64), torch.randn(3, 1, 96, 64), {}, "same batch size"),
+        (torch.rand(2, 3, 64, 64), torch.randn(2, 1, 96, 64), {"clip_length": 3}, "clip_length"),
+        (torch.full((1, 3, 64, 64), float("nan")), torch.randn(1, 1, 96, 64), {}, "frames contain NaN"),
+        (torch.rand(1, 3, 64, 64), torch.full((1, 1, 96, 64), float("inf")), {}, "audio log-mel contains NaN"),
+    ],
+)
+def test_bad_forward_inputs(tiny, frames, audio, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        tiny(frames, audio, **kwargs)
+
+
+def sine_window(rate=16000, seconds=1.0):
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+
+
+def test_predict_returns_frame_sized_results(tiny):
+    frame = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    pred = tiny.predict(frame, sine_window(44100), 44100)
+    assert pred.mask.shape == pred.probability.shape == (50, 70)
+    assert pred.mask.dtype == bool and pred.probability.dtype == np.float32
+    assert pred.audio_padded_samples == 0
+    assert isinstance(pred.sounding, bool) and 0.0 < pred.score < 1.0 and -1.0 <= pred.similarity <= 1.0
+    assert pred.sounding == (pred.score > 0.5)
+    np.testing.assert_array_equal(pred.mask, (pred.probability > 0.5) & pred.sounding)
+    # a threshold no cosine score can pass: never sounding, mask empty
+    refused = tiny.predict(frame, sine_window(), 16000, threshold=0.99)
+    assert not refused.sounding and not refused.mask.any()
+    # gray frames and short windows work; the padding is reported
+    short = tiny.predict(frame[:, :, 0], sine_window(seconds=0.5), 16000)
+    assert short.audio_padded_samples == 15600 - 8000
+    assert tiny.training is False
+
+
+def test_predict_with_gate_off_is_always_sounding():
+    base = build_model("tiny", gate="off")
+    base.train()
+    pred = base.predict(np.zeros((40, 40, 3), np.uint8), sine_window(), 16000)
+    assert pred.sounding and pred.score is None and pred.similarity is None
+    assert base.training  # mode restored
+
+
+@pytest.mark.parametrize(
+    "frame, audio, rate, error, match",
+    [
+        (np.zeros((0, 10, 3), np.uint8), sine_window(), 16000, FrameError, "empty"),
+        (np.zeros((10, 10, 2), np.uint8), sine_window(), 16000, FrameError, "channels"),
+        ([[1, 2]], sine_window(), 16000, FrameError, "numpy array"),
+        (np.zeros((10, 10, 3), np.uint8), np.full(16000, np.nan, np.float32), 16000, AudioError, "NaN"),
+        (np.zeros((10, 10, 3), np.uint8), np.zeros(0, np.float32), 16000, AudioError, "empty"),
+        (np.zeros((10, 10, 3), np.uint8), sine_window(), -5, AudioError, "positive"),
+    ],
+)
+def test_bad_predict_inputs(tiny, frame, audio, rate, error, match):
+    with pytest.raises(error, match=match):
+        tiny.predict(frame, audio, rate)
+
+
+@pytest.mark.parametrize("gate", ["cosine", "scaled_cosine", "off"])
+def test_save_load_gives_identical_outputs(tmp_path, gate):
+    torch.manual_seed(1)
+    model = build_model("tiny", gate=gate).eval()
+    frames, audio = torch.rand(2, 3, 64, 64), torch.randn(2, 1, 96, 64)
+    with torch.no_grad():
+        before = model(frames, audio)
+    folder = model.save_pretrained(tmp_path / f"avs-{gate}")
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "avs"
+    loaded = AVSModel.from_pretrained(folder)
+    assert loaded.config == model.config and not loaded.training
+    with torch.no_grad():
+        after = loaded(frames, audio)
+    assert torch.equal(before.mask_logits, after.mask_logits)
+    if gate == "off":
+        assert after.score is None
+    else:
+        assert torch.equal(before.score, after.score)
+
+
+def test_bad_checkpoints(tmp_path):
+    model = build_model("tiny")
+    folder = model.save_pretrained(tmp_path / "good")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        AVSModel.from_pretrained(tmp_path / "missing")
+    corrupt = tmp_path / "corrupt"
+    model.save_pretrained(corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        AVSModel.from_pretrained(corrupt)
+    no_weights = tmp_path / "no_weights"
+    model.save_pretrained(no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing weights"):
+        AVSModel.from_pretrained(no_weights)
+    config = json.loads((folder / "config.json").read_text())
+    wrong_type = tmp_path / "wrong_type"
+    model.save_pretrained(wrong_type)
+    (wrong_type / "config.json").write_text(json.dumps({**config, "model_type": "trackgpt"}))
+    with pytest.raises(CheckpointError, match="expected 'avs'"):
+        AVSModel.from_pretrained(wrong_type)
+    unknown = tmp_path / "unknown_key"
+    model.save_pretrained(unknown)
+    (unknown / "config.json").write_text(json.dumps({**config, "colour": "red"}))
+    with pytest.raises(CheckpointError, match="colour"):
+        AVSModel.from_pretrained(unknown)
+    mismatch = tmp_path / "mismatch"
+    model.save_pretrained(mismatch)
+    (mismatch / "config.json").write_text(json.dumps({**config, "channels": 12}))
+    with pytest.raises(CheckpointError, match="mismatched"):
+        AVSModel.from_pretrained(mismatch)
+
+
+def test_bad_configs():
+    with pytest.raises(ConfigError, match="unknown AVS configuration"):
+        build_model("huge")
+    with pytest.raises(ConfigError, match="backbone"):
+        AVSConfig(backbone="vit_h")
+    with pytest.raises(ConfigError, match="gate"):
+        get_config("tiny", gate="sometimes")
+    with pytest.raises(ConfigError, match="tpavi_stages"):
+        get_config("tiny", tpavi_stages=(0, 4))
+    with pytest.raises(ConfigError, match="threshold"):
+        get_config("tiny", threshold=1.5)
+    with pytest.raises(ConfigError, match="AVSConfig"):
+        AVSModel(config={"backbone": "pvt_v2_tiny"})
+
+
+def test_official_component_weights_load_into_the_model(tmp_path):
+    model = build_model("tiny")
+    donor = build_model("tiny")
+    bb = {k.removeprefix("model."): v for k, v in donor.backbone.state_dict().items()}
+    torch.save(bb, tmp_path / "pvt.pth")
+    torch.save(donor.audio_encoder.state_dict(), tmp_path / "vggish.pth")
+    model.load_backbone_weights(tmp_path / "pvt.pth")
+    model.load_audio_weights(tmp_path / "vggish.pth")
+    for k, v in donor.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], v)
+    assert torch.equal(model.audio_encoder.embeddings[0].weight, donor.audio_encoder.embeddings[0].weight)
