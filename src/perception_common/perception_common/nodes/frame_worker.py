@@ -1,0 +1,105 @@
+"""Base of the model nodes: frames handed from the subscription to one processing thread, diagnostics, shutdown.
+
+Subclasses implement :meth:`FrameWorkerNode.process` (one frame message in,
+messages out) and :meth:`FrameWorkerNode.status`. The callback only queues
+(:class:`FrameQueue`), so the executor is never blocked by the model, and a
+slow reasoning step cannot stall subscriptions or services.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from perception_common.images import ImageError
+
+from .frame_queue import FrameQueue
+from .runtime import reliable_qos
+
+
+class FrameWorkerNode(Node):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.frames: FrameQueue = FrameQueue("live")  # replaced by start_worker()
+        self.processed = 0
+        self.bad_frames = 0
+        self._times: deque[float] = deque(maxlen=120)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    # -- for subclasses ----------------------------------------------------------------
+    def process(self, msg) -> None:
+        raise NotImplementedError
+
+    def status(self) -> tuple[str, list[tuple[str, object]]]:
+        """A one-line summary and extra key/values for the diagnostics message."""
+        return "", []
+
+    def start_worker(self, mode: str, capacity: int) -> None:
+        """Create the frame queue (``live`` or ``replay``, see :class:`FrameQueue`) and the processing thread.
+
+        Call at the end of the subclass constructor, before frames can arrive.
+        """
+        self.frames = FrameQueue(mode, capacity)
+        self._worker = threading.Thread(target=self._loop, name=f"{self.get_name()}_frames", daemon=True)
+        self._worker.start()
+
+    def on_frame(self, msg) -> None:
+        """Subscription callback: queue the frame (live mode keeps only the newest)."""
+        if not self.frames.put(msg) and self.frames.mode == "replay":
+            self.get_logger().warning("replay queue full: dropped the oldest frame", throttle_duration_sec=2.0)
+
+    # -- internals ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            msg = self.frames.get(timeout=0.2)
+            if msg is None:
+                continue
+            try:
+                self.process(msg)
+                self.processed += 1
+                self._times.append(time.monotonic())
+            except ImageError as exc:
+                self.bad_frames += 1
+                self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=2.0)
+            except Exception as exc:  # the node stays up and says what happened
+                self.bad_frames += 1
+                self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=2.0)
+
+    def fps(self, horizon: float = 5.0) -> float:
+        now = time.monotonic()
+        recent = [t for t in self._times if now - t <= horizon]
+        if len(recent) < 2 or recent[-1] <= recent[0]:
+            return 0.0
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
+    def _publish_diagnostics(self) -> None:
+        summary, extra = self.status()
+        st = DiagnosticStatus(name=f"{self.get_name()}", hardware_id=self.get_fully_qualified_name())
+        st.level = DiagnosticStatus.OK if self.bad_frames == 0 else DiagnosticStatus.WARN
+        st.message = f"{summary}, {self.fps():.1f} frames/s".lstrip(", ")
+        base = [("mode", self.frames.mode), ("frames_received", self.frames.received),
+                ("frames_processed", self.processed), ("frames_dropped", self.frames.dropped),
+                ("bad_frames", self.bad_frames), ("fps", f"{self.fps():.2f}")]
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in base + list(extra)]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self._diag_pub.publish(arr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.frames.close()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+        self.get_logger().info(
+            f"processed {self.processed} of {self.frames.received} frames, dropped {self.frames.dropped}, "
+            f"bad {self.bad_frames}"
+        )

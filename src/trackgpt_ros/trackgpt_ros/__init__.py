@@ -1,0 +1,1 @@
+"""ROS 2 adapter of the TrackGPT library (:mod:`trackgpt`): the ``tracker_node``."""

@@ -1,0 +1,223 @@
+"""tracker_node: instruction tracking (TrackGPT) on a camera stream.
+
+Send an instruction on ``instruction_topic`` (std_msgs/String). The
+vision-language brain reasons about it in its own thread while every frame
+keeps being decoded; results go out per processed frame. ``mode`` chooses how
+frames are taken:
+
+* ``live``: only the newest frame is kept; frames replaced before they were
+  processed are counted as dropped and reported, so latency cannot grow;
+* ``replay``: every frame is processed in arrival order (for evaluation with
+  recorded bags); frames beyond ``replay_queue_size`` are dropped with a warning.
+
+Bad input (unsupported encoding, empty image, size/step mismatch, empty or
+oversized instruction) is reported with a warning naming the problem; the node
+keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from perception_msgs.msg import Reasoning, TrackResult
+from sensor_msgs.msg import Image, RegionOfInterest
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from perception_common.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
+from perception_common.images import overlay
+from perception_common.models import resolve_device, resolve_model_spec
+from perception_common.nodes.frame_queue import MODES
+from perception_common.nodes.frame_worker import FrameWorkerNode
+from perception_common.nodes.runtime import parse_help, reliable_qos, run, sensor_qos
+from perception_common.params import declare_and_read, param
+from trackgpt.errors import TrackGPTError
+from trackgpt.model import TrackGPT
+from trackgpt.tracker import OnlineTracker, TrackState
+
+TOPICS = """topics:
+  subscribes  <image_topic>        sensor_msgs/msg/Image            camera frames (any supported encoding)
+  subscribes  <instruction_topic>  std_msgs/msg/String              free-text instruction; a new one supersedes
+  publishes   ~/result             perception_msgs/msg/TrackResult  one per processed frame, the frame's stamp
+  publishes   ~/mask               sensor_msgs/msg/Image            mono8 0/255 target mask (while tracking)
+  publishes   ~/overlay            sensor_msgs/msg/Image            rgb8 frame with the mask (publish_overlay)
+  publishes   ~/reasoning          perception_msgs/msg/Reasoning    one per brain call
+  publishes   /diagnostics         diagnostic_msgs/msg/DiagnosticArray  rates, drops, state (1 Hz)
+services:
+  ~/cancel  std_srvs/srv/Trigger  drop the current instruction (state IDLE)"""
+
+STATE_CODES = {
+    TrackState.IDLE: TrackResult.STATE_IDLE,
+    TrackState.REASONING: TrackResult.STATE_REASONING,
+    TrackState.TRACKING: TrackResult.STATE_TRACKING,
+    TrackState.LOST: TrackResult.STATE_LOST,
+}
+
+
+def shipped_model_dir() -> Path:
+    import trackgpt
+
+    return Path(trackgpt.__file__).resolve().parent / "pretrained" / "embedded"
+
+
+def load_model(spec: str, *, device: str, precision: str) -> tuple[TrackGPT, str]:
+    """The model a ``model`` parameter names (see :mod:`perception_common.models`), on ``device``."""
+    kind, value = resolve_model_spec(spec, shipped_model_dir())
+    if kind == "config":
+        model = TrackGPT.from_config(value, brain={"precision": precision})
+    else:
+        model = TrackGPT.from_pretrained(value, precision=precision)
+    return model.to(device).eval(), value
+
+
+@dataclass
+class TrackerParams:
+    model: str = param("", "model folder (save_pretrained output); '' = the shipped embedded model; "
+                           "'config:NAME' = a registered configuration with random weights (tests, benchmarks)")
+    device: str = param("auto", "auto | cpu | cuda | cuda:N")
+    precision: str = param("fp32", "fp32 | bf16 | fp16 | int8 | int4 (int8/int4: CUDA + bitsandbytes)")
+    tau: float = param(0.5, "rethink when the purport score falls below tau x its first value")
+    mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
+    image_topic: str = param("/camera/image_raw", "camera topic")
+    instruction_topic: str = param("/instruction", "instruction topic (std_msgs/String)")
+    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable")
+    image_qos_depth: int = param(1, "image subscription depth (live); replay uses replay_queue_size")
+    replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
+    publish_overlay: bool = param(False, "also publish ~/overlay (rgb8 frame with the mask)")
+    max_instruction_bytes: int = param(4096, "instructions longer than this (UTF-8 bytes) are rejected")
+    brain_threads: int = param(1, "torch threads for the reasoning worker (0 = leave unchanged)")
+    frame_threads: int = param(1, "torch threads for per-frame decoding (0 = leave unchanged)")
+
+
+class TrackerNode(FrameWorkerNode):
+    def __init__(self):
+        super().__init__("tracker_node")
+        self.p = declare_and_read(self, TrackerParams)
+        if self.p.mode not in MODES:
+            raise ValueError(f"parameter 'mode' must be one of {MODES}, got {self.p.mode!r}")
+        device = resolve_device(self.p.device)
+        t0 = time.monotonic()
+        model, source = load_model(self.p.model, device=device, precision=self.p.precision)
+        self.tracker = OnlineTracker(
+            perception=model, tau=self.p.tau,
+            brain_threads=self.p.brain_threads or None, frame_threads=self.p.frame_threads or None,
+        )
+        self.get_logger().info(
+            f"model {source} on {device} ({self.p.precision}) loaded in {time.monotonic() - t0:.1f} s; "
+            f"mode {self.p.mode}, tau {self.p.tau}, image conversion: {BACKEND}"
+        )
+        self.result_pub = self.create_publisher(TrackResult, "~/result", reliable_qos(10))
+        self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
+        self.overlay_pub = self.create_publisher(Image, "~/overlay", sensor_qos(5)) if self.p.publish_overlay else None
+        self.reasoning_pub = self.create_publisher(Reasoning, "~/reasoning", reliable_qos(10))
+        live = self.p.mode == "live"
+        qos = sensor_qos(self.p.image_qos_depth, self.p.image_qos_reliability) if live else reliable_qos(
+            self.p.replay_queue_size)
+        self.create_subscription(Image, self.p.image_topic, self.on_frame, qos)
+        self.create_subscription(String, self.p.instruction_topic, self._on_instruction, reliable_qos(10))
+        self.create_service(Trigger, "~/cancel", self._on_cancel)
+        self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)
+        self._instruction_text = ""
+        self._last_state = TrackState.IDLE
+        self.start_worker(self.p.mode, self.p.replay_queue_size)
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data
+        size = len(text.encode("utf-8", errors="replace"))
+        if size > self.p.max_instruction_bytes:
+            self.get_logger().warning(
+                f"instruction rejected: {size} bytes is more than max_instruction_bytes={self.p.max_instruction_bytes}"
+            )
+            return
+        try:
+            iid = self.tracker.set_instruction(text)
+        except TrackGPTError as exc:
+            self.get_logger().warning(f"instruction rejected: {exc}")
+            return
+        self._instruction_text = text
+        self.get_logger().info(f"instruction {iid}: {text!r}")
+
+    def _on_cancel(self, request, response):
+        self.tracker.clear_instruction()
+        self._instruction_text = ""
+        response.success, response.message = True, "instruction cleared"
+        self.get_logger().info("instruction cleared")
+        return response
+
+    # ------------------------------------------------------------------ frame path
+    def process(self, msg: Image) -> None:
+        t0 = time.monotonic()
+        frame = imgmsg_to_rgb8(msg)
+        step = self.tracker.step(frame)
+        self._stamps[step.frame_index] = msg.header
+        if len(self._stamps) > 10000:
+            for k in sorted(self._stamps)[:5000]:
+                del self._stamps[k]
+        out = TrackResult()
+        out.header = msg.header
+        out.instruction_id = step.instruction_id or 0
+        out.instruction = self._instruction_text if step.instruction_id else ""
+        out.answer = step.answer or ""
+        out.state = STATE_CODES[step.state]
+        out.rethinking = bool(step.rethinking)
+        out.rethink_count = int(step.rethink_count)
+        if step.purport_score is not None:
+            out.purport_score = float(step.purport_score)
+        if step.purport_threshold is not None:
+            out.purport_threshold = float(step.purport_threshold)
+        if step.mask is not None:
+            out.mask = mask_to_imgmsg(step.mask, msg.header)
+            x, y, w, h = step.box
+            out.box = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
+        out.processing_time = float(time.monotonic() - t0)
+        self.result_pub.publish(out)
+        if step.mask is not None:
+            self.mask_pub.publish(out.mask)
+            if self.overlay_pub is not None:
+                self.overlay_pub.publish(array_to_imgmsg(overlay(frame, step.mask), "rgb8", msg.header))
+        if step.state != self._last_state:
+            self.get_logger().info(f"state {self._last_state.value} -> {step.state.value}")
+            self._last_state = step.state
+        if step.rethinking:
+            self.get_logger().info(f"rethinking (purport {out.purport_score:.3f} < {out.purport_threshold:.3f})")
+        self._publish_reasoning()
+
+    def _publish_reasoning(self) -> None:
+        for rec in self.tracker.pop_reasoning_records():
+            msg = Reasoning()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.instruction_id = rec.instruction_id
+            msg.instruction = rec.instruction
+            header = self._stamps.get(rec.frame_index)
+            if header is not None:
+                msg.frame_stamp = header.stamp
+            msg.rethinking = rec.kind == "rethink"
+            msg.answer = rec.answer or ""
+            msg.latency = float(rec.latency)
+            msg.success = rec.error is None
+            msg.error = rec.error or ""
+            self.reasoning_pub.publish(msg)
+            status = "ok" if msg.success else f"failed: {msg.error}"
+            self.get_logger().info(f"reasoning for instruction {rec.instruction_id} ({rec.kind}) in "
+                                   f"{rec.latency:.2f} s, {status}: {msg.answer!r}")
+
+    def status(self):
+        return self._last_state.value, [("state", self._last_state.value), ("rethinks", self.tracker.rethink_count)]
+
+    def close(self) -> None:
+        super().close()
+        self.tracker.close()
+
+
+def main(argv=None) -> None:
+    argv = sys.argv if argv is None else argv
+    parse_help(argv[1:], "tracker_node", __doc__, TrackerParams, TOPICS)
+    run(TrackerNode, argv, executor="multi")
+
+
+if __name__ == "__main__":
+    main()
