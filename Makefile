@@ -26,7 +26,7 @@ demo: setup  ## run the graph on a sample clip; writes overlays and a summary to
 	@$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-41} python -m perception_common.demo --out $(OUT)/demo
 
 test: setup  ## run the whole test suite (unit + multi-process ROS tests)
-	@$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} python -m pytest
+	@$(ENV) PERCEPTION_REQUIRE_ROS=1 ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} python -m pytest
 
 lint: setup  ## ruff on all Python code, hadolint on the Dockerfile
 	@$(ENV) ruff check src training tests scripts && ruff format --check src training tests scripts && hadolint docker/Dockerfile
