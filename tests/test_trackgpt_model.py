@@ -266,6 +266,10 @@ def test_config_round_trip_and_errors():
         get_config("tiny", brain={"source": "folder"})
     with pytest.raises(ConfigError, match="precision"):
         get_config("tiny", brain={"precision": "int3"})
+    with pytest.raises(ConfigError, match="sam.img_size = 'big' is not of type int"):
+        get_config("tiny", sam={"img_size": "big"})
+    with pytest.raises(ConfigError, match="brain.lora_target_modules"):
+        TrackGPTConfig.from_dict({"brain": {"lora_target_modules": [1, 2]}})
     assert get_config("llava-7b-sam-vit-h").sam == SAM_SIZES["vit_h"].__class__(
         **{**SAM_SIZES["vit_h"].__dict__, "checkpoint": "models/sam_vit_h_4b8939.pth"})
 

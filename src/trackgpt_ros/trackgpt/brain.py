@@ -451,6 +451,7 @@ class TrackGPTBrain(nn.Module):
             bias="none",
         )
         self.model = get_peft_model(self.model, lora)
+        self.model.train(self.training)  # new LoRA dropout layers start in training mode
 
     def save_adapter(self, folder: str | Path) -> None:
         """Save the LoRA adapter in peft's format (embeddings are not saved here; see :meth:`added_token_rows`)."""
@@ -471,6 +472,7 @@ class TrackGPTBrain(nn.Module):
             self.model = PeftModel.from_pretrained(self.model, str(folder), is_trainable=False)
         except (ValueError, KeyError, RuntimeError, OSError) as exc:
             raise CheckpointError(f"LoRA adapter {folder} does not fit the brain: {exc}") from exc
+        self.model.train(self.training)
 
 
 # --------------------------------------------------------------------- building

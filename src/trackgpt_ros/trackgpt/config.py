@@ -20,6 +20,8 @@ Every config round-trips through JSON (:meth:`TrackGPTConfig.to_dict` /
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,6 +257,40 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    """A small runtime check of the field types used in these dataclasses."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return isinstance(value, Mapping)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _check_types(cls, values: Mapping[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key in hints and not _type_ok(value, hints[key]):
+            hint = hints[key]
+            name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise ConfigError(f"{where}.{key} = {value!r} is not of type {name}")
+
+
 def _build(cls, data: Mapping[str, Any], where: str):
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
@@ -267,6 +303,7 @@ def _build(cls, data: Mapping[str, Any], where: str):
         if isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
+    _check_types(cls, {k: v for k, v in kwargs.items() if k not in ("sam", "brain")}, where)
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -278,7 +315,9 @@ def _replace(obj, changes: Mapping[str, Any], where: str):
     unknown = sorted(set(changes) - fields)
     if unknown:
         raise ConfigError(f"unknown {where} field(s): {', '.join(unknown)}")
-    return dataclasses.replace(obj, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    _check_types(type(obj), {k: v for k, v in changes.items() if k not in ("sam", "brain")}, where)
+    return dataclasses.replace(obj, **changes)
 
 
 TINY_VISION = dict(
