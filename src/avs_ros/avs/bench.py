@@ -1,0 +1,135 @@
+"""``avs-bench``: the bare AVS loop on this machine, per frame WITH its audio.
+
+One iteration is what the ROS node does per frame, without ROS: take a camera
+frame (640 x 480 uint8 by default) and the 0.975 s audio window ending at it
+(44.1 kHz float by default), resample and log-mel the audio, resize the frame,
+run the model, resize the mask back and apply the gate (``AVSModel.predict``).
+Weights are random: they do not change the speed.
+
+Reports per configuration: frames/s over the timed frames, p50/p99/mean ms per
+frame, parameter count; as JSON to ``--out``. With few frames, p99 is close to
+the maximum; the frame count is in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio import WINDOW_SAMPLES
+from .config import CONFIGS
+from .errors import AVSError
+from .model import build_model
+
+DEFAULT_CONFIGS = ("tiny", "embedded", "resnet50-vggish", "pvt-v2-b5-vggish")
+
+
+def bench_config(
+    name: str,
+    *,
+    frames: int,
+    warmup: int,
+    width: int,
+    height: int,
+    audio_rate: int,
+    device: str,
+    seed: int = 0,
+) -> dict:
+    """Time ``frames`` iterations of the per-frame loop for configuration ``name``."""
+    torch.manual_seed(seed)
+    model = build_model(name).to(device).eval()
+    rng = np.random.default_rng(seed)
+    window = int(np.ceil(WINDOW_SAMPLES * audio_rate / 16000)) + audio_rate // 100  # + 10 ms of filter context
+    images = rng.integers(0, 256, (4, height, width, 3), dtype=np.uint8)
+    audio = rng.uniform(-0.5, 0.5, (4, window)).astype(np.float32)
+    times = []
+    sounding = 0
+    for i in tqdm(range(warmup + frames), desc=f"avs-bench {name}", unit="frame", leave=False):
+        start = time.perf_counter()
+        pred = model.predict(images[i % 4], audio[i % 4], audio_rate)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if i >= warmup:
+            times.append(elapsed)
+            sounding += int(pred.sounding)
+    ms = np.asarray(times) * 1000.0
+    return {
+        "config": name,
+        "parameters": model.num_parameters(),
+        "image_size": model.config.image_size,
+        "frame_size": [height, width],
+        "audio_rate": audio_rate,
+        "frames": frames,
+        "warmup": warmup,
+        "fps": float(frames / (ms.sum() / 1000.0)),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "max_ms": float(ms.max()),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avs-bench", description="Time the bare per-frame AVS loop (audio front end + model) on CPU or GPU."
+    )
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=sorted(CONFIGS),
+                        help=f"configurations to time (default: {' '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
+    parser.add_argument("--width", type=int, default=640, help="camera frame width (default 640)")
+    parser.add_argument("--height", type=int, default=480, help="camera frame height (default 480)")
+    parser.add_argument("--audio-rate", type=int, default=44100, help="microphone sample rate (default 44100)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.frames < 1 or args.warmup < 0 or args.width < 1 or args.height < 1:
+        print("avs-bench: error: --frames must be >= 1, --warmup >= 0, sizes >= 1", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    try:
+        with torch.inference_mode():
+            for name in args.configs:
+                results.append(
+                    bench_config(
+                        name, frames=args.frames, warmup=args.warmup, width=args.width, height=args.height,
+                        audio_rate=args.audio_rate, device=args.device,
+                    )
+                )
+                r = results[-1]
+                print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+    except (AVSError, RuntimeError) as exc:
+        print(f"avs-bench: error: {exc}", file=sys.stderr)
+        return 2
+    report = {
+        "benchmark": "avs bare loop (audio window + frame -> mask, per frame)",
+        "device": args.device,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""avs-segment and avs-bench command lines (tiny model, a few frames)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from avs import bench, cli
+from avs.audio import WINDOW_SAMPLES
+from avs.model import build_model
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("avs_cli")
+    torch.manual_seed(0)
+    build_model("tiny").save_pretrained(root / "model")
+    video = root / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    assert writer.isOpened()
+    for i in range(12):
+        frame = np.full((48, 64, 3), 20 * i, np.uint8)
+        cv2.rectangle(frame, (10 + i, 10), (30 + i, 30), (0, 0, 255), -1)
+        writer.write(frame)
+    writer.release()
+    t = np.arange(int(22050 * 1.5)) / 22050
+    tone = 0.4 * np.sin(2 * np.pi * 1000 * t)
+    soundfile.write(str(root / "clip.wav"), np.stack([tone, tone], axis=1), 22050, subtype="PCM_16")
+    return root
+
+
+def test_segment_writes_masks_json_and_overlay(workspace, capsys):
+    out = workspace / "out"
+    code = cli.main(["--video", str(workspace / "clip.mp4"), "--audio", str(workspace / "clip.wav"),
+                     "--model", str(workspace / "model"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    frames = results["frames"]
+    assert results["num_frames"] == len(frames) == 12
+    assert results["audio_sample_rate"] == 22050 and results["audio_channels"] == 2 and results["fps"] == 10.0
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == 12
+    for rec, path in zip(frames, masks, strict=True):
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (48, 64) and set(np.unique(mask)) <= {0, 255}
+        assert int((mask > 0).sum()) == rec["mask_pixels"]
+        assert isinstance(rec["sounding"], bool) and rec["sounding"] == (rec["score"] > results["threshold"])
+        if not rec["sounding"]:
+            assert rec["mask_pixels"] == 0
+    # frame i ends its window at i / 10 s: padding shrinks by 1600 samples per frame until 0.975 s is available
+    assert [r["audio_padded_samples"] for r in frames[:3]] == [WINDOW_SAMPLES, WINDOW_SAMPLES - 1600,
+                                                              WINDOW_SAMPLES - 3200]
+    assert frames[10]["audio_padded_samples"] == 0
+    cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()
+
+
+def test_threshold_option_refuses_everything(workspace):
+    out = workspace / "out_refused"
+    code = cli.main(["--video", str(workspace / "clip.mp4"), "--audio", str(workspace / "clip.wav"),
+                     "--model", str(workspace / "model"), "--out", str(out), "--threshold", "0.99",
+                     "--max-frames", "3", "--no-overlay"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_frames"] == 3 and not any(r["sounding"] for r in results["frames"])
+    assert not (out / "overlay.mp4").exists()
+
+
+def test_audio_from_video_without_ffmpeg_says_what_is_needed(workspace, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "find_ffmpeg", lambda: None)
+    code = cli.main(["--video", str(workspace / "clip.mp4"), "--audio-from-video",
+                     "--model", str(workspace / "model"), "--out", str(workspace / "o2")])
+    assert code == 2
+    assert "imageio-ffmpeg" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--video": "missing.mp4"}, "does not exist"),
+        ({"--audio": "missing.wav"}, "does not exist"),
+        ({"--model": "no_model"}, "does not exist"),
+    ],
+)
+def test_bad_paths_give_clear_errors(workspace, capsys, change, message):
+    args = {"--video": "clip.mp4", "--audio": "clip.wav", "--model": "model", "--out": "o3"}
+    args.update(change)
+    argv = [x for k, v in args.items() for x in (k, str(workspace / v))]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "avs-segment: error:" in err and message in err
+
+
+def test_help_and_usage_errors(capsys):
+    for main in (cli.main, bench.main):
+        with pytest.raises(SystemExit) as exc:
+            main(["--help"])
+        assert exc.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--video", "v.mp4", "--model", "m", "--out", "o"])  # no audio source
+    assert exc.value.code == 2
+
+
+def test_bench_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--configs", "tiny", "--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
+                       "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (row,) = report["results"]
+    assert row["config"] == "tiny" and row["frames"] == 3 and row["frame_size"] == [60, 80]
+    assert row["parameters"] == build_model("tiny").num_parameters()
+    assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] and row["fps"] > 0
+    assert bench.main(["--configs", "tiny", "--frames", "0", "--out", str(out)]) == 2
