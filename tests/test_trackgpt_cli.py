@@ -1,0 +1,125 @@
+"""trackgpt-track and trackgpt-bench command lines (tiny configuration)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from perception_common.video import FrameSource, VideoWriter
+from trackgpt import TrackGPT, bench, cli
+
+N_FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (45, 61, 3), dtype=np.uint8) for _ in range(N_FRAMES)]
+
+
+@pytest.fixture(scope="module")
+def frame_dir(frames, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("frames")
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), f[:, :, ::-1])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    TrackGPT.from_config("tiny").save_pretrained(folder)
+    return folder
+
+
+def _check_outputs(out, n, size):
+    summary = json.loads((out / "track.json").read_text())
+    assert len(summary["frames"]) == n
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == n
+    for entry, path in zip(summary["frames"], masks):
+        assert entry["mask"] == f"masks/{path.name}"
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == size and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        if entry["state"] in ("idle", "reasoning"):
+            assert entry["purport_score"] is None and not mask.any()
+        else:
+            assert 0.0 <= entry["purport_score"] <= 1.0
+            assert (entry["state"] == "tracking") == bool(mask.any())
+    assert summary["rethinks"] == sum(f["rethinking"] for f in summary["frames"])
+    assert len(FrameSource(out / "overlay.mp4")) == n
+    return summary
+
+
+def test_track_frame_folder_with_a_checkpoint(frame_dir, model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = cli.main(["--video", str(frame_dir), "--instruction", "the red car", "--model", str(model_dir),
+                   "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    summary = _check_outputs(out, N_FRAMES, (45, 61))
+    # offline mode waits for the brain: frame 0 reasons, every later frame has a decoded result
+    assert summary["frames"][0]["state"] == "reasoning"
+    assert all(f["state"] in ("tracking", "lost") for f in summary["frames"][1:])
+    assert summary["answers"] and summary["answers"][0]["frame"] == 1
+
+
+def test_track_video_file_with_a_config(frames, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    with VideoWriter(video, 10.0) as writer:
+        for f in frames:
+            writer.write(f[:44, :60])  # mp4v needs even sizes
+    out = tmp_path / "out"
+    rc = cli.main(["--video", str(video), "--instruction", "the dog", "--config", "tiny", "--out", str(out),
+                   "--max-frames", "3", "--tau", "0.9"])
+    assert rc == 0, capsys.readouterr().err
+    summary = _check_outputs(out, 3, (44, 60))
+    assert summary["tau"] == 0.9 and summary["fps"] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--video", "missing.mp4", "--instruction", "x"], "does not exist"),
+        (["--instruction", "   "], "empty or whitespace"),
+        (["--tau", "2"], "--tau"),
+    ],
+)
+def test_track_errors_are_one_line(frame_dir, tmp_path, capsys, args, message):
+    base = {"--video": str(frame_dir), "--instruction": "the cat", "--config": "tiny", "--out": str(tmp_path / "o")}
+    for key, value in zip(args[::2], args[1::2]):
+        base[key] = value
+    argv = [item for pair in base.items() for item in pair]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_track_bad_checkpoint_folder(frame_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc = cli.main(["--video", str(frame_dir), "--instruction", "the cat", "--model", str(tmp_path / "empty"),
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", [cli, bench])
+def test_help(module, capsys):
+    with pytest.raises(SystemExit) as info:
+        module.main(["--help"])
+    assert info.value.code == 0 and "--out" in capsys.readouterr().out
+
+
+def test_bench_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--out", str(out), "--configs", "tiny", "llava-7b-sam-vit-h", "--frames", "3",
+                       "--warmup", "1", "--size", "64x48"]) == 0
+    report = json.loads(out.read_text())
+    assert report["frame_size"] == {"width": 64, "height": 48}
+    tiny, full = report["results"]
+    assert tiny["config"] == "tiny" and tiny["frames"] == 3
+    for key in ("fps", "p50_ms", "p99_ms", "mean_ms"):
+        assert isinstance(tiny[key], float) and tiny[key] > 0
+    assert tiny["p50_ms"] <= tiny["p99_ms"]
+    assert full["config"] == "llava-7b-sam-vit-h" and "--full" in full["skipped"]
