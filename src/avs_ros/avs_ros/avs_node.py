@@ -115,19 +115,16 @@ class AVSNode(FrameWorkerNode):
         if self._last_seq is not None and msg.sequence > self._last_seq + 1:
             lost = msg.sequence - self._last_seq - 1
             self.lost_chunks += lost
-            self.get_logger().warning(f"{lost} audio chunk(s) lost before sequence {msg.sequence}; zero-filled",
-                                      throttle_duration_sec=2.0)
+            self.warn(f"{lost} audio chunk(s) lost before sequence {msg.sequence}; zero-filled")
+        self._last_seq = msg.sequence
         if msg.overflow:
-            self.get_logger().warning("microphone reported an input overflow (samples dropped at the device)",
-                                      throttle_duration_sec=2.0)
+            self.warn("microphone reported an input overflow (samples dropped at the device)")
         try:
             self.audio.push(msg.samples, sample_rate=msg.sample_rate, channels=msg.channels,
                             start_ns=_stamp_ns(msg.header.stamp), sequence=msg.sequence)
         except AudioChunkError as exc:
             self.bad_chunks += 1
-            self.get_logger().warning(f"audio chunk {msg.sequence} rejected: {exc}", throttle_duration_sec=2.0)
-            return
-        self._last_seq = msg.sequence
+            self.warn(f"audio chunk {msg.sequence} rejected: {exc}")
 
     def _window(self, end_ns: int):
         deadline = time.monotonic() + self.p.max_audio_wait
@@ -152,7 +149,7 @@ class AVSNode(FrameWorkerNode):
             self.no_audio_frames += 1
             score.correspondence = score.score = math.nan
             self.score_pub.publish(score)
-            self.get_logger().warning(f"frame at {end_ns / NS:.3f} s scored NaN: {why}", throttle_duration_sec=2.0)
+            self.warn(f"frame at {end_ns / NS:.3f} s scored NaN: {why}")
             return
         try:
             pred = self.model.predict(frame, window.samples, window.sample_rate, threshold=self.threshold)
@@ -160,7 +157,7 @@ class AVSNode(FrameWorkerNode):
             self.no_audio_frames += 1
             score.correspondence = score.score = math.nan
             self.score_pub.publish(score)
-            self.get_logger().warning(f"frame at {end_ns / NS:.3f} s not scored: {exc}", throttle_duration_sec=2.0)
+            self.warn(f"frame at {end_ns / NS:.3f} s not scored: {exc}")
             return
         score.audio_window_start, score.audio_window_end = _time_msg(window.start_ns), _time_msg(window.end_ns)
         score.correspondence = math.nan if pred.similarity is None else float(pred.similarity)

@@ -8,10 +8,13 @@ slow reasoning step cannot stall subscriptions or services.
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from collections import deque
 
+import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
@@ -29,6 +32,7 @@ class FrameWorkerNode(Node):
         self.bad_frames = 0
         self._times: deque[float] = deque(maxlen=120)
         self._stop = threading.Event()
+        self._warned: dict[str, float] = {}
         self._worker: threading.Thread | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self.create_timer(1.0, self._publish_diagnostics)
@@ -67,11 +71,23 @@ class FrameWorkerNode(Node):
                 self._times.append(time.monotonic())
             except ImageError as exc:
                 self.bad_frames += 1
-                self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=2.0)
+                self.warn(f"frame skipped: {exc}")
             except Exception as exc:  # the node stays up and says what happened
                 self.bad_frames += 1
-                self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=2.0)
+                self.warn(f"frame processing failed: {type(exc).__name__}: {exc}", error=True)
+
+    def warn(self, text: str, *, period: float = 2.0, error: bool = False) -> None:
+        """Log ``text`` at most once per ``period`` seconds *per kind of problem*.
+
+        The kind is the text with its numbers removed, so a stream of the same bad
+        input is throttled while a different problem is still reported at once.
+        """
+        kind = re.sub(r"[0-9.]+", "#", text)
+        now = time.monotonic()
+        if now - self._warned.get(kind, -math.inf) < period:
+            return
+        self._warned[kind] = now
+        (self.get_logger().error if error else self.get_logger().warning)(text)
 
     def fps(self, horizon: float = 5.0) -> float:
         now = time.monotonic()
@@ -99,7 +115,8 @@ class FrameWorkerNode(Node):
         self.frames.close()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
-        self.get_logger().info(
+        # rclpy may already be shut down (Ctrl-C): log without the node's /rosout publisher.
+        rclpy.logging.get_logger(self.get_name()).info(
             f"processed {self.processed} of {self.frames.received} frames, dropped {self.frames.dropped}, "
             f"bad {self.bad_frames}"
         )

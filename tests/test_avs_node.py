@@ -1,0 +1,152 @@
+"""avs_node as it runs: separate process, real DDS, a tiny model whose gate is forced by its weights."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import spin_until
+
+pytestmark = pytest.mark.ros
+NS = 1_000_000_000
+
+
+def _model(tmp_path, sounding: bool):
+    """A tiny AVS model whose gate always (or never) fires: scale ~0, bias +-20."""
+    from avs.model import build_model
+
+    model = build_model("tiny", gate="scaled_cosine")
+    with torch.no_grad():
+        model.gate.log_scale.fill_(-20.0)
+        model.gate.bias.fill_(20.0 if sounding else -20.0)
+    folder = tmp_path / ("on" if sounding else "off")
+    model.save_pretrained(folder)
+    return folder
+
+
+class Feeder:
+    """Publishes stamped frames and contiguous audio like camera_node/microphone_node would."""
+
+    def __init__(self, node, ns):
+        from perception_msgs.msg import AudioChunk
+        from sensor_msgs.msg import Image
+
+        from perception_common.nodes.runtime import reliable_qos
+
+        self.node = node
+        self.image_pub = node.create_publisher(Image, f"{ns}/image", reliable_qos(50))
+        self.audio_pub = node.create_publisher(AudioChunk, f"{ns}/audio", reliable_qos(200))
+        self.t0 = 1_000 * NS
+        self.seq = 0
+        self.rate = 16000
+
+    def audio(self, seconds, *, value=None, rate=None, nan=False, seq_jump=0):
+        from perception_msgs.msg import AudioChunk
+
+        rate = self.rate if rate is None else rate
+        n = int(seconds * (rate or self.rate))
+        rng = np.random.default_rng(self.seq)
+        samples = rng.uniform(-0.3, 0.3, n).astype(np.float32) if value is None else np.full(n, value, np.float32)
+        if nan:
+            samples[5] = np.nan
+        msg = AudioChunk(sequence=self.seq + seq_jump, sample_rate=rate, channels=1, sample_format="f32",
+                         samples_per_channel=n, samples=samples)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(self.t0, NS)
+        self.audio_pub.publish(msg)
+        self.seq += 1 + seq_jump
+        if not nan and rate > 0:
+            self.t0 += round(n * NS / rate)
+
+    def frame(self, stamp_ns, *, encoding="rgb8", h=48, w=64, step=None):
+        from sensor_msgs.msg import Image
+
+        channels = {"rgb8": 3, "mono8": 1, "yuv422": 2}[encoding]
+        data = np.random.default_rng(stamp_ns % 1000).integers(0, 255, (h, w, channels), dtype=np.uint8)
+        msg = Image(height=h, width=w, encoding=encoding, step=step if step is not None else w * channels,
+                    data=data.tobytes())
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, NS)
+        msg.header.frame_id = "cam"
+        self.image_pub.publish(msg)
+
+
+def _start(processes, model, ns):
+    return processes.start(["avs_node", "--ros-args", "-r", f"__ns:={ns}", "-p", f"model:={model}",
+                            "-p", f"image_topic:={ns}/image", "-p", f"audio_topic:={ns}/audio", "-p", "mode:=replay",
+                            "-p", "device:=cpu"])
+
+
+def _subscribe(node, ns):
+    from perception_msgs.msg import SoundingMask
+
+    from perception_common.nodes.runtime import reliable_qos
+
+    got = {"sounding": [], "score": []}
+    node.create_subscription(SoundingMask, f"{ns}/avs_node/sounding", got["sounding"].append, reliable_qos(50))
+    node.create_subscription(SoundingMask, f"{ns}/avs_node/score", got["score"].append, reliable_qos(50))
+    return got
+
+
+def _wait_matched(node, feeder, timeout=30):
+    ok = spin_until(node, lambda: feeder.image_pub.get_subscription_count() > 0
+                    and feeder.audio_pub.get_subscription_count() > 0, timeout=timeout)
+    assert ok, "avs_node did not subscribe"
+    time.sleep(0.3)
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["gate-on", "gate-off"])
+def test_masks_only_when_the_gate_fires(ros_node, processes, tmp_path, forced):
+    ns = f"/avs_{'on' if forced else 'off'}"
+    proc = _start(processes, _model(tmp_path, forced), ns)
+    got = _subscribe(ros_node, ns)
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    for _ in range(4):
+        feeder.audio(0.5)
+    stamps = [feeder.t0 - k * NS // 4 for k in range(4)]  # frames inside the 2 s of audio, >= 1 s in
+    for s in stamps:
+        feeder.frame(s)
+    assert spin_until(ros_node, lambda: len(got["score"]) >= 4, timeout=60), processes.log(proc)
+    assert proc.poll() is None
+    scores = got["score"]
+    assert sorted(m.header.stamp.sec * NS + m.header.stamp.nanosec for m in scores) == sorted(stamps)
+    assert all(len(m.mask.data) == 0 for m in scores), "the score topic carries no mask"
+    if forced:
+        assert spin_until(ros_node, lambda: len(got["sounding"]) >= 4, timeout=10)
+        for m in got["sounding"]:
+            assert m.sounding and m.score > 0.99
+            assert m.mask.encoding == "mono8" and (m.mask.width, m.mask.height) == (64, 48)
+            assert set(np.unique(np.frombuffer(bytes(m.mask.data), np.uint8))) <= {0, 255}
+            assert m.audio_window_end.sec * NS + m.audio_window_end.nanosec == (
+                m.header.stamp.sec * NS + m.header.stamp.nanosec)
+    else:
+        spin_until(ros_node, lambda: False, timeout=2.0)  # give a wrong publication time to arrive
+        assert got["sounding"] == []
+        assert all(not m.sounding and m.score < 0.01 for m in scores)
+
+
+def test_bad_input_is_reported_and_the_node_keeps_working(ros_node, processes, tmp_path):
+    ns = "/avs_bad"
+    proc = _start(processes, _model(tmp_path, True), ns)
+    got = _subscribe(ros_node, ns)
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    for _ in range(3):
+        feeder.audio(0.5)
+    feeder.audio(0.1, nan=True)  # NaN audio
+    feeder.audio(0.1, rate=0)  # impossible sample rate
+    feeder.frame(feeder.t0, encoding="yuv422")  # unsupported encoding
+    feeder.frame(feeder.t0, h=0, w=0)  # empty image
+    feeder.frame(feeder.t0, step=10)  # step smaller than a row
+    feeder.frame(feeder.t0 + 5 * NS)  # no audio will ever cover it
+    spin_until(ros_node, lambda: len(got["score"]) >= 1, timeout=30)
+    feeder.frame(feeder.t0 - NS // 10)  # good frame, good audio
+    assert spin_until(ros_node, lambda: len(got["sounding"]) >= 1, timeout=30), processes.log(proc)
+    assert proc.poll() is None, "the node must survive bad input"
+    log = processes.log(proc)
+    for expected in ("NaN", "sample rate 0", "unsupported image encoding 'yuv422'", "empty image",
+                     "smaller than width", "scored NaN"):
+        assert expected in log, f"no warning about {expected!r} in:\n{log}"
+    assert any(math.isnan(m.score) for m in got["score"]), "the frame without audio is reported with NaN"
