@@ -202,3 +202,13 @@ def test_official_component_weights_load_into_the_model(tmp_path):
     for k, v in donor.backbone.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[k], v)
     assert torch.equal(model.audio_encoder.embeddings[0].weight, donor.audio_encoder.embeddings[0].weight)
+
+
+def test_package_imports_without_rclpy():
+    import subprocess
+    import sys
+
+    code = "import sys, avs, avs.cli, avs.bench, avs.negatives, avs.losses; assert 'rclpy' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": ":".join(sys.path)})
+    assert proc.returncode == 0, proc.stderr

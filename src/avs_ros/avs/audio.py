@@ -59,6 +59,8 @@ EXAMPLE_FRAMES = 96
 EXAMPLE_HOP_FRAMES = 96
 #: samples (at 16 kHz) that one 96 x 64 example needs: 15600 = 0.975 s.
 WINDOW_SAMPLES = STFT_WINDOW_SAMPLES + (EXAMPLE_FRAMES - 1) * STFT_HOP_SAMPLES
+#: seconds of audio one example needs (0.975); a node should buffer at least this much per frame.
+WINDOW_SECONDS = WINDOW_SAMPLES / SAMPLE_RATE
 #: samples between the starts of consecutive examples: 15360 = 0.96 s.
 EXAMPLE_HOP_SAMPLES = EXAMPLE_HOP_FRAMES * STFT_HOP_SAMPLES
 #: lowest sample rate accepted; anything lower is almost surely a unit mistake (kHz for Hz).
