@@ -59,6 +59,16 @@ def test_torchvggish_checkpoint_loads_strictly(full_vggish_file):
     assert torch.equal(with_pca.embeddings[4].weight, state["embeddings.4.weight"])
 
 
+def test_full_torchvggish_state_with_pproc_loads():
+    donor = VGGish(conv_widths=(4, 8, 8, 8, 16, 16), fc_widths=(32, 32), postprocess=True)
+    state = {k: torch.randn_like(v) for k, v in donor.state_dict().items()}
+    state["pproc.pca_matrix"] = state.pop("pproc.pca_eigen_vectors")  # newer torchvggish key name
+    model = VGGish(conv_widths=(4, 8, 8, 8, 16, 16), fc_widths=(32, 32), postprocess=True)
+    load_vggish_state_dict(model, state)
+    assert torch.equal(model.pproc.pca_eigen_vectors, state["pproc.pca_matrix"])
+    assert torch.equal(model.pproc.pca_means, state["pproc.pca_means"])
+
+
 def test_wrong_keys_are_named():
     small = build_vggish("vggish-tiny")
     good = {k: v.clone() for k, v in small.state_dict().items()}

@@ -137,7 +137,8 @@ def build_vggish(size: str = "vggish", **overrides) -> VGGish:
 def load_vggish_state_dict(model: VGGish, state: Mapping[str, torch.Tensor] | str | Path, *, source: str = "") -> None:
     """Load a torchvggish state dict (``vggish-*.pth`` or a dict) strictly into ``model``.
 
-    A checkpoint without ``pproc.*`` keys loads into a model with a
+    ``pproc.pca_matrix`` (newer torchvggish) is read as ``pproc.pca_eigen_vectors``
+    (AVSBench's copy). A checkpoint without ``pproc.*`` keys loads into a model with a
     post-processor (the PCA parameters come from :func:`load_pca_params`); any
     other missing, unexpected or mis-shaped key is an error naming it.
     """
@@ -146,6 +147,8 @@ def load_vggish_state_dict(model: VGGish, state: Mapping[str, torch.Tensor] | st
         state = load_pth_state_dict(state)
     source = source or "VGGish state dict"
     state = dict(state)
+    if "pproc.pca_matrix" in state:  # newer harritaylor/torchvggish name of the same matrix
+        state["pproc.pca_eigen_vectors"] = state.pop("pproc.pca_matrix")
     if model.pproc is not None and not any(k.startswith("pproc.") for k in state):
         own = model.pproc.state_dict()
         state.update({f"pproc.{k}": v for k, v in own.items()})
