@@ -23,6 +23,9 @@ def test_every_node_parameter_is_in_the_readme(ros_available):
     assert not missing, f"parameters missing from README.md: {missing}"
 
 
-@pytest.mark.parametrize("name", ["make demo", "make test", "perception-run", "instruction-pub", "source scripts/env.sh"])
+ENTRY_POINTS = ["make demo", "make test", "perception-run", "instruction-pub", "source scripts/env.sh"]
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_readme_names_the_entry_points(name):
     assert name in README
