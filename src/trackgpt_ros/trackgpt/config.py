@@ -333,6 +333,11 @@ EMBEDDED_VISION = dict(
     hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3, image_size=224, patch_size=32
 )
 
+#: The paper's prompt in SmolLM2-Instruct's chat format (its answers end with ``<|im_end|>``, its EOS).
+SMOLLM2_PROMPT = (
+    "<|im_start|>user\n<image>\nCan you track the {instruction} in the video?<|im_end|>\n<|im_start|>assistant\n"
+)
+
 CONFIGS: dict[str, TrackGPTConfig] = {
     "tiny": TrackGPTConfig(
         name="tiny",
@@ -345,7 +350,14 @@ CONFIGS: dict[str, TrackGPTConfig] = {
     "embedded": TrackGPTConfig(
         name="embedded",
         sam=SAM_SIZES["small"],
-        brain=BrainConfig(source="smollm2", max_new_tokens=24, vision=EMBEDDED_VISION, train_vision_projector=True),
+        brain=BrainConfig(
+            source="smollm2",
+            max_new_tokens=24,
+            prompt_template=SMOLLM2_PROMPT,
+            answer_template=PAPER_ANSWER.lstrip(),
+            vision=EMBEDDED_VISION,
+            train_vision_projector=True,
+        ),
     ),
     "llava-7b-sam-vit-h": TrackGPTConfig(
         name="llava-7b-sam-vit-h",
