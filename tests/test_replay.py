@@ -1,0 +1,184 @@
+"""The shared scorer (hand-computed cases), library runs on bags, and replay-eval through the running nodes,
+which must agree with the library runs on the same bag (same frames, same masks)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_bags import write_instrack, write_s4
+
+from perception_eval import bags, scoring
+from perception_eval.bags import NS, read_episode
+from perception_eval.datasets import AVSBenchRobust, AVSBenchS4, InsTrack
+from perception_eval.scoring import (
+    AVSFrameOutput,
+    AVSGroundTruth,
+    TrackingFrameOutput,
+    TrackingGroundTruth,
+    score_avs,
+    score_tracking,
+)
+
+
+def _mask(shape, rows, cols):
+    m = np.zeros(shape, bool)
+    m[rows, cols] = True
+    return m
+
+
+# ------------------------------------------------------------------------------------------ scorer by hand
+def test_tracking_scorer_counts_every_frame_and_missing_outputs_fail():
+    shape = (10, 10)
+    target = _mask(shape, slice(2, 6), slice(2, 6))  # 16 px
+    half = _mask(shape, slice(2, 6), slice(2, 4))  # 8 px inside the target
+    empty = np.zeros(shape, bool)
+    stamps = [100, 200, 300, 400, 500, 600]
+    gt = TrackingGroundTruth(
+        "ep",
+        stamps,
+        ["a", "b", "c", "d", "e", "f"],
+        {200: target, 300: target, 400: target, 500: empty, 600: empty},  # frame 100: before the instruction
+    )
+    preds = {
+        100: TrackingFrameOutput(None, state="reasoning"),  # not scored (no ground truth yet)
+        200: TrackingFrameOutput(None, state="reasoning"),  # an output without mask: empty prediction, J = 0
+        300: TrackingFrameOutput(half, purport_score=0.8, purport_threshold=0.4),  # J = 8 / 16
+        # 400: no output at all -> failure, J = 0
+        500: TrackingFrameOutput(empty, state="lost", rethinking=True),  # empty on empty: J = 1
+        # 600: no output on an empty ground truth -> still a failure: J = F = 0
+    }
+    result = score_tracking(preds, gt)
+    j = [f["J"] for f in result["frames"]]
+    assert j == [None, 0.0, 0.5, 0.0, 1.0, 0.0]
+    assert [f["scored"] for f in result["frames"]] == [False, True, True, True, True, True]
+    assert [f["output"] for f in result["frames"]] == [True, True, True, False, True, False]
+    s = result["summary"]
+    assert (s["frames"], s["scored"], s["missing"], s["rethinks"], s["reasoning_frames"]) == (6, 5, 2, 1, 2)
+    assert s["J-Mean"] == pytest.approx(1.5 / 5)
+    assert s["J-Recall"] == pytest.approx(1 / 5)  # only J = 1 is > 0.5 (0.5 is not)
+    assert s["F-Mean"] == pytest.approx(np.mean([f["F"] for f in result["frames"][1:]]))
+    assert result["frames"][5]["F"] == 0.0 and result["frames"][4]["F"] == 1.0
+    # a plain mask is accepted as the prediction; a mask of the wrong size is invalid and fails
+    plain = score_tracking({300: half, 200: np.zeros((3, 3), bool)}, gt)
+    assert plain["frames"][2]["J"] == 0.5 and plain["frames"][1]["J"] == 0.0
+    assert plain["summary"]["invalid_masks"] == 1
+
+
+def test_avs_scorer_negative_and_positive_episodes():
+    shape = (4, 5)  # 20 px
+    ref = _mask(shape, slice(0, 2), slice(0, 2))  # 4 px
+    stamps = [10, 20, 30, 40]
+    negative = AVSGroundTruth("n", stamps, list("abcd"), {s: ref for s in stamps}, "silence", True, shape)
+    preds = {
+        10: AVSFrameOutput(0.2, False),  # gate closed: empty -> FPR 0, IoU (empty expected) 1
+        20: AVSFrameOutput(0.9, True, _mask(shape, slice(0, 1), slice(0, 5))),  # 5 px published: FPR 0.25
+        30: AVSFrameOutput(math.nan, False),  # not enough audio: an output, no mask
+        # 40: no output: a failure, scored as the full frame (FPR 1), never as the correct empty answer
+    }
+    r = score_avs(preds, negative)
+    assert [f["FPR"] for f in r["frames"]] == [0.0, 0.25, 0.0, 1.0]
+    assert [f["IoU"] for f in r["frames"]] == pytest.approx([1.0, 0.75, 1.0, 0.0])
+    s = r["summary"]
+    assert (s["missing"], s["no_audio"], s["sounding_frames"]) == (1, 1, 1)
+    assert s["FPR"] == pytest.approx(1.25 / 4)
+    assert s["mean_score"] == pytest.approx(0.55)  # NaN scores are left out of the mean
+    assert s["mIoU"] == pytest.approx(2.75 / 4)
+    assert s["F"] == 0.0  # all expected masks empty: the AVSBench F of the clip is 0
+    # mIoU against the original ground truth (AVSBench-Robust's mIoU_N): frame 20 overlaps 2 of 7 px
+    assert s["mIoU_vs_reference"] == pytest.approx((0 + 2 / 7 + 0 + 4 / 20) / 4, abs=1e-6)
+
+    positive = AVSGroundTruth("p", stamps[:2], ["a", "b"], {10: ref}, "positive", False, shape)
+    r = score_avs({10: AVSFrameOutput(0.9, True, ref), 20: AVSFrameOutput(0.9, True, ref)}, positive)
+    assert r["summary"]["mIoU"] == pytest.approx(1.0) and r["summary"]["F"] == pytest.approx(1.0)
+    assert r["summary"]["with_ground_truth"] == 1  # frame 20 has no annotation: only FPR counts it
+    assert r["frames"][1]["IoU"] is None and r["frames"][1]["FPR"] == 0.2
+    r = score_avs({}, positive)  # nothing at all: every frame fails
+    assert r["summary"]["mIoU"] == 0.0 and r["summary"]["missing"] == 2
+
+
+def test_summary_report_and_plots(tmp_path):
+    shape = (6, 6)
+    gt = TrackingGroundTruth("t", [1, 2], ["a", "b"], {1: np.ones(shape, bool), 2: np.ones(shape, bool)})
+    t = score_tracking({1: np.ones(shape, bool), 2: TrackingFrameOutput(None, state="reasoning")}, gt)
+    ref = np.ones(shape, bool)
+    pos = score_avs({1: AVSFrameOutput(0.9, True, ref)}, AVSGroundTruth("p", [1], ["a"], {1: ref}, "positive", False))
+    neg = score_avs({1: AVSFrameOutput(0.1, False)}, AVSGroundTruth("n", [1], ["a"], {1: ref}, "noise", True))
+    episodes = [t, pos, neg]
+    overall = scoring.summarize(episodes)
+    assert overall["tracking"]["J-Mean"] == pytest.approx(0.5) and overall["tracking"]["missing"] == 0
+    assert overall["avs"]["per_condition"]["noise"]["FPR"] == 0.0
+    robust = overall["avs"]["robust"]
+    assert robust["positive"]["mIoU"] == pytest.approx(1.0)
+    assert robust["per_condition"]["noise"]["mIoU_N"] == pytest.approx(0.0)
+    assert robust["per_condition"]["noise"]["G-mIoU"] == pytest.approx(1.0)
+    paths = scoring.write_report(tmp_path, {"path": "library", "episodes": episodes, "overall": overall})
+    report = json.loads(paths["json"].read_text())
+    assert report["episodes"][0]["frames"][1]["J"] == 0.0
+    md = paths["markdown"].read_text()
+    assert "| t | 2 | 2 | 0 | 0.500 |" in md and "| noise | 0.000 |" in md
+    assert paths["plot:t"].stat().st_size > 1000 and paths["plot:avs"].stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------ library runs
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from avs.model import build_model
+
+    folder = tmp_path_factory.mktemp("avs_tiny")
+    build_model("tiny").save_pretrained(folder)
+    return {"tracker": "config:tiny", "avs": str(folder)}
+
+
+@pytest.fixture(scope="module")
+def episode_bags(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bags")
+    ins = write_instrack(tmp / "instrack", frames=8)
+    tracking = bags.tracking_episode_bag(tmp / "track", InsTrack(ins)["vid0"], [("0", 0.0), ("1", 0.6)], fps=6)
+    s4 = write_s4(tmp / "s4")
+    clip = AVSBenchS4(s4, "test")["clip0"]
+    noise = AVSBenchRobust(s4, "test").by_condition("noise")[0]
+    avs = [
+        bags.avs_episode_bag(tmp / "avs_pos", clip, storage="sqlite3"),
+        bags.avs_episode_bag(tmp / "avs_noise", clip, audio=noise.load_audio(), condition="noise"),
+    ]
+    return {"tracking": tracking, "avs": avs}
+
+
+def test_library_runs_are_scored_frame_by_frame(episode_bags, tiny_models):
+    episode = read_episode(episode_bags["tracking"])
+    model = scoring.load_tracker_model(tiny_models["tracker"])
+    first = scoring.run_tracker_library(episode, model)
+    assert sorted(first) == episode.stamps  # an output for every frame
+    # the first frame of each instruction goes to the brain (no mask yet), the next ones are decoded
+    states = [first[s].state for s in episode.stamps]
+    assert states[0] == "reasoning" and states[1] in ("tracking", "lost")
+    switch = next(i for i, s in enumerate(episode.stamps) if s >= episode.instructions[1].stamp_ns)
+    assert states[switch] == "reasoning"
+    again = scoring.run_tracker_library(episode, model)  # brain-synchronous runs are deterministic
+    for s in episode.stamps:
+        a, b = first[s].mask, again[s].mask
+        assert (a is None and b is None) or np.array_equal(a, b)
+    result = scoring.score_episode(episode, first)
+    assert result["summary"]["scored"] == len(episode.stamps) and result["summary"]["missing"] == 0
+
+    avs_model = scoring.load_avs_model(tiny_models["avs"])
+    for path in episode_bags["avs"]:
+        ep = read_episode(path)
+        out = scoring.run_avs_library(ep, avs_model)
+        assert sorted(out) == ep.stamps and all(not math.isnan(o.score) for o in out.values())
+        assert all((o.mask is not None) == o.sounding for o in out.values())
+        assert scoring.score_episode(ep, out)["summary"]["frames"] == 5
+
+
+def test_avs_library_run_reports_frames_without_enough_audio(tmp_path, tiny_models):
+    frames = [np.zeros((40, 40, 3), np.uint8)] * 3
+    audio = (np.zeros(int(1.5 * 16000), np.float32), 16000)  # 1.5 s: frames at 0.5, 1.5, 2.5 s
+    path = bags.write_episode_bag(
+        tmp_path / "b", task="avs", frames=frames, fps=1, start_ns=10 * NS, first_frame_delay_s=0.5, audio=audio
+    )
+    out = scoring.run_avs_library(read_episode(path), scoring.load_avs_model(tiny_models["avs"]))
+    scores = [out[s].score for s in sorted(out)]
+    assert math.isnan(scores[0]) and not math.isnan(scores[1]) and math.isnan(scores[2])
