@@ -31,7 +31,7 @@ def model(cache):
     old = os.environ.get("TRACKGPT_CACHE")
     os.environ["TRACKGPT_CACHE"] = str(cache)
     try:
-        yield TrackGPT.from_config("embedded")
+        yield TrackGPT.from_config("embedded", brain={"max_new_tokens": 4})  # short answers keep the tests fast
     finally:
         if old is None:
             os.environ.pop("TRACKGPT_CACHE")

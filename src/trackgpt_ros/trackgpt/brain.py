@@ -239,22 +239,31 @@ class TrackGPTBrain(nn.Module):
 
     # ----------------------------------------------------------------- tokens
     def _add_tokens(self) -> None:
+        """Add ``<TK>`` / ``<PO>`` to the tokenizer and make sure the embeddings have rows for them.
+
+        Rows that are new (the matrix grew) or that belong to a token just added (some checkpoints,
+        e.g. llava-hf's, pad the vocabulary and have unused rows) start at the mean of the rows of the
+        tokenizer's previous vocabulary.
+        """
         tok = self.tokenizer
+        vocab_before = len(tok)
         missing = [t for t in (TRACK_TOKEN, PURPORT_TOKEN) if t not in tok.get_vocab()]
         if missing:
             tok.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
-        emb = self.model.get_input_embeddings()
-        old = emb.weight.shape[0]
-        if len(tok) > old:
-            out = self.model.get_output_embeddings()
-            in_mean = emb.weight.detach().float().mean(0)
-            out_mean = out.weight.detach().float().mean(0) if out is not None else None
+        rows = self.model.get_input_embeddings().weight.shape[0]
+        fresh = set(range(rows, len(tok))) | {int(tok.convert_tokens_to_ids(t)) for t in missing}
+        if not fresh:
+            return
+        known = min(vocab_before, rows)
+        means = [m.weight.detach()[:known].float().mean(0) if m is not None else None
+                 for m in (self.model.get_input_embeddings(), self.model.get_output_embeddings())]
+        if len(tok) > rows:
             self.model.resize_token_embeddings(len(tok), mean_resizing=False)
-            with torch.no_grad():
-                self.model.get_input_embeddings().weight[old:] = in_mean.to(emb.weight.dtype)
-                new_out = self.model.get_output_embeddings()
-                if new_out is not None and out_mean is not None and new_out.weight.shape[0] > old:
-                    new_out.weight[old:] = out_mean.to(new_out.weight.dtype)
+        ids = sorted(fresh)
+        with torch.no_grad():
+            for module, mean in zip((self.model.get_input_embeddings(), self.model.get_output_embeddings()), means):
+                if module is not None and mean is not None:
+                    module.weight[ids] = mean.to(module.weight.dtype)
 
     def added_token_rows(self) -> dict[str, torch.Tensor]:
         """The input/output embedding rows of ``<TK>`` and ``<PO>`` (``2 x H`` each), for saving."""

@@ -34,7 +34,7 @@ PROG = "trackgpt-track"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    p = argparse.ArgumentParser(prog=PROG, description="Instruction tracking over a video file or a folder of frames.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--video", required=True, type=Path, help="video file or folder of frame images")
     p.add_argument("--instruction", required=True, help="what to track, e.g. 'who will win the race?'")

@@ -64,7 +64,7 @@ def set_thread_count(count: int) -> None:
     torch.set_num_threads(count)
 
 
-class Perception(Protocol):
+class FramePerception(Protocol):
     """What the tracker needs from the perception side (``TrackGPT`` satisfies it)."""
 
     def encode_frame(self, frame: np.ndarray) -> Any: ...
@@ -137,7 +137,7 @@ class OnlineTracker:
     """Instruction tracker over a stream of frames.
 
     Args:
-        perception: encodes and decodes frames (see :class:`Perception`).
+        perception: encodes and decodes frames (see :class:`FramePerception`).
         brain: answers instructions (see :class:`Brain`); by default ``perception`` itself
             (a :class:`trackgpt.model.TrackGPT` is both).
         tau: rethinking threshold as a fraction of the reference S_p (0.5 in the paper).
@@ -148,7 +148,7 @@ class OnlineTracker:
     def __init__(
         self,
         *,
-        perception: Perception,
+        perception: FramePerception,
         brain: Brain | None = None,
         tau: float = 0.5,
         brain_threads: int | None = None,
