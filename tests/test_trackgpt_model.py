@@ -277,3 +277,23 @@ def test_config_round_trip_and_errors():
 def test_image_pe_equals_segment_anything():
     parts = SamParts(config=SAM_SIZES["tiny"])
     torch.testing.assert_close(parts.image_pe(), parts.prompt_encoder.get_dense_pe())
+
+
+def test_padded_vocabulary_reuses_rows_and_initialises_them():
+    """llava-hf checkpoints pad the vocabulary: the new tokens take unused rows, which start at the mean."""
+    from trackgpt.brain import TrackGPTBrain, build_llava, build_tiny_tokenizer
+
+    cfg = CONFIGS["tiny"].brain
+    tokenizer = build_tiny_tokenizer()
+    vocab = len(tokenizer)
+    model = build_llava(vision=dict(cfg.vision), text={**cfg.text, "vocab_size": vocab + 8}, tokenizer=tokenizer,
+                        seed=0)
+    before = model.get_input_embeddings().weight.detach().clone()
+    brain = TrackGPTBrain(model=model, tokenizer=tokenizer, config=cfg)
+    emb = brain.model.get_input_embeddings().weight
+    assert emb.shape[0] == vocab + 8  # not resized
+    assert (brain.track_token_id, brain.purport_token_id) == (vocab, vocab + 1)
+    torch.testing.assert_close(emb[vocab], before[:vocab].mean(0))
+    torch.testing.assert_close(brain.model.get_output_embeddings().weight[vocab + 1],
+                               model.get_output_embeddings().weight[:vocab].mean(0))
+    torch.testing.assert_close(emb[vocab + 2 :], before[vocab + 2 :])  # other padding rows untouched
