@@ -42,6 +42,7 @@ brain after a frame that asked it something, the AVS model sees the audio window
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -174,6 +175,31 @@ def _clean_mask(mask, shape) -> tuple[np.ndarray | None, bool]:
     return mask, True
 
 
+def mask_digest(mask: np.ndarray | None) -> str | None:
+    """SHA-1 of a mask's shape and bits (None without a mask): equal digests = identical masks."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask) != 0
+    return hashlib.sha1(repr(mask.shape).encode() + np.packbits(mask).tobytes()).hexdigest()
+
+
+def save_masks(out_dir: str | Path, result: dict[str, Any], outputs: Mapping[int, Any]) -> Path:
+    """Write each frame's output mask as a 0/255 PNG, ``<out_dir>/<episode>/<index>_<frame>.png``."""
+    import cv2
+
+    folder = Path(out_dir) / _safe(result["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for frame in result["frames"]:
+        out = outputs.get(frame["stamp_ns"])
+        mask = getattr(out, "mask", None)
+        if mask is not None:
+            cv2.imwrite(
+                str(folder / f"{frame['index']:05d}_{_safe(frame['name'])}.png"),
+                np.where(np.asarray(mask) != 0, 255, 0).astype(np.uint8),
+            )
+    return folder
+
+
 def _nan_to_none(value):
     if value is None:
         return None
@@ -210,6 +236,7 @@ def score_tracking(
             "purport_score": _nan_to_none(out.purport_score) if out is not None else None,
             "purport_threshold": _nan_to_none(out.purport_threshold) if out is not None else None,
             "rethinking": bool(out.rethinking) if out is not None else False,
+            "mask_sha1": mask_digest(out.mask) if out is not None else None,
             "mask_pixels": None,
             "J": None,
             "F": None,
@@ -290,6 +317,7 @@ def score_avs(
             "score": None,
             "sounding": False,
             "mask_pixels": None,
+            "mask_sha1": mask_digest(out.mask) if out is not None else None,
             "has_ground_truth": ref is not None,
             "IoU": None,
             "FPR": None,
