@@ -326,3 +326,34 @@ def test_instruction_longer_than_the_context_is_rejected(tiny):
         with pytest.raises(InstructionError, match="too long.*context is 256 tokens"):
             tracker.set_instruction("follow the one that is " * 200)
         assert tracker.instruction is None
+
+
+def test_reasoning_records_name_every_brain_call():
+    ref, tau = 0.8, 0.5
+    scores = [ref, 0.39, 0.7]  # the second decode fires a rethink
+    gate = threading.Event()
+    perception, brain = ControlledPerception(scores), FakeBrain()
+    with OnlineTracker(perception=perception, brain=brain, tau=tau) as tracker:
+        iid = tracker.set_instruction("the dog")
+        steps = run(tracker, [20, 21, 22, 23])
+        records = tracker.pop_reasoning_records()
+        assert tracker.pop_reasoning_records() == []  # popped once
+        # a superseded call is recorded too
+        tracker.brain = FakeBrain(gate=gate)
+        tracker.set_instruction("the cat")
+        tracker.step(frame(30))
+        assert tracker.brain.started.wait(5.0)
+        tracker.set_instruction("the bird")
+        assert tracker.wait_for_brain(5.0)
+        gate.set()
+        dropped = tracker.pop_reasoning_records()
+    assert [(r.kind, r.frame_index, r.instruction_id, r.error) for r in records] == [
+        ("initial", steps[0].frame_index, iid, None),
+        ("rethink", steps[2].frame_index, iid, None),
+    ]
+    assert records[0].answer == "answer 1 to the dog" and records[1].answer == "answer 2 to the dog"
+    assert all(r.latency >= 0 for r in records)
+    assert steps[1].purport_threshold == pytest.approx(tau * ref)
+    assert steps[2].rethinking and steps[2].purport_score < steps[2].purport_threshold
+    assert [(r.instruction, r.answer) for r in dropped] == [("the cat", None)]
+    assert dropped[0].error.startswith("superseded")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -103,6 +104,7 @@ class TrackStep:
         mask: ``H x W`` bool, or None while IDLE / REASONING.
         box: ``(x, y, width, height)`` of the mask (zeros when empty), or None without a mask.
         purport_score: S_p of this frame, or None without a mask.
+        purport_threshold: ``tau x`` the reference S_p in force (None before the reference is taken).
         rethinking: True on the frame whose S_p asked the brain to rethink.
         reasoning: True while the brain works on (or is about to get) a request of this instruction.
         rethink_count: rethinks asked for the current instruction so far.
@@ -116,6 +118,7 @@ class TrackStep:
     mask: np.ndarray | None = None
     box: tuple[int, int, int, int] | None = None
     purport_score: float | None = None
+    purport_threshold: float | None = None
     rethinking: bool = False
     reasoning: bool = False
     rethink_count: int = 0
@@ -130,7 +133,33 @@ class _Request:
     text: str
     frame: np.ndarray
     kind: str  # "initial" or "rethink"
+    frame_index: int = -1
+    submitted: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class ReasoningRecord:
+    """What one brain call did (see :meth:`OnlineTracker.pop_reasoning_records`).
+
+    Attributes:
+        instruction_id, instruction: the instruction the call answered.
+        kind: ``"initial"`` or ``"rethink"``.
+        frame_index: index (as in :class:`TrackStep`) of the frame the brain looked at.
+        answer: the text answer (None when the call failed or was superseded).
+        latency: seconds from the request to the end of the call.
+        error: None on success; otherwise why (the brain's exception, or ``"superseded ..."``).
+        forced: the brain did not generate ``<TK>``/``<PO>`` itself (see :class:`trackgpt.model.Reasoning`).
+    """
+
+    instruction_id: int
+    instruction: str
+    kind: str
+    frame_index: int
+    answer: str | None
+    latency: float
+    error: str | None = None
+    forced: bool = False
 
 
 class OnlineTracker:
@@ -170,6 +199,7 @@ class OnlineTracker:
         self._pending: _Request | None = None
         self._running: _Request | None = None
         self._results: deque[tuple[_Request, Any, str | None]] = deque()
+        self._records: deque[ReasoningRecord] = deque(maxlen=1000)
         self._closed = False
 
         self._instruction_id = 0
@@ -241,7 +271,7 @@ class OnlineTracker:
                 return TrackStep(index, TrackState.IDLE)
             iid = self._instruction_id
             if self._need_initial:
-                self._submit(rgb, "initial")
+                self._submit(rgb, "initial", index)
                 self._need_initial = False
             q_r, q_t, q_p = self._q_r, self._q_t, self._q_p
             if q_r is None:
@@ -260,14 +290,31 @@ class OnlineTracker:
                 if self._reference is None:
                     self._reference = score
                 elif not self._awaiting and score < self.tau * self._reference:
-                    self._submit(rgb, "rethink")
+                    self._submit(rgb, "rethink", index)
                     self._rethinks += 1
                     rethinking = True
             state = TrackState.TRACKING if mask.any() else TrackState.LOST
+            threshold = None if self._reference is None else self.tau * self._reference
             return self._result(
                 index, state, instruction_id=iid, mask=mask, box=mask_to_box(mask), purport_score=score,
-                rethinking=rethinking,
+                purport_threshold=threshold, rethinking=rethinking,
             )
+
+    def pop_reasoning_records(self) -> list[ReasoningRecord]:
+        """Every brain call finished (or dropped) since the last call, oldest first."""
+        with self._cond:
+            records = list(self._records)
+            self._records.clear()
+            return records
+
+    def _record(self, request: _Request, reasoning: Any, error: str | None) -> None:
+        """Note one finished or dropped brain call (lock held)."""
+        self._records.append(ReasoningRecord(
+            instruction_id=request.instruction_id, instruction=request.text, kind=request.kind,
+            frame_index=request.frame_index, answer=None if reasoning is None else reasoning.answer,
+            latency=time.monotonic() - request.submitted, error=error,
+            forced=bool(getattr(reasoning, "forced", False)),
+        ))
 
     def wait_for_brain(self, timeout: float | None = None) -> bool:
         """Block until the brain has nothing pending or running (for offline runs and tests).
@@ -307,6 +354,8 @@ class OnlineTracker:
 
     def _supersede(self) -> None:
         """Drop pending work and reset per-instruction state (lock held)."""
+        if self._pending is not None:
+            self._record(self._pending, None, "superseded before it started")
         self._pending = None
         if self._running is not None:
             self._running.cancel.set()
@@ -318,9 +367,11 @@ class OnlineTracker:
         self._rethinks = 0
         self._cond.notify_all()
 
-    def _submit(self, rgb: np.ndarray, kind: str) -> None:
+    def _submit(self, rgb: np.ndarray, kind: str, frame_index: int) -> None:
         """Queue a brain request (lock held); a newer request replaces one not yet started."""
-        self._pending = _Request(self._instruction_id, self._instruction, rgb.copy(), kind)
+        if self._pending is not None:
+            self._record(self._pending, None, "superseded before it started")
+        self._pending = _Request(self._instruction_id, self._instruction, rgb.copy(), kind, frame_index)
         self._awaiting = True
         self._cond.notify_all()
 
@@ -370,6 +421,8 @@ class OnlineTracker:
                 self._running = None
                 if error == "cancelled" or request.cancel.is_set():
                     self.discarded_answers += 1  # superseded; _supersede already reset the state
+                    self._record(request, None, "superseded by a newer instruction")
                 else:
+                    self._record(request, reasoning, error)
                     self._results.append((request, reasoning, error))
                 self._cond.notify_all()
