@@ -182,3 +182,157 @@ def test_avs_library_run_reports_frames_without_enough_audio(tmp_path, tiny_mode
     out = scoring.run_avs_library(read_episode(path), scoring.load_avs_model(tiny_models["avs"]))
     scores = [out[s].score for s in sorted(out)]
     assert math.isnan(scores[0]) and not math.isnan(scores[1]) and math.isnan(scores[2])
+
+
+# ------------------------------------------------------------------------------------------ through the nodes
+def _graph(tmp_path, tiny_models, **params) -> str:
+    import yaml
+
+    graph = {
+        "/tracker/tracker_node": {
+            "ros__parameters": {"model": tiny_models["tracker"], "device": "cpu", "mode": "live", **params}
+        },
+        "/avs/avs_node": {"ros__parameters": {"model": tiny_models["avs"], "device": "cpu", "mode": "live"}},
+    }
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    return str(path)
+
+
+def _frames(out_dir):
+    report = json.loads((out_dir / "replay_eval.json").read_text())
+    return report, [e["frames"] for e in report["episodes"]]
+
+
+def _assert_same_outputs(nodes_dir, library_dir, keys):
+    nodes, node_frames = _frames(nodes_dir)
+    library, library_frames = _frames(library_dir)
+    assert nodes["path"] == "nodes" and library["path"] == "library"
+    assert len(node_frames) == len(library_frames)
+    for episode_n, episode_l in zip(node_frames, library_frames):
+        assert [f["stamp_ns"] for f in episode_n] == [f["stamp_ns"] for f in episode_l]
+        for fn, fl in zip(episode_n, episode_l):
+            assert fn["output"], f"frame {fn['index']} got no output from the node"
+            for key in keys:
+                if isinstance(fl[key], float):
+                    assert fn[key] == pytest.approx(fl[key], rel=1e-6, abs=1e-6), (key, fn["index"])
+                else:
+                    assert fn[key] == fl[key], (key, fn["index"])
+    return nodes, library
+
+
+@pytest.mark.ros
+def test_avs_replay_through_the_node_equals_the_library_run(tmp_path, episode_bags, tiny_models, ros_available):
+    from perception_eval import replay
+
+    bag_args = [str(p) for p in episode_bags["avs"]]
+    nodes_dir, library_dir = tmp_path / "nodes", tmp_path / "library"
+    assert (
+        replay.main(
+            [*bag_args, "--graph", _graph(tmp_path, tiny_models), "--out", str(nodes_dir), "--lockstep", "--rate", "0"]
+        )
+        == 0
+    )
+    assert (
+        replay.main([*bag_args, "--direct", "--avs-model", tiny_models["avs"], "--out", str(library_dir), "--no-plots"])
+        == 0
+    )
+    nodes, library = _assert_same_outputs(nodes_dir, library_dir, ["score", "sounding", "mask_sha1", "IoU", "FPR"])
+    assert nodes["settings"]["nodes"]["modes"] == {"/avs/avs_node": "replay"}  # started in replay mode
+    assert nodes["overall"]["avs"] == library["overall"]["avs"]
+    assert (nodes_dir / "avs_scores.png").stat().st_size > 1000
+    assert "| clip0.noise | noise | 5 | 0 |" in (nodes_dir / "replay_eval.md").read_text()
+
+
+@pytest.mark.ros
+def test_tracking_replay_through_the_node_equals_the_library_run(tmp_path, episode_bags, tiny_models, ros_available):
+    from perception_eval import replay
+
+    bag = str(episode_bags["tracking"])
+    nodes_dir, library_dir = tmp_path / "nodes", tmp_path / "library"
+    # tau close to 1: the tiny model's purport score wobbles enough to trigger rethinks, which must agree too
+    graph = _graph(tmp_path, tiny_models, tau=0.99)
+    assert (
+        replay.main(
+            [bag, "--graph", graph, "--out", str(nodes_dir), "--brain-sync", "--rate", "0", "--brain-wait", "1.5"]
+        )
+        == 0
+    )
+    assert (
+        replay.main(
+            [
+                bag,
+                "--direct",
+                "--tracker-model",
+                tiny_models["tracker"],
+                "--tau",
+                "0.99",
+                "--out",
+                str(library_dir),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    nodes, library = _assert_same_outputs(
+        nodes_dir, library_dir, ["state", "mask_sha1", "rethinking", "purport_score", "J", "F"]
+    )
+    assert nodes["episodes"][0]["play"]["instruction_not_applied"] == 0
+    assert nodes["overall"]["tracking"]["rethinks"] >= 1
+    assert nodes["episodes"][0]["reasoning_summary"]["calls"] == 2 + nodes["overall"]["tracking"]["rethinks"]
+    for key in ("J-Mean", "F-Mean", "J&F-Mean", "scored", "missing"):
+        assert nodes["overall"]["tracking"][key] == pytest.approx(library["overall"]["tracking"][key])
+    assert (nodes_dir / "tracking_vid0.png").stat().st_size > 1000
+
+
+@pytest.mark.ros
+def test_replay_attaches_to_a_running_node_paced(tmp_path, episode_bags, tiny_models, processes, ros_available):
+    from perception_eval import replay
+
+    processes.start(
+        [
+            "avs_node",
+            "--ros-args",
+            "-r",
+            "__ns:=/a2",
+            "-p",
+            f"model:={tiny_models['avs']}",
+            "-p",
+            "device:=cpu",
+            "-p",
+            "mode:=replay",
+        ]
+    )
+    out = tmp_path / "out"
+    bag = str(episode_bags["avs"][0])
+    assert (
+        replay.main([bag, "--avs-node", "/a2/avs_node", "--rate", "4", "--out", str(out), "--no-plots", "--save-masks"])
+        == 0
+    )
+    report, (frames,) = _frames(out)
+    assert [f["output"] for f in frames] == [True] * 5 and report["episodes"][0]["summary"]["missing"] == 0
+    played = report["episodes"][0]["play"]
+    assert played["frames_published"] == 5 and 1.0 <= played["play_seconds"] < 15  # 5 s of bag at 4x
+    saved = sorted((out / "masks").rglob("*.png"))
+    assert len(saved) == sum(f["sounding"] for f in frames)
+
+
+@pytest.mark.ros
+def test_replay_without_nodes_says_what_is_missing(tmp_path, episode_bags, capsys, ros_available):
+    from perception_eval import replay
+
+    code = replay.main(
+        [
+            str(episode_bags["avs"][0]),
+            "--avs-node",
+            "/nobody/avs_node",
+            "--wait-nodes",
+            "1",
+            "--image-topic",
+            "/nobody/image",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2
+    assert "nothing subscribes to /nobody/image" in capsys.readouterr().err
