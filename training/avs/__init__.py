@@ -1,0 +1,1 @@
+"""Training of the robust AVS model (``python -m training.avs.train --help``)."""
