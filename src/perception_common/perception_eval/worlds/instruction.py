@@ -577,7 +577,7 @@ def _make_video(job) -> dict:
             if counts[tid] < 0.5 * full[tid]:
                 occluded[tid] += 1
         out = cv2.GaussianBlur(img, (0, 0), 0.6).astype(np.float32) * gain + bias
-        out += rng.normal(0, noise_sigma, out.shape).astype(np.float32)
+        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(noise_sigma)
         out = np.clip(out, 0, 255).astype(np.uint8)
         name = f"{t:05d}"
         frames.append(name)
