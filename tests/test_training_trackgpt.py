@@ -1,0 +1,335 @@
+"""TrackGPT training: the three stages lower the loss, exact resume, exported models load, bad paths fail early."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from perception_eval.worlds.instruction import InstructionWorldConfig, generate_instruction_world
+from trackgpt import TrackGPT
+from training.common.errors import SetupError
+from training.common.toydata import write_llava_instruct, write_reason_seg, write_refcoco, write_semantic_seg
+from training.trackgpt import data as tg_data
+from training.trackgpt import train as tg_train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: OpenMP spin-waits make 2 threads on a busy 2-core machine 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tg_toy")
+    write_semantic_seg(root / "ade")
+    write_refcoco(root / "refer")
+    write_llava_instruct(root / "llava")
+    write_reason_seg(root / "reason")
+    world_cfg = InstructionWorldConfig(width=96, height=72, frames_min=4, frames_max=6)
+    generate_instruction_world(root / "world", seed=3, videos={"train": 3, "val": 2}, config=world_cfg, progress=False)
+    return root
+
+
+def stage1_datasets(toy):
+    return [
+        {"name": "ade", "type": "semantic_seg", "root": str(toy / "ade"), "classes": "classes.txt", "ratio": 3},
+        {
+            "name": "refcoco",
+            "type": "refcoco",
+            "root": str(toy / "refer"),
+            "image_root": str(toy / "refer" / "images"),
+            "ratio": 3,
+        },
+        {
+            "name": "llava",
+            "type": "llava_instruct",
+            "json": str(toy / "llava" / "llava_instruct.json"),
+            "image_root": str(toy / "llava" / "images"),
+            "ratio": 1,
+        },
+        {"name": "reasonseg", "type": "reason_seg", "root": str(toy / "reason"), "ratio": 1},
+    ]
+
+
+def _argv(out, datasets, *extra, frames=3):
+    items = [
+        f"output_dir={out}",
+        "progress=false",
+        "train.batch_size=2",
+        "train.log_every=1",
+        "optim.lr=0.002",
+        "schedule.warmup_steps=2",
+        f"data.datasets={datasets!r}",
+        f"data.frames_per_clip={frames}",
+        *extra,
+    ]
+    argv = []
+    for item in items:
+        argv += ["--set", item]
+    return argv
+
+
+def _rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def _drops(out, key="loss"):
+    values = [float(r[key]) for r in _rows(out / "train_log.csv")]
+    return np.mean(values[-5:]) < np.mean(values[:5]), values
+
+
+def test_three_stages_lower_the_loss_and_chain(toy, tmp_path):
+    s1, s2, s3 = tmp_path / "stage1", tmp_path / "stage2", tmp_path / "stage3"
+    refer_val = [
+        {
+            "name": "refcoco",
+            "type": "refcoco",
+            "root": str(toy / "refer"),
+            "image_root": str(toy / "refer" / "images"),
+            "split": "val",
+        }
+    ]
+    assert (
+        tg_train.main(
+            _argv(
+                s1,
+                stage1_datasets(toy),
+                "train.steps=20",
+                "stage=1",
+                f"eval.datasets={refer_val!r}",
+                "eval.best_metric=gIoU",
+                frames=1,
+            )
+        )
+        == 0
+    )
+    ok, values = _drops(s1)
+    assert ok, values
+    assert {"gIoU", "cIoU"} <= set(_rows(s1 / "eval_log.csv")[0])
+
+    ytvos = [{"name": "ytvos", "type": "ref_youtube_vos", "root": str(toy / "world"), "split": "train"}]
+    assert (
+        tg_train.main(
+            _argv(
+                s2, ytvos, "train.steps=16", "stage=2", f"model.init_from={s1 / 'model'}", "data.reference_frame=random"
+            )
+        )
+        == 0
+    )
+    ok, values = _drops(s2)
+    assert ok, values
+    first2 = float(_rows(s2 / "train_log.csv")[0]["loss_text"])
+    fresh = tmp_path / "fresh2"
+    assert tg_train.main(_argv(fresh, ytvos, "train.steps=1", "data.reference_frame=random")) == 0
+    assert first2 < float(_rows(fresh / "train_log.csv")[0]["loss_text"])  # stage 1's training was carried over
+
+    instrack = [{"name": "instrack", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    val = [{"name": "val", "type": "instrack", "root": str(toy / "world"), "split": "val"}]
+    assert (
+        tg_train.main(
+            _argv(
+                s3,
+                instrack,
+                "train.steps=16",
+                "stage=3",
+                f"model.init_from={s2 / 'model'}",
+                "data.reference_frame=first",
+                f"eval.datasets={val!r}",
+                "eval.max_items=2",
+                "eval.every=8",
+            )
+        )
+        == 0
+    )
+    ok, values = _drops(s3)
+    assert ok, values
+    evals = _rows(s3 / "eval_log.csv")
+    assert [int(r["step"]) for r in evals] == [8, 16] and {"J&F", "J", "F", "purport"} <= set(evals[0])
+    assert (s3 / "curves.png").is_file() and (s3 / "model" / "training_config.yaml").is_file()
+
+
+def test_exported_model_loads_and_tracks(toy, tmp_path):
+    out = tmp_path / "run"
+    ytvos = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    assert tg_train.main(_argv(out, ytvos, "train.steps=3")) == 0
+    model = TrackGPT.from_pretrained(out / "model")
+    assert model.brain.has_lora
+    frame = np.zeros((72, 96, 3), np.uint8)
+    reasoning = model.reason(frame, "the red ball")
+    q = reasoning.referring_query
+    decoded = model.decode(
+        model.encode_frame(frame), referring_query=q, online_query=q, purport_query=reasoning.purport_query
+    )
+    assert decoded.mask.shape == (72, 96) and 0.0 <= decoded.purport_score <= 1.0
+    # the trained <TK>/<PO> rows are in the saved model, not the initial mean rows
+    saved = load_file(out / "model" / "model.safetensors")
+    fresh = TrackGPT.from_config("tiny").brain.added_token_rows()["input"]
+    assert not torch.allclose(saved["brain.added_tokens.input"], fresh)
+
+
+def test_resume_after_k_steps_gives_the_uninterrupted_weights(toy, tmp_path):
+    ytvos = [{"name": "w", "type": "ref_youtube_vos", "root": str(toy / "world"), "split": "train"}]
+    common = (
+        "train.steps=6",
+        "checkpoint.every=3",
+        "checkpoint.keep_last=0",
+        "data.reference_frame=random",
+        "train.grad_accum=2",
+    )
+    full = tmp_path / "full"
+    assert tg_train.main(_argv(full, ytvos, *common)) == 0
+    resumed = tmp_path / "resumed"
+    argv = ["--resume", str(full / "checkpoints" / "step_000003"), "--set", f"output_dir={resumed}"]
+    assert tg_train.main(argv) == 0
+    for name in ("model.safetensors", "brain_adapter/adapter_model.safetensors"):
+        a, b = load_file(full / "model" / name), load_file(resumed / "model" / name)
+        assert a.keys() == b.keys()
+        assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) <= 1e-6, name
+    assert [r["loss"] for r in _rows(resumed / "train_log.csv")] == [r["loss"] for r in _rows(full / "train_log.csv")][
+        3:
+    ]
+
+
+@pytest.mark.parametrize(
+    ("index", "key", "value"),
+    [
+        (0, "root", "/nonexistent/ade"),
+        (0, "classes", "missing.txt"),
+        (1, "image_root", "/nonexistent/coco"),
+        (2, "json", "/nonexistent/llava.json"),
+        (3, "root", "/nonexistent/reason"),
+    ],
+)
+def test_missing_paths_fail_before_training(toy, tmp_path, capsys, index, key, value):
+    datasets = stage1_datasets(toy)
+    datasets[index][key] = value
+    out = tmp_path / "run"
+    assert tg_train.main(_argv(out, datasets, "train.steps=2", frames=1)) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and value in err
+    assert not (out / "checkpoints").exists()
+
+
+def test_missing_image_and_bad_entries_are_named(toy, tmp_path, capsys):
+    refer = tmp_path / "refer"
+    write_refcoco(refer)
+    victim = sorted((refer / "images").iterdir())[0]
+    victim.unlink()
+    bad = [{"name": "r", "type": "refcoco", "root": str(refer), "image_root": str(refer / "images")}]
+    assert tg_train.main(_argv(tmp_path / "a", bad, frames=1)) == 2
+    assert str(victim) in capsys.readouterr().err
+    assert tg_train.main(_argv(tmp_path / "b", [{"type": "coco_panoptic", "root": "x"}], frames=1)) == 2
+    assert "unknown type" in capsys.readouterr().err
+    typo = [{"type": "reason_seg", "root": str(toy / "reason"), "splt": "train"}]
+    assert tg_train.main(_argv(tmp_path / "c", typo, frames=1)) == 2
+    assert "splt" in capsys.readouterr().err
+    assert tg_train.main(_argv(tmp_path / "d", [], frames=1)) == 2
+    assert "data.datasets is empty" in capsys.readouterr().err
+    missing_brain = ["--set", "model.config=llava-7b-sam-vit-h", "--set", "model.overrides={brain: {path: /no/llava}}"]
+    assert tg_train.main(_argv(tmp_path / "e", stage1_datasets(toy), frames=1) + missing_brain) == 2
+    assert "/no/llava" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- readers and the stream
+def _rle_encode(mask: np.ndarray) -> dict:
+    """pycocotools' compressed RLE (column-major run lengths, LEB128-like string) -- the inverse under test."""
+    flat = mask.T.reshape(-1).astype(np.uint8)
+    counts, value, run = [], 0, 0
+    for v in flat:
+        if v != value:
+            counts.append(run)
+            value, run = v, 0
+        run += 1
+    counts.append(run)
+    out = []
+    for i, x in enumerate(counts):
+        if i > 2:
+            x -= counts[i - 2]
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return {"size": list(mask.shape), "counts": "".join(out)}
+
+
+def test_rle_and_polygon_masks():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((23, 31), bool)
+    mask[3:15, 4:20] = True
+    mask[rng.random(mask.shape) < 0.05] = True
+    assert np.array_equal(tg_data.rle_decode(_rle_encode(mask)), mask)
+    counts = [int(c) for c in np.diff(np.flatnonzero(np.diff(np.r_[-1, mask.T.reshape(-1).astype(int), -1])))]
+    assert np.array_equal(tg_data.annotation_mask({"size": [23, 31], "counts": counts}, 23, 31), mask)
+    square = tg_data.annotation_mask([[2, 2, 10, 2, 10, 8, 2, 8]], 12, 12)
+    assert square[5, 5] and not square[0, 0] and square.sum() == 9 * 7
+
+
+def test_refs_file_may_hold_plain_data_only(tmp_path):
+    path = tmp_path / "refs(unc).p"
+    path.write_bytes(pickle.dumps([{"ref_id": 1, "obj": SetupError("a class instance")}]))
+    with pytest.raises(SetupError, match="plain data"):
+        tg_data.read_refs(path)
+
+
+def test_semantic_labels_with_reduce_zero_label(tmp_path):
+    from perception_eval.datasets import write_index_mask
+
+    root = tmp_path / "ade"
+    (root / "images" / "training").mkdir(parents=True)
+    import cv2
+
+    cv2.imwrite(str(root / "images" / "training" / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+    label = np.zeros((8, 8), np.uint8)
+    label[:4] = 2  # class 2 in the file = index 1 after reduction ("tree")
+    label[4:, :4] = 255
+    write_index_mask(root / "annotations" / "training" / "a.png", label)
+    (root / "objectInfo150.csv").write_text("Idx,Ratio,Train,Val,Name\n1,0.1,1,1,wall\n2,0.1,1,1,tree;trees\n")
+    ds = tg_data.SemanticSeg(
+        "ade",
+        {
+            "type": "semantic_seg",
+            "root": str(root),
+            "classes": "objectInfo150.csv",
+            "reduce_zero_label": True,
+            "min_pixels": 1,
+        },
+    )
+    sample = ds.sample(0, np.random.default_rng(0))
+    assert sample.text == "tree" and sample.masks[0][:4].all() and not sample.masks[0][4:].any()
+    assert sample.ignore[0][4:].all() and not sample.ignore[0][:4].any()  # 0 ("other") and 255 are ignored
+
+
+def test_stream_follows_the_ratios_and_is_a_function_of_the_sample_number(toy):
+    specs = stage1_datasets(toy)
+    specs[3]["ratio"] = 0
+    datasets = [tg_data.build_dataset(s, frames_per_clip=1, reference_frame="first") for s in specs]
+    stream = tg_data.MixedStream(datasets, [s["ratio"] for s in specs], seed=5)
+    picks = np.bincount([stream.choose(n)[0] for n in range(2000)], minlength=4) / 2000
+    assert np.allclose(picks, [3 / 7, 3 / 7, 1 / 7, 0], atol=0.04)
+    a, b = stream[17], tg_data.MixedStream(datasets, [s["ratio"] for s in specs], seed=5)[17]
+    assert a.source == b.source and a.text == b.text and all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
+
+
+def test_video_clips_sample_reference_then_consecutive_frames(toy):
+    spec = {"type": "ref_youtube_vos", "root": str(toy / "world"), "split": "train"}
+    ds = tg_data.build_dataset(spec, frames_per_clip=3, reference_frame="first")
+    video, _ = ds.items[0]
+    for seed in range(5):
+        idx = ds._frame_indices(video, 1, np.random.default_rng(seed))
+        assert idx[0] == 0 and idx[2] == min(idx[1] + 1, len(video) - 1) and idx[1] >= 1
+    sample = ds.sample(0, np.random.default_rng(0))
+    assert len(sample.frames) == 3 and sample.masks[0].shape == sample.frames[0].shape[:2]

@@ -1,0 +1,1 @@
+"""Training of TrackGPT's three stages (``python -m training.trackgpt.train --help``)."""

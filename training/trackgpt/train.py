@@ -1,0 +1,602 @@
+"""Train TrackGPT, one stage per run (paper Sec. 3.5 and 4.1).
+
+Usage::
+
+    python -m training.trackgpt.train --config training/configs/trackgpt-tiny-stage2.yaml [--set key=value ...]
+    python -m training.trackgpt.train --resume runs/trackgpt-tiny-stage2
+
+Stages (``training/trackgpt/data.py`` for the datasets): 1 image pre-training, 2 Ref-YouTube-VOS, 3 InsTrack
+instruction tuning; stage ``k + 1`` starts from stage ``k``'s ``model/`` folder (``model.init_from``).
+
+What is trained (paper Sec. 3.5): the mask decoder, the purport head, the cross-frame propagation and phi (the
+MLP projection); LoRA (peft) on the brain's language model (``q_proj`` / ``v_proj``, the model config's r /
+alpha / dropout); the ``<TK>`` / ``<PO>`` embedding rows; the LLaVA projector when the model config says
+``train_vision_projector``. Frozen: the SAM image encoder (``model.train_image_encoder: false``, the paper),
+the prompt encoder, the brain's base weights and vision tower.
+
+Joint loss (Eq. 4), every lambda 1 by default:
+
+* ``L_text``: the auto-regressive cross-entropy of the answer tokens ("Sure, I track the object. <TK>, <PO>" and
+  EOS; VQA answers), averaged over the batch's answer tokens;
+* ``L_mask = 2.0 * BCE + 0.5 * Dice`` of each frame's mask logits (upsampled to SAM's input, padding and void
+  pixels left out), averaged over the masks;
+* ``L_po``: MSE between the purport score S_p and its target, the IoU of the predicted mask (logit > 0) with the
+  ground truth (the paper: "we employ the IoU score as our purport score"), computed per frame, detached; 1 when
+  both are empty.
+
+A clip's frames are decoded in order with the propagation: Q_0 = Q_R (as the tracker does after reasoning) and
+Q_{t+1} from the decoder, so the loss of later frames trains the propagation (back-propagation through the
+clip). The brain reads the reference frame (the first of the clip) with the instruction; the states that predict
+``<TK>`` and ``<PO>`` (LISA's rule) go through phi to Q_R and Q_p.
+
+Implementation note: the library has no training forward that also takes rows without ``<TK>`` (VQA), so the
+step is composed here from the brain's language model, ``TrackGPT.queries`` and ``Perception.forward``. The
+``<TK>``/``<PO>`` rows are trained as two small parameters swapped into the embedding and output layers by
+forward hooks (the checkpoint format keeps only these rows of the embeddings, so the rest must not change);
+they are written into the brain before ``save_pretrained``.
+
+Evaluation (``eval.datasets``, every ``eval.every`` steps and at the end): videos are tracked as the online
+tracker does (reason on frame 0, decode every frame with propagation, optional rethinking below
+``tau x`` the first S_p) and scored with the DAVIS J&F (``perception_eval.metrics``); images with gIoU / cIoU.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from perception_eval.datasets import DatasetError
+from perception_eval.metrics import evaluate_object, summarize_davis
+from trackgpt import TrackGPT, get_config
+from trackgpt.brain import validate_instruction
+from trackgpt.errors import InstructionError, TrackGPTError
+
+from ..common.config import deep_merge
+from ..common.errors import SetupError
+from ..common.loop import COMMON_DEFAULTS, Task
+from ..common.loop import main as loop_main
+from ..common.state import item_rng
+from .data import VIDEO_TYPES, MixedStream, Sample, SampleKeys, TrainingDataset, build_dataset, collate
+
+DEFAULTS: dict[str, Any] = deep_merge(
+    COMMON_DEFAULTS,
+    {
+        "output_dir": "runs/trackgpt",
+        "stage": 2,  # 1 images, 2 referring videos, 3 instruction tuning (informational; the datasets decide)
+        "model": {
+            "config": "tiny",  # trackgpt registry: tiny | embedded | llava-7b-sam-vit-h | llava-13b-sam-vit-h
+            "overrides": {},  # TrackGPTConfig changes, e.g. {brain: {path: /data/llava-1.5-7b-hf}}
+            "init_from": None,  # the previous stage's model folder (save_pretrained); overrides must then be empty
+            "lora": True,  # LoRA on the brain (peft); false trains no brain weights except the token rows
+            "train_image_encoder": False,  # the paper freezes SAM's encoder (true only without pretrained SAM)
+            "train_prompt_encoder": False,
+            "train_token_rows": True,  # the <TK>/<PO> embedding rows
+        },
+        "data": {
+            "datasets": [],  # [{name, type, root/json/..., split, ratio}]; see training/trackgpt/data.py
+            "frames_per_clip": 3,  # video samples: I_0, I_t, I_{t+1} (paper); images are one-frame clips
+            "reference_frame": "random",  # random (paper: a random I_0) | first (instructions decided on frame 0)
+            "num_workers": 0,
+        },
+        "loss": {"lambda_text": 1.0, "lambda_mask": 1.0, "lambda_po": 1.0, "bce_weight": 2.0, "dice_weight": 0.5},
+        "optim": {"name": "adamw", "lr": 3e-4, "weight_decay": 0.0, "betas": [0.9, 0.95], "eps": 1e-8},
+        "schedule": {"name": "linear", "warmup_steps": 100, "min_lr_ratio": 0.0},
+        "train": {"steps": 5000, "batch_size": 2, "grad_accum": 1, "grad_clip": 1.0, "log_every": 10},
+        "eval": {
+            "every": 0,
+            "datasets": [],  # same entries as data.datasets (video types: J&F; image types: gIoU/cIoU)
+            "max_items": 16,  # (video, expression) pairs or images per evaluation dataset
+            "max_frames": 0,  # frames per video (0 = all)
+            "rethink": True,  # paper Alg. 1: reason again when S_p < tau * S_p of the first frame
+            "tau": 0.5,
+            "best_metric": "J&F",
+            "best_mode": "max",
+        },
+    },
+    strict=False,
+)
+
+
+# ----------------------------------------------------------------------------- losses
+def mask_losses(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """BCE (mean over valid pixels), Dice (smooth 1) and the hard IoU of one ``H x W`` mask.
+
+    Returns ``(bce, dice, iou)``; ``iou`` is detached (the purport target) and 1 when both masks are empty.
+    """
+    logits, target, valid = logits.float(), target.float(), valid.float()
+    n = valid.sum().clamp_min(1.0)
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid).sum() / n
+    prob = torch.sigmoid(logits) * valid
+    dice = 1.0 - (2.0 * (prob * target).sum() + 1.0) / (prob.sum() + (target * valid).sum() + 1.0)
+    with torch.no_grad():
+        pred = (logits > 0).float() * valid
+        inter = (pred * target).sum()
+        union = ((pred + target * valid) > 0).float().sum()
+        iou = inter / union if union > 0 else torch.ones((), device=logits.device)
+    return bce, dice, iou
+
+
+# ----------------------------------------------------------------------------- token rows
+class AddedTokenRows(nn.Module):
+    """Trainable ``<TK>`` / ``<PO>`` rows of the brain's input embedding and output layer.
+
+    Forward hooks put ``input`` in place of the embedding of those ids and ``output`` in place of their two
+    logit columns, so gradients reach only these rows. With tied embeddings one parameter serves both.
+    """
+
+    def __init__(self, brain) -> None:
+        super().__init__()
+        self.brain = [brain]  # not a submodule (the brain belongs to the model)
+        rows = brain.added_token_rows()
+        self.ids = torch.tensor([brain.track_token_id, brain.purport_token_id])
+        emb = brain.model.get_input_embeddings()
+        out = brain.model.get_output_embeddings()
+        self.tied = out is not None and out.weight is emb.weight
+        self.input = nn.Parameter(rows["input"].float().clone())
+        self.output = None if (out is None or self.tied) else nn.Parameter(rows["output"].float().clone())
+        self._handles = [emb.register_forward_hook(self._embed_hook)]
+        if out is not None:
+            self._handles.append(out.register_forward_hook(self._logits_hook))
+
+    def _embed_hook(self, module, args, output):
+        ids = args[0]
+        for k in range(2):
+            where = (ids == int(self.ids[k])).unsqueeze(-1)
+            if where.any():
+                output = torch.where(where, self.input[k].to(output.dtype), output)
+        return output
+
+    def _logits_hook(self, module, args, output):
+        rows = self.input if self.tied else self.output
+        hidden = args[0]
+        cols = hidden @ rows.to(hidden.dtype).t()
+        bias = getattr(module, "bias", None)
+        if bias is not None:
+            cols = cols + bias[self.ids.to(bias.device)].to(cols.dtype)
+        return output.index_copy(-1, self.ids.to(output.device), cols.to(output.dtype))
+
+    def write_back(self) -> None:
+        """Copy the trained rows into the brain's embedding matrices (before saving)."""
+        rows = {"input": self.input.detach()}
+        if self.tied:
+            rows["output"] = self.input.detach()
+        elif self.output is not None:
+            rows["output"] = self.output.detach()
+        self.brain[0].set_added_token_rows(rows)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+# ----------------------------------------------------------------------------- the training module
+class TrackGPTTrainModule(nn.Module):
+    """TrackGPT plus its joint loss: ``forward(list of Sample) -> {"loss", "loss_text", "loss_mask", ...}``."""
+
+    def __init__(self, model: TrackGPT, *, loss: Mapping[str, Any], options: Mapping[str, Any]):
+        super().__init__()
+        if model.brain is None:
+            raise SetupError("TrackGPT training needs a model with a brain")
+        self.model = model
+        self.loss_cfg = dict(loss)
+        self.token_rows = AddedTokenRows(model.brain) if options["train_token_rows"] else None
+        model.requires_grad_(False)
+        brain = model.brain
+        if options["lora"]:
+            if not brain.has_lora:
+                brain.add_lora()
+            for name, p in brain.model.named_parameters():
+                p.requires_grad_("lora_" in name)
+        if model.config.brain.train_vision_projector:
+            for name, p in brain.model.named_parameters():
+                if "multi_modal_projector" in name:
+                    p.requires_grad_(True)
+        model.projection.requires_grad_(True)
+        perception = model.perception
+        for part in (perception.sam.mask_decoder, perception.purport_head, perception.propagation):
+            part.requires_grad_(True)
+        perception.sam.prompt_encoder.requires_grad_(bool(options["train_prompt_encoder"]))
+        self.train_image_encoder = bool(options["train_image_encoder"])
+        perception.sam.image_encoder.requires_grad_(self.train_image_encoder)
+        self.truncated_instructions = 0
+
+    # ------------------------------------------------------------------ text
+    def _conversation(self, sample: Sample) -> tuple[list[int], list[int]]:
+        """Token ids and labels of a VQA conversation (``USER: q ASSISTANT: a</s>`` per turn)."""
+        brain = self.model.brain
+        tok = brain.tokenizer
+        eos = tok.eos_token_id
+        ids: list[int] = []
+        labels: list[int] = []
+        limit = brain.context_length
+        for turn, (question, answer) in enumerate(sample.conversation):
+            q = ("USER: <image>\n" if turn == 0 else "USER: ") + question + " ASSISTANT:"
+            q_ids = list(tok(q, add_special_tokens=turn == 0).input_ids)
+            if turn == 0:
+                q_ids = _expand_image(q_ids, brain.image_token_id, brain.num_image_tokens)
+            a_ids = list(tok(" " + answer, add_special_tokens=False).input_ids) + (
+                [int(eos)] if eos is not None else []
+            )
+            room = limit - len(ids) - len(q_ids)
+            if room < 2:
+                break
+            a_ids = a_ids[:room]
+            ids += q_ids + a_ids
+            labels += [-100] * len(q_ids) + a_ids
+        if not ids:
+            raise InstructionError("the conversation's first question does not fit the brain's context")
+        return ids, labels
+
+    def _instruction(self, sample: Sample) -> tuple[list[int], list[int]]:
+        brain = self.model.brain
+        text = sample.text
+        words = text.split()
+        while True:
+            try:
+                return brain.training_example(text)
+            except InstructionError:
+                if len(words) <= 1:
+                    raise
+                words = words[: max(1, len(words) * 3 // 4)]
+                text = " ".join(words)
+                if not self.truncated_instructions:
+                    print(
+                        f"warning: an instruction longer than the brain's context was cut to {text!r}", file=sys.stderr
+                    )
+                self.truncated_instructions += 1
+
+    def _text_batch(self, samples: Sequence[Sample], device: torch.device):
+        brain = self.model.brain
+        rows = [self._instruction(s) if s.kind == "mask" else self._conversation(s) for s in samples]
+        width = max(len(ids) for ids, _ in rows)
+        pad = brain.tokenizer.pad_token_id
+        pad = int(pad if pad is not None else (brain.tokenizer.eos_token_id or 0))
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, (ids, lab) in enumerate(rows):
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            labels[b, : len(lab)] = torch.tensor(lab)
+            attention[b, : len(ids)] = 1
+        pixels = torch.cat([brain.preprocess_image(np.ascontiguousarray(s.frames[0])) for s in samples])
+        return input_ids.to(device), labels.to(device), attention.to(device), pixels.to(device)
+
+    # ------------------------------------------------------------------ step
+    def forward(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        model, brain = self.model, self.model.brain
+        device = brain.device
+        input_ids, labels, attention, pixels = self._text_batch(samples, device)
+        out = brain.model(
+            input_ids=input_ids,
+            pixel_values=pixels.to(brain.dtype),
+            attention_mask=attention,
+            output_hidden_states=True,
+        )
+        logits = out.logits[:, :-1].float()
+        target = labels[:, 1:]
+        loss_text = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+        mask_rows = [b for b, s in enumerate(samples) if s.kind == "mask"]
+        zero = loss_text.new_zeros(())
+        if not mask_rows:
+            lt = float(self.loss_cfg["lambda_text"]) * loss_text
+            return {
+                "loss": lt,
+                "loss_text": loss_text,
+                "loss_mask": zero,
+                "loss_bce": zero,
+                "loss_dice": zero,
+                "loss_po": zero,
+                "iou": zero,
+            }
+        hidden = out.hidden_states[-1]
+        rows = torch.tensor(mask_rows, device=device)
+        states = [
+            _state_before(hidden[rows], input_ids[rows], token)
+            for token in (brain.track_token_id, brain.purport_token_id)
+        ]
+        q_r, q_p = model.queries(*states)
+        bce, dice, po, ious = self._perception([samples[b] for b in mask_rows], q_r, q_p)
+        loss_mask = float(self.loss_cfg["bce_weight"]) * bce + float(self.loss_cfg["dice_weight"]) * dice
+        total = (
+            float(self.loss_cfg["lambda_text"]) * loss_text
+            + float(self.loss_cfg["lambda_mask"]) * loss_mask
+            + float(self.loss_cfg["lambda_po"]) * po
+        )
+        return {
+            "loss": total,
+            "loss_text": loss_text,
+            "loss_mask": loss_mask,
+            "loss_bce": bce,
+            "loss_dice": dice,
+            "loss_po": po,
+            "iou": ious,
+        }
+
+    def _perception(self, samples: Sequence[Sample], q_r: torch.Tensor, q_p: torch.Tensor):
+        perception = self.model.perception
+        transform = perception.transform
+        size = transform.img_size
+        q_t = q_r
+        bces, dices, pos, ious = [], [], [], []
+        frames = max(len(s.frames) for s in samples)
+        for k in range(frames):
+            active = [b for b, s in enumerate(samples) if k < len(s.frames)]
+            xs, sizes = [], []
+            for b in active:
+                x, input_size = transform.preprocess(np.ascontiguousarray(samples[b].frames[k]))
+                xs.append(x)
+                sizes.append(input_size)
+            x = torch.cat(xs).to(perception.device, perception.dtype)
+            with torch.set_grad_enabled(self.train_image_encoder and torch.is_grad_enabled()):
+                emb = perception.sam.image_encoder(x)
+            idx = torch.tensor(active, device=q_r.device)
+            low, scores, _, next_q = perception(emb, q_r[idx], q_t[idx], q_p[idx])
+            q_t = q_t.index_copy(0, idx, next_q.to(q_t.dtype)) if len(active) < len(samples) else next_q.to(q_t.dtype)
+            up = F.interpolate(low.float(), (size, size), mode="bilinear", align_corners=False)
+            for j, b in enumerate(active):
+                h, w = sizes[j]
+                gt = _resize_bool(samples[b].masks[k], (h, w))
+                ignore = samples[b].ignore[k] if samples[b].ignore else None
+                valid = np.ones((h, w), bool) if ignore is None else ~_resize_bool(ignore, (h, w))
+                bce, dice, iou = mask_losses(
+                    up[j, 0, :h, :w], torch.from_numpy(gt).to(up.device), torch.from_numpy(valid).to(up.device)
+                )
+                bces.append(bce)
+                dices.append(dice)
+                pos.append((scores[j].float() - iou) ** 2)
+                ious.append(iou)
+        return torch.stack(bces).mean(), torch.stack(dices).mean(), torch.stack(pos).mean(), torch.stack(ious).mean()
+
+    def export(self, folder: Path) -> None:
+        if self.token_rows is not None:
+            self.token_rows.write_back()
+        self.model.save_pretrained(folder)
+
+
+def _expand_image(ids: list[int], image_id: int, count: int) -> list[int]:
+    if ids.count(image_id) != 1:
+        raise InstructionError(f"a conversation holds {ids.count(image_id)} image tokens; expected exactly one")
+    i = ids.index(image_id)
+    return ids[:i] + [image_id] * count + ids[i + 1 :]
+
+
+def _state_before(hidden: torch.Tensor, ids: torch.Tensor, token_id: int) -> torch.Tensor:
+    """Last-layer state at the position before the last ``token_id`` of each row (LISA's rule)."""
+    rows = []
+    for b in range(ids.shape[0]):
+        pos = (ids[b] == token_id).nonzero().flatten()
+        if pos.numel() == 0 or int(pos[-1]) == 0:
+            raise TrackGPTError(f"training row {b} holds no <TK>/<PO> token (check brain.answer_template)")
+        rows.append(hidden[b, int(pos[-1]) - 1])
+    return torch.stack(rows)
+
+
+def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    h, w = size
+    if mask.shape == (h, w):
+        return mask.astype(bool)
+    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+# ----------------------------------------------------------------------------- the task
+def _absolute_paths(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Make ``brain.path`` and ``sam.checkpoint`` absolute (a saved model resolves relative ones against itself)."""
+    out = copy.deepcopy(dict(overrides))
+    for section, key in (("brain", "path"), ("sam", "checkpoint")):
+        value = (out.get(section) or {}).get(key)
+        if value:
+            out[section][key] = str(Path(value).expanduser().resolve())
+    return out
+
+
+class TrackGPTTask(Task):
+    name = "trackgpt"
+    plot_metrics = ("J&F", "J", "F", "gIoU", "cIoU", "purport")
+
+    def setup(self) -> None:
+        cfg = self.config
+        m, data = cfg["model"], cfg["data"]
+        if m.get("init_from"):
+            folder = Path(m["init_from"])
+            if not (folder / "config.json").is_file():
+                raise SetupError(f"model.init_from {str(folder)!r} is not a TrackGPT model folder (no config.json)")
+            if m.get("overrides"):
+                raise SetupError("model.overrides cannot change a model loaded with model.init_from")
+        else:
+            try:
+                self.model_config = get_config(m["config"], **_absolute_paths(m.get("overrides") or {}))
+            except TrackGPTError as exc:
+                raise SetupError(f"model: {exc}") from exc
+            brain = self.model_config.brain
+            if brain.source == "folder" and not (Path(brain.path) / "config.json").is_file():
+                raise SetupError(
+                    f"model brain folder {brain.path!r} does not exist or has no config.json "
+                    "(set model.overrides.brain.path)"
+                )
+            sam = self.model_config.sam
+            if sam.checkpoint and not Path(sam.checkpoint).is_file():
+                raise SetupError(
+                    f"SAM checkpoint {sam.checkpoint!r} does not exist (set model.overrides.sam.checkpoint)"
+                )
+        specs = list(data.get("datasets") or [])
+        if not specs:
+            raise SetupError("data.datasets is empty: list the stage's datasets (see training/trackgpt/data.py)")
+        kwargs = dict(frames_per_clip=int(data["frames_per_clip"]), reference_frame=str(data["reference_frame"]))
+        datasets: list[TrainingDataset] = [build_dataset(spec, **kwargs) for spec in specs]
+        self.stream = MixedStream(datasets, [spec.get("ratio", 1.0) for spec in specs], seed=int(cfg["seed"]))
+        self.eval_sets = []
+        for spec in cfg["eval"].get("datasets") or []:
+            ds = build_dataset(spec, frames_per_clip=1, reference_frame="first")
+            self.eval_sets.append((spec, ds))
+
+    def samples_per_epoch(self) -> int:
+        return len(self.stream)
+
+    def build_module(self) -> nn.Module:
+        m = self.config["model"]
+        try:
+            if m.get("init_from"):
+                model = TrackGPT.from_pretrained(m["init_from"])
+            else:
+                model = TrackGPT.from_config(self.model_config)
+        except TrackGPTError as exc:
+            raise SetupError(f"model: {exc}") from exc
+        self.model_config = model.config
+        return TrackGPTTrainModule(model, loss=self.config["loss"], options=m).train()
+
+    def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
+        rows = [p for n, p in module.named_parameters() if n.startswith("token_rows.") and p.requires_grad]
+        rest = [p for n, p in module.named_parameters() if not n.startswith("token_rows.") and p.requires_grad]
+        groups = [{"params": rest}]
+        if rows:
+            groups.append({"params": rows, "weight_decay": 0.0})
+        return groups
+
+    def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:
+        keys = SampleKeys(start, batch_size=int(self.config["train"]["batch_size"]), rank=rank, world=world)
+        loader = torch.utils.data.DataLoader(
+            self.stream,
+            batch_sampler=keys,
+            collate_fn=collate,
+            num_workers=int(self.config["data"]["num_workers"]),
+            generator=generator,
+        )
+        return iter(loader)
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        return batch  # samples are pre-processed on the model's device inside the module
+
+    @torch.no_grad()
+    def evaluate(self, module: nn.Module, step: int) -> dict[str, float]:
+        if not self.eval_sets:
+            return {}
+        model: TrackGPT = module.model
+        ev = self.config["eval"]
+        metrics: dict[str, float] = {}
+        for spec, ds in self.eval_sets:
+            name = str(spec.get("name") or spec["type"])
+            prefix = "" if len(self.eval_sets) == 1 else f"{name}/"
+            limit = min(len(ds), int(ev["max_items"]) or len(ds))
+            if spec["type"] in VIDEO_TYPES:
+                scores, purport = [], []
+                for i in range(limit):
+                    video, expression = ds.items[i]
+                    obj = evaluate_video(
+                        model,
+                        video,
+                        expression,
+                        max_frames=int(ev["max_frames"]),
+                        rethink=bool(ev["rethink"]),
+                        tau=float(ev["tau"]),
+                    )
+                    scores.append(obj[0])
+                    purport.append(obj[1])
+                summary = summarize_davis(scores).overall
+                metrics.update(
+                    {
+                        f"{prefix}J&F": summary["J&F-Mean"],
+                        f"{prefix}J": summary["J-Mean"],
+                        f"{prefix}F": summary["F-Mean"],
+                        f"{prefix}purport": float(np.mean(purport)),
+                    }
+                )
+            else:
+                inter = union = 0.0
+                ious = []
+                for i in range(limit):
+                    sample = ds.sample(i, item_rng(int(self.config["seed"]), 20, i))
+                    if sample.kind != "mask":
+                        continue
+                    pred = predict_image(model, sample.frames[0], sample.text)
+                    gt = sample.masks[0]
+                    valid = np.ones_like(gt) if sample.ignore[0] is None else ~sample.ignore[0]
+                    a, b = float(np.sum(pred & gt & valid)), float(np.sum((pred | gt) & valid))
+                    inter, union = inter + a, union + b
+                    ious.append(a / b if b > 0 else 1.0)
+                if ious:
+                    metrics.update({f"{prefix}gIoU": float(np.mean(ious)), f"{prefix}cIoU": inter / max(union, 1.0)})
+        return metrics
+
+    def export(self, module: nn.Module, folder: Path) -> None:
+        module.export(folder)
+
+
+def predict_image(model: TrackGPT, frame: np.ndarray, text: str) -> np.ndarray:
+    """The mask TrackGPT decodes for ``text`` on one image (reason, then decode with Q_t = Q_R)."""
+    reasoning = model.reason(frame, _clean(text))
+    features = model.encode_frame(frame)
+    q = reasoning.referring_query
+    return model.decode(features, referring_query=q, online_query=q, purport_query=reasoning.purport_query).mask
+
+
+def _clean(text: str) -> str:
+    try:
+        return validate_instruction(text)
+    except InstructionError:
+        return "object"
+
+
+def evaluate_video(model: TrackGPT, video, expression, *, max_frames: int = 0, rethink: bool = True, tau: float = 0.5):
+    """Track one (video, expression) like the tracker (paper Alg. 1, synchronous) and score it with DAVIS J/F.
+
+    Returns ``(DavisObjectScore, mean purport score)``.
+    """
+    n = len(video) if max_frames <= 0 else min(len(video), max_frames)
+    text = _clean(expression.text)
+    preds, gts, scores = [], [], []
+    q_r = q_p = q_t = None
+    reference = None
+    for i in range(n):
+        frame = video.load_frame(i)
+        if q_r is None:
+            reasoning = model.reason(frame, text)
+            q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
+        decoded = model.decode(model.encode_frame(frame), referring_query=q_r, online_query=q_t, purport_query=q_p)
+        q_t = decoded.next_query
+        if reference is None:
+            reference = decoded.purport_score
+        elif rethink and decoded.purport_score < tau * reference:
+            # as OnlineTracker: reason again on this frame; the new queries (Q_t = Q_R) decode the next frames
+            # and the next frame's S_p becomes the new reference
+            reasoning = model.reason(frame, text)
+            q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
+            reference = None
+        preds.append(decoded.mask)
+        gts.append(video.load_mask(i) == int(expression.obj_id))
+        scores.append(decoded.purport_score)
+    obj = evaluate_object(
+        np.stack(gts),
+        np.stack(preds),
+        exclude_first_last=n > 2,
+        sequence=video.name,
+        object_id=expression.expression_id,
+    )
+    return obj, float(np.mean(scores))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return loop_main(
+            argv,
+            prog="python -m training.trackgpt.train",
+            description=__doc__,
+            defaults=copy.deepcopy(DEFAULTS),
+            task_cls=TrackGPTTask,
+        )
+    except DatasetError as exc:  # a file that went missing during training
+        print(f"python -m training.trackgpt.train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
