@@ -122,6 +122,7 @@ class TrackerNode(FrameWorkerNode):
         self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)
         self._instruction_text = ""
         self._last_state = TrackState.IDLE
+        self.create_timer(0.05, self._publish_reasoning)  # brain calls end whether or not frames arrive
         self.start_worker(self.p.mode, self.p.replay_queue_size)
 
     # ------------------------------------------------------------------ callbacks
@@ -184,7 +185,6 @@ class TrackerNode(FrameWorkerNode):
             self._last_state = step.state
         if step.rethinking:
             self.get_logger().info(f"rethinking (purport {out.purport_score:.3f} < {out.purport_threshold:.3f})")
-        self._publish_reasoning()
 
     def _publish_reasoning(self) -> None:
         for rec in self.tracker.pop_reasoning_records():
@@ -201,9 +201,9 @@ class TrackerNode(FrameWorkerNode):
             msg.success = rec.error is None
             msg.error = rec.error or ""
             self.reasoning_pub.publish(msg)
-            status = "ok" if msg.success else f"failed: {msg.error}"
-            self.get_logger().info(f"reasoning for instruction {rec.instruction_id} ({rec.kind}) in "
-                                   f"{rec.latency:.2f} s, {status}: {msg.answer!r}")
+            outcome = f"answer {msg.answer!r}" if msg.success else f"no answer: {msg.error}"
+            self.get_logger().info(f"reasoning for instruction {rec.instruction_id} ({rec.kind}), "
+                                   f"{rec.latency:.2f} s: {outcome}")
 
     def status(self):
         return self._last_state.value, [("state", self._last_state.value), ("rethinks", self.tracker.rethink_count)]

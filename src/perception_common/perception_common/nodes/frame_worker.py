@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 
-import rclpy.logging
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
@@ -115,8 +114,7 @@ class FrameWorkerNode(Node):
         self.frames.close()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
-        # rclpy may already be shut down (Ctrl-C): log without the node's /rosout publisher.
-        rclpy.logging.get_logger(self.get_name()).info(
+        self.get_logger().info(
             f"processed {self.processed} of {self.frames.received} frames, dropped {self.frames.dropped}, "
             f"bad {self.bad_frames}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -68,11 +69,22 @@ def parse_help(argv: Sequence[str], prog: str, description: str, params_cls: typ
 
 
 def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, executor: str = "single") -> None:
-    """Init rclpy, spin the node until Ctrl-C or shutdown, then clean up without a traceback."""
+    """Init rclpy, spin the node until Ctrl-C/SIGTERM or shutdown, then close it cleanly.
+
+    rclpy's own signal handler is not installed: it would shut the context down
+    before the node could log its summary and release its devices. SIGINT and
+    SIGTERM raise KeyboardInterrupt in the spinning thread instead.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=list(argv) if argv is not None else sys.argv)
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (background jobs)
+    rclpy.init(args=list(argv) if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         try:
@@ -81,11 +93,11 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, e
             # Configuration problems (bad parameter, missing model or device): one clear line, exit code 2.
             name = Path(sys.argv[0]).name
             print(f"[FATAL] [{name}]: cannot start: {exc}", file=sys.stderr, flush=True)
-            rclpy.try_shutdown()
             raise SystemExit(2) from None
         ex = MultiThreadedExecutor(num_threads=3) if executor == "multi" else SingleThreadedExecutor()
         ex.add_node(node)
-        ex.spin()
+        while rclpy.ok():  # short waits, so that Python's signal handlers run between them
+            ex.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
