@@ -217,22 +217,23 @@ def _allowed_colours(cat: str, split: str) -> tuple[str, ...]:
 
 def _sample_objects(rng: np.random.Generator, cfg: InstructionWorldConfig, split: str, force_heldout: bool):
     n = int(rng.integers(cfg.objects_min, cfg.objects_max + 1))
-    picks: list[tuple[str, str]] = []
+    picks: list[tuple[str, str, float]] = []  # (category, colour, size multiplier)
     if force_heldout:
-        picks.append(HELDOUT_COMBOS[int(rng.integers(len(HELDOUT_COMBOS)))])
+        picks.append((*HELDOUT_COMBOS[int(rng.integers(len(HELDOUT_COMBOS)))], 1.0))
     while len(picks) < n:
         r = rng.random()
         if picks and r < 0.3:  # same colour, another category
             base = picks[int(rng.integers(len(picks)))]
             cats = [c for c in CATEGORY_NAMES if c != base[0] and base[1] in _allowed_colours(c, split)]
             if cats:
-                picks.append((cats[int(rng.integers(len(cats)))], base[1]))
+                picks.append((cats[int(rng.integers(len(cats)))], base[1], 1.0))
                 continue
-        elif picks and r < 0.5:  # same category, another colour
+        elif picks and r < 0.5:  # same category, another colour; half the time clearly bigger or smaller
             base = picks[int(rng.integers(len(picks)))]
             cols = [c for c in _allowed_colours(base[0], split) if c != base[1]]
             if cols:
-                picks.append((base[0], cols[int(rng.integers(len(cols)))]))
+                mult = 1.0 if rng.random() < 0.5 else base[2] * (0.62 if rng.random() < 0.5 else 1.6)
+                picks.append((base[0], cols[int(rng.integers(len(cols)))], mult))
                 continue
         elif picks and r < 0.65:  # same group, another category
             base = picks[int(rng.integers(len(picks)))]
@@ -241,23 +242,23 @@ def _sample_objects(rng: np.random.Generator, cfg: InstructionWorldConfig, split
             if cats:
                 cat = cats[int(rng.integers(len(cats)))]
                 cols = _allowed_colours(cat, split)
-                picks.append((cat, cols[int(rng.integers(len(cols)))]))
+                picks.append((cat, cols[int(rng.integers(len(cols)))], 1.0))
                 continue
         cat = CATEGORY_NAMES[int(rng.integers(len(CATEGORY_NAMES)))]
         cols = _allowed_colours(cat, split)
-        picks.append((cat, cols[int(rng.integers(len(cols)))]))
+        picks.append((cat, cols[int(rng.integers(len(cols)))], 1.0))
     order = rng.permutation(len(picks))  # object ids in random order (not by sampling rule)
     unit = min(cfg.width, cfg.height)
     objs = []
     for obj_id, k in enumerate(order, start=1):
-        cat, col = picks[int(k)]
+        cat, col, mult = picks[int(k)]
         objs.append(
             _Obj(
                 obj_id=obj_id,
                 category=cat,
                 colour=col,
                 rgb=jitter_colour(rng, col),
-                size=category(cat).size * unit * float(rng.uniform(0.75, 1.3)),
+                size=category(cat).size * unit * float(np.clip(mult * rng.uniform(0.75, 1.3), 0.45, 1.9)),
                 heldout_combo=(cat, col) in HELDOUT_COMBOS,
             )
         )
@@ -499,10 +500,16 @@ def _choose_expressions(rng, cands: dict, objs: list[_Obj], split: str, cfg: Ins
         for attempt in range(len(KINDS)):
             kind = kinds[(slot + attempt) % len(KINDS)]
             pool = [c for c in cands[kind] if c["target"] not in used_targets]
-            if kind == "relational" and pool:  # choose the kind of set first so "all objects" does not dominate
-                levels = sorted({c["level"] for c in pool})
-                lvl = _pick(rng, levels)
+            if kind == "relational" and pool:
+                # Choose position vs size, then the kind of set, then the relation, so that the (more often
+                # available) position relations and the "all objects" set do not crowd out the rest.
+                sized = sorted({RELATIONS[c["relation"]]["measure"] == "area" for c in pool})
+                want = sized[int(rng.integers(len(sized)))]
+                pool = [c for c in pool if (RELATIONS[c["relation"]]["measure"] == "area") == want]
+                lvl = _pick(rng, sorted({c["level"] for c in pool}))
                 pool = [c for c in pool if c["level"] == lvl]
+                rel = _pick(rng, sorted({c["relation"] for c in pool}))
+                pool = [c for c in pool if c["relation"] == rel]
             if prefer_held:
                 held = [c for c in pool if objs_by_id[c["target"]].heldout_combo]
                 pool = held or pool
