@@ -1,0 +1,24 @@
+"""Node-level performance harness (``python -m perception_eval.bench``, run by ``make bench``).
+
+The model libraries time their bare per-frame loops themselves (``python -m trackgpt.bench``,
+``python -m avs.bench``); this harness measures what the ROS nodes add, in ONE run, with every ratio computed
+inside that run (same machine, same load):
+
+* bare model loop vs node throughput, frames/s (tracker and AVS): the library loop in this process against the
+  node fed in closed loop (two frames in flight, so it is never idle and never drops);
+* frame latency p50 / p99 with the brain idle and while it reasons (the headline ratio): a tracker node with the
+  default tau (its brain idle once the instruction is answered) and one with ``tau = 1`` (the brain rethinks
+  over and over, so frames are decoded while it works); only frames whose processing overlapped a brain call
+  count as "while it reasons";
+* frames missed in live mode at 30 fps input, and frames queued beyond the newest (the node must always take
+  the newest frame: a frame taken while a newer one had already been published for ``--queue-margin-ms`` is
+  a queueing violation);
+* resident memory (``VmRSS``) of the tracker and AVS node processes at the start and after
+  ``--memory-minutes`` of 30 fps input with an instruction every ``--instruction-period`` s, growth in percent;
+* reasoning latency per brain call (the nodes' ``Reasoning`` messages).
+
+Targets reported against: node throughput >= 0.8x the bare loop; p99 latency while reasoning <= 1.5x the idle
+p99; 0 frames queued beyond the newest in live mode; memory growth < 5 % (the issue asks it over 10 minutes:
+``--memory-minutes 10``). Timing needs no trained weights: ``config:NAME`` models have random weights. The
+full-size configurations are timed only with ``--full`` (``--device cuda`` where a GPU is present).
+"""

@@ -1,0 +1,125 @@
+"""Node-level performance harness: its statistics by hand, and one very short run whose JSON must be complete
+and sane. Speeds are never asserted (they depend on the machine); structure and consistency are."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from perception_eval.bench.harness import brain_intervals, live_stats, overlaps, targets
+
+MS = 1_000_000
+
+
+def test_live_stats_latency_missed_and_frames_queued_beyond_the_newest():
+    stamps = [0, 33 * MS, 66 * MS, 100 * MS, 133 * MS]  # published (= stamped) every 33 ms
+    rows = [  # (stamp, received), in the order they arrive
+        (0, 20 * MS),  # taken at once: 20 ms
+        (33 * MS, 60 * MS),  # the worker was free at 20 ms and took it when it came: 27 ms
+        (100 * MS, 150 * MS),  # taken at 100 ms when it came (66 had been replaced): 50 ms
+        (66 * MS, 190 * MS),  # taken at 150 ms although 100 and 133 had been published: 2 newer frames waited
+    ]
+    s = live_stats(stamps, rows, margin_ns=5 * MS)
+    assert (s["published"], s["processed"], s["missed"]) == (5, 4, 1)
+    assert s["latency_ms_p50"] == pytest.approx(38.5) and s["latency_ms_max"] == pytest.approx(124.0)
+    assert s["queued_beyond_newest_max"] == 2 and s["frames_taken_while_newer_waited"] == 1
+    assert s["out_of_order"] == 1 and s["input_fps"] == pytest.approx(4 / 0.133)
+    # frame 20 is taken at 30 ms (the worker's previous answer): frame 27 came 3 ms before -- inside a 5 ms
+    # margin (still in transit), outside a 1 ms one
+    stamps, rows = [0, 20 * MS, 27 * MS], [(0, 30 * MS), (20 * MS, 60 * MS)]
+    assert live_stats(stamps, rows, margin_ns=5 * MS)["queued_beyond_newest_max"] == 0
+    assert live_stats(stamps, rows, margin_ns=1 * MS)["queued_beyond_newest_max"] == 1
+    stamps, rows = [0, 33 * MS, 66 * MS, 100 * MS, 133 * MS], [(0, 20 * MS), (33 * MS, 60 * MS), (66 * MS, 90 * MS)]
+    kept = live_stats(stamps, rows, margin_ns=5 * MS, keep=lambda r: r[0] != 66 * MS)
+    assert kept["latency_frames"] == 2 and kept["processed"] == 3 and kept["latency_ms_max"] == pytest.approx(27)
+
+
+def test_brain_intervals_from_reasoning_and_pending_rethinks():
+    # (stamp, received, state, rethinking, processing_time s)
+    rows = [(0, 50 * MS, 1, False, 0.01), (100, 200 * MS, 2, True, 0.05), (300, 400 * MS, 2, True, 0.05)]
+    reasoning = [(0, 0.5, True, 0)]  # the initial call on frame 0 took 0.5 s; the rethinks are unanswered
+    spans = brain_intervals(rows, reasoning, end_ns=10_000 * MS)
+    assert spans[0] == (40 * MS, 540 * MS)
+    assert spans[1:] == [(150 * MS, 10_000 * MS), (350 * MS, 10_000 * MS)]
+    assert overlaps((500 * MS, 520 * MS), spans[:1]) and not overlaps((600 * MS, 620 * MS), spans[:1])
+
+
+def test_targets_are_undecided_without_a_value():
+    rows = targets({"tracker": {"throughput_ratio": 0.9, "latency_p99_ratio": None}, "memory": {"minutes": 1}})
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["tracker node throughput / bare loop"]["met"] is True
+    assert by_name["tracker p99 latency while reasoning / idle"]["met"] is None
+    assert len(rows) == 8
+
+
+@pytest.mark.ros
+def test_short_run_writes_complete_sane_json(tmp_path, ros_available):
+    from avs.model import build_model
+    from perception_eval.bench import harness
+
+    avs_folder = tmp_path / "avs_tiny"
+    build_model("tiny").save_pretrained(avs_folder)
+    out = tmp_path / "results"
+    code = harness.main(
+        [
+            "--out",
+            str(out),
+            "--tracker-model",
+            "config:tiny",
+            "--avs-model",
+            str(avs_folder),
+            "--frames",
+            "8",
+            "--warmup",
+            "3",
+            "--live-seconds",
+            "1.5",
+            "--reasoning-seconds",
+            "1.5",
+            "--memory-minutes",
+            "0.05",
+            "--instruction-period",
+            "1",
+            "--node-timeout",
+            "120",
+        ]
+    )
+    report = json.loads((out / "node_bench.json").read_text())
+    assert code == 0, report["errors"]
+    assert report["errors"] == [] and report["machine"]["cpus"] >= 1
+
+    def positive(x):
+        return isinstance(x, float) and math.isfinite(x) and x > 0
+
+    t, a, m = report["tracker"], report["avs"], report["memory"]
+    for part in (t, a):
+        assert positive(part["bare"]["fps"]) and positive(part["node"]["fps"])
+        assert part["throughput_ratio"] == pytest.approx(part["node"]["fps"] / part["bare"]["fps"])
+        assert part["node"]["answered"] + part["node"]["lost"] == part["node"]["frames"] == 8
+    for phase in (t["live_idle"], t["live_reasoning"], a["live"]):
+        assert phase["published"] >= 30 and phase["missed"] == phase["published"] - phase["processed"] >= 0
+        assert isinstance(phase["queued_beyond_newest_max"], int) and phase["queued_beyond_newest_max"] >= 0
+        if phase["latency_frames"]:
+            assert 0 < phase["latency_ms_p50"] <= phase["latency_ms_p99"] <= phase["latency_ms_max"]
+    assert t["live_idle"]["latency_frames"] > 0 and a["live"]["latency_frames"] > 0
+    assert t["live_reasoning"]["brain_calls"] >= 1  # tau = 1: the brain is asked again and again
+    calls = t["reasoning_calls"]
+    assert calls["calls"] >= 2 and calls["failed"] == 0 and 0 < calls["latency_s_p50"] <= calls["latency_s_max"]
+    if t["latency_p99_ratio"] is not None:
+        assert t["latency_p99_ratio"] == pytest.approx(
+            t["live_reasoning"]["latency_ms_p99"] / t["live_idle"]["latency_ms_p99"]
+        )
+    for name in ("tracker", "avs"):
+        mem = m[name]
+        assert mem["rss_start_mb"] > 50 and mem["rss_end_mb"] > 50 and mem["rss_end_mb"] <= mem["rss_max_mb"]
+        assert mem["growth_pct"] == pytest.approx((mem["rss_end_mb"] - mem["rss_start_mb"]) / mem["rss_start_mb"] * 100)
+    assert m["instructions_sent"] >= 2
+    assert len(report["targets"]) == 8 and all(x["met"] in (True, False, None) for x in report["targets"])
+    assert {x["name"] for x in report["targets"] if x["met"] is None} <= {"tracker p99 latency while reasoning / idle"}
+    logs = sorted(p.name for p in (out / "node_logs").iterdir())
+    assert logs == ["bench_avs_avs_node.log", "bench_tracker_a_tracker_node.log", "bench_tracker_b_tracker_node.log"]
+    for node in report["nodes"].values():  # every node process was stopped
+        assert not os.path.exists(f"/proc/{node['pid']}"), node
