@@ -301,6 +301,8 @@ def test_replay_attaches_to_a_running_node_paced(tmp_path, episode_bags, tiny_mo
             "device:=cpu",
             "-p",
             "mode:=replay",
+            "-p",
+            "image_qos_reliability:=reliable",
         ]
     )
     out = tmp_path / "out"
@@ -310,6 +312,7 @@ def test_replay_attaches_to_a_running_node_paced(tmp_path, episode_bags, tiny_mo
         == 0
     )
     report, (frames,) = _frames(out)
+    assert report["settings"]["nodes"]["modes"] == {"/a2/avs_node": "replay"} and report["warnings"] == []
     assert [f["output"] for f in frames] == [True] * 5 and report["episodes"][0]["summary"]["missing"] == 0
     played = report["episodes"][0]["play"]
     assert played["frames_published"] == 5 and 1.0 <= played["play_seconds"] < 15  # 5 s of bag at 4x

@@ -378,7 +378,9 @@ class GraphNodes:
         self.names = {exe: (spec.namespace + "/" + exe) for exe, spec in self.specs.items()}
         cmd = ["perception-run", str(graph), "--only", ",".join(s.key for s in self.specs.values())]
         for spec in self.specs.values():
-            cmd += ["--set", f"{spec.key}.mode=replay"]
+            # replay mode, and a reliable image subscription: every frame must arrive (best-effort images over
+            # about 0.5 MB are not delivered at all by Fast DDS's default transports on a stock machine)
+            cmd += ["--set", f"{spec.key}.mode=replay", "--set", f"{spec.key}.image_qos_reliability=reliable"]
         for item in overrides:
             cmd += ["--set", item]
         if shutil.which("perception-run") is None:
@@ -547,6 +549,11 @@ def run_nodes(episodes: list[Episode], args, options: ReplayOptions, warnings: l
                     warnings.append(
                         f"{name} runs in live mode: it keeps only the newest frame, so frames are "
                         "dropped by design; start it with mode:=replay"
+                    )
+                if rec.node_parameter(name, "image_qos_reliability") == "best_effort":
+                    warnings.append(
+                        f"{name} subscribes to images best-effort: large frames (over about 0.5 MB, e.g. 640x480 "
+                        "rgb8) may never arrive; start it with image_qos_reliability:=reliable"
                     )
         extra.update(
             {
