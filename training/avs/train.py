@@ -89,7 +89,7 @@ DEFAULTS: dict[str, Any] = deep_merge(
             "every": 0,
             "max_clips": 64,
             "batch_size": 4,  # clips per forward pass
-            "conditions": ["positive", "silence", "noise", "offscreen"],
+            "conditions": ["positive", "silence", "noise", "offscreen"],  # (+ mixed with a robust CSV that has it)
             "robust_root": None,  # AVSBench-Robust root (robust_<split>.csv); null: negatives generated
             "robust_subset": "s4",
             "best_metric": "G-mIoU",
@@ -258,6 +258,8 @@ class AVSTask(Task):
             metrics.update({k: report.overall[k] for k in ("G-mIoU", "G-F", "G-FPR", "mIoU_N", "F_N")})
             for condition, block in report.per_condition.items():
                 metrics[f"FPR_{condition}"] = block["FPR"]
+        if report.mixed:
+            metrics["mIoU_mixed"] = report.mixed["mIoU"]
         if self.model_config.gate != "off":
             metrics["gate_acc"] = correct / max(total, 1)
         return metrics

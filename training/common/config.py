@@ -6,6 +6,7 @@ Rules:
   A run's YAML file overrides any part of it; ``--set a.b.c=value`` overrides single keys afterwards
   (``value`` is parsed as YAML: ``3``, ``1e-4``, ``true``, ``null``, ``[1, 2]``, ``{k: v}``; list items are
   addressed by index: ``data.datasets.0.root=/data/ytvos``).
+* Numbers like ``1e-4`` (which YAML 1.1 reads as strings) are read as floats.
 * A key that is not in the defaults is an error naming it (a typo must not be silently ignored), except
   under a default that is an empty mapping ``{}`` (free-form, e.g. model overrides) or ``None``.
 * Mappings merge key by key; lists and scalars are replaced whole.
@@ -16,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,20 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file or override is malformed or names an unknown key."""
+
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; such strings become floats."""
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def _free(default: Any) -> bool:
@@ -61,7 +77,7 @@ def parse_set(item: str) -> tuple[list[str], Any]:
     if not key.strip() or any(not p for p in parts):
         raise ConfigError(f"--set has an empty key in {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _numbers(yaml.safe_load(raw)) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
     return parts, value
@@ -93,8 +109,9 @@ def _set_path(config: dict, parts: Sequence[str], value: Any, defaults: Any) -> 
             raise ConfigError(f"--set: unknown config key {path!r}; known keys here: {known}")
         if last:
             current = node.get(part)
+            child = default_node.get(part) if isinstance(default_node, Mapping) else None
             if isinstance(current, Mapping) and current and isinstance(value, Mapping):
-                node[part] = deep_merge(current, value, where=path, strict=not free)
+                node[part] = deep_merge(current, value, where=path, strict=not (free or _free(child)))
             else:
                 node[part] = value
             return
@@ -111,9 +128,10 @@ def _set_path(config: dict, parts: Sequence[str], value: Any, defaults: Any) -> 
 def apply_overrides(config: Mapping[str, Any], items: Sequence[str], defaults: Mapping[str, Any] | None = None) -> dict:
     """Apply ``--set`` items in order; returns a new dict."""
     out = copy.deepcopy(dict(config))
+    reference = defaults if defaults is not None else copy.deepcopy(out)
     for item in items:
         parts, value = parse_set(item)
-        _set_path(out, parts, value, defaults if defaults is not None else out)
+        _set_path(out, parts, value, reference)
     return out
 
 
@@ -128,6 +146,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
     if data is None:
         return {}
+    data = _numbers(data)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
     return data

@@ -301,3 +301,34 @@ def write_reason_seg(root: str | Path, *, images: int = 4, size: int = 64, split
             )
         )
     return root
+
+
+def write_all(root: str | Path, *, seed: int = 0) -> Path:
+    """Every toy layout under ``root``: ``avs/s4``, ``avs/ms3``, ``ade``, ``refer``, ``llava``, ``reason``."""
+    root = Path(root)
+    write_avsbench(root / "avs" / "s4", subset="s4", seed=seed)
+    write_avsbench(root / "avs" / "ms3", subset="ms3", clips={"train": 4, "val": 2}, seed=seed, robust_split=None)
+    write_semantic_seg(root / "ade", seed=seed)
+    write_refcoco(root / "refer", seed=seed)
+    write_llava_instruct(root / "llava", seed=seed)
+    write_reason_seg(root / "reason", seed=seed)
+    return root
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.common.toydata",
+        description="Write tiny datasets in the real layouts (AVSBench S4/MS3 + robust CSV, semantic segmentation, "
+        "refCOCO, LLaVA-Instruct, ReasonSeg) for smoke runs of the training scripts.",
+    )
+    parser.add_argument("--out", default="data/toy", help="output folder (default: data/toy)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(write_all(args.out, seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

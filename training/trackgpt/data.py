@@ -28,7 +28,8 @@ Dataset types and layouts (``root`` and the other keys of a dataset entry):
 ``ref_youtube_vos`` / ``instrack``
     ``<root>/<split>/JPEGImages``, ``<root>/<split>/Annotations``, ``<root>/meta_expressions/<split>/
     meta_expressions.json`` (:class:`perception_eval.datasets.RefYouTubeVOS` / ``InsTrack``); the generated
-    instruction world has this layout.
+    instruction world has this layout. Optional ``kinds`` keeps the expressions whose ``kind`` is listed (the
+    world's ``explicit`` / ``implicit`` / ``relational``).
 ``refer_davis``
     DAVIS-2017 folders plus ``meta_expressions/<split>`` (:class:`perception_eval.datasets.ReferDavis17`).
 ``semantic_seg``
@@ -147,7 +148,9 @@ class VideoReferring(TrainingDataset):
     consecutive frames from a random later start. Short videos repeat their last frame.
     """
 
-    def __init__(self, name: str, reader, *, frames_per_clip: int, reference_frame: str):
+    def __init__(
+        self, name: str, reader, *, frames_per_clip: int, reference_frame: str, kinds: Sequence[str] | None = None
+    ):
         if reference_frame not in ("first", "random"):
             raise SetupError(f"data.reference_frame must be 'first' or 'random', got {reference_frame!r}")
         if frames_per_clip < 1:
@@ -155,9 +158,14 @@ class VideoReferring(TrainingDataset):
         self.name = name
         self.frames_per_clip = int(frames_per_clip)
         self.reference_frame = reference_frame
-        self.items = [(v, e) for v, e in reader.iter_expressions() if e.obj_id is not None and v.has_masks]
+        self.items = [
+            (v, e)
+            for v, e in reader.iter_expressions()
+            if e.obj_id is not None and v.has_masks and (not kinds or e.kind in kinds)
+        ]
         if not self.items:
-            raise SetupError(f"dataset {name!r}: no expression with an obj_id and annotated frames")
+            wanted = f" of kind {list(kinds)}" if kinds else ""
+            raise SetupError(f"dataset {name!r}: no expression{wanted} with an obj_id and annotated frames")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -193,7 +201,7 @@ class VideoReferring(TrainingDataset):
 
 def _video_reader(spec: Mapping[str, Any]):
     kind = spec["type"]
-    opts = _keys(spec, ["root"], {"split": "train"})
+    opts = _keys(spec, ["root"], {"split": "train", "kinds": None})
     if kind == "ref_youtube_vos":
         return RefYouTubeVOS(opts["root"], opts["split"], require_masks=True)
     if kind == "instrack":
@@ -524,7 +532,11 @@ def build_dataset(spec: Mapping[str, Any], *, frames_per_clip: int, reference_fr
     try:
         if kind in VIDEO_TYPES:
             return VideoReferring(
-                name, _video_reader(spec), frames_per_clip=frames_per_clip, reference_frame=reference_frame
+                name,
+                _video_reader(spec),
+                frames_per_clip=frames_per_clip,
+                reference_frame=reference_frame,
+                kinds=spec.get("kinds"),
             )
         if kind == "semantic_seg":
             return SemanticSeg(name, spec)

@@ -389,16 +389,6 @@ def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the task
-def _absolute_paths(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Make ``brain.path`` and ``sam.checkpoint`` absolute (a saved model resolves relative ones against itself)."""
-    out = copy.deepcopy(dict(overrides))
-    for section, key in (("brain", "path"), ("sam", "checkpoint")):
-        value = (out.get(section) or {}).get(key)
-        if value:
-            out[section][key] = str(Path(value).expanduser().resolve())
-    return out
-
-
 class TrackGPTTask(Task):
     name = "trackgpt"
     plot_metrics = ("J&F", "J", "F", "gIoU", "cIoU", "purport")
@@ -414,9 +404,18 @@ class TrackGPTTask(Task):
                 raise SetupError("model.overrides cannot change a model loaded with model.init_from")
         else:
             try:
-                self.model_config = get_config(m["config"], **_absolute_paths(m.get("overrides") or {}))
+                self.model_config = get_config(m["config"], **dict(m.get("overrides") or {}))
             except TrackGPTError as exc:
                 raise SetupError(f"model: {exc}") from exc
+            # a saved model resolves relative base-weight paths against its own folder: store absolute ones
+            brain, sam = self.model_config.brain, self.model_config.sam
+            changes: dict[str, Any] = {}
+            if brain.path and not Path(brain.path).is_absolute():
+                changes["brain"] = {"path": str(Path(brain.path).expanduser().resolve())}
+            if sam.checkpoint and not Path(sam.checkpoint).is_absolute():
+                changes["sam"] = {"checkpoint": str(Path(sam.checkpoint).expanduser().resolve())}
+            if changes:
+                self.model_config = self.model_config.replace(**changes)
             brain = self.model_config.brain
             if brain.source == "folder" and not (Path(brain.path) / "config.json").is_file():
                 raise SetupError(
