@@ -75,6 +75,7 @@ class Feeder:
 def _start(processes, model, ns):
     return processes.start(["avs_node", "--ros-args", "-r", f"__ns:={ns}", "-p", f"model:={model}",
                             "-p", f"image_topic:={ns}/image", "-p", f"audio_topic:={ns}/audio", "-p", "mode:=replay",
+                            "-p", "image_qos_reliability:=reliable",
                             "-p", "device:=cpu"])
 
 

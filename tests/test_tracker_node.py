@@ -102,6 +102,7 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
     img_pub = ros_node.create_publisher(Image, f"{ns}/image", reliable_qos(50))
     tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "model:=config:tiny",
                                "-p", "device:=cpu", "-p", f"image_topic:={ns}/image", "-p", "mode:=replay",
+                               "-p", "image_qos_reliability:=reliable",
                                "-p", f"instruction_topic:={ns}/instruction"])
     pub, String = _instruction_pub(ros_node, ns)
     assert spin_until(ros_node, lambda: img_pub.get_subscription_count() > 0, timeout=30)

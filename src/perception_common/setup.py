@@ -27,6 +27,7 @@ setup(
             "perception-run = perception_common.launcher:main",
             "instruction-pub = perception_common.tools.instruction_pub:main",
             "perception-worlds = perception_eval.worlds.cli:main",
+            "perception-demo = perception_common.demo:main",
         ],
     },
 )

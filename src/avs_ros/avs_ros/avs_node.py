@@ -24,12 +24,13 @@ from builtin_interfaces.msg import Time as TimeMsg
 from perception_msgs.msg import AudioChunk, SoundingMask
 from sensor_msgs.msg import Image
 
+import avs
 from avs.errors import AVSError
 from avs.model import AVSModel, build_model
 from perception_common.audio_buffer import AudioChunkError, AudioRingBuffer, NotEnoughAudio
 from perception_common.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
 from perception_common.images import overlay
-from perception_common.models import resolve_device, resolve_model_spec
+from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 from perception_common.nodes.frame_queue import MODES
 from perception_common.nodes.frame_worker import FrameWorkerNode
 from perception_common.nodes.runtime import parse_help, reliable_qos, run, sensor_qos
@@ -47,14 +48,6 @@ TOPICS = """topics:
 NS = 1_000_000_000
 
 
-def shipped_model_dir():
-    from pathlib import Path
-
-    import avs
-
-    return Path(avs.__file__).resolve().parent / "pretrained" / "embedded"
-
-
 @dataclass
 class AVSParams:
     model: str = param("", "model folder (save_pretrained output); '' = the shipped embedded model; "
@@ -67,7 +60,8 @@ class AVSParams:
     window_seconds: float = param(1.0, "audio window ending at each frame's stamp (VGGish uses its last 0.975 s)")
     buffer_seconds: float = param(10.0, "audio kept in the ring buffer")
     max_audio_wait: float = param(0.5, "seconds a frame waits for its audio to arrive before it is scored NaN")
-    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable")
+    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable (lossless "
+                                      "bag replay; gets nothing from a best-effort camera)")
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay")
 
@@ -89,7 +83,7 @@ class AVSNode(FrameWorkerNode):
         if not 0.0 <= self.p.threshold < 1.0:
             raise ValueError(f"parameter 'threshold' must be in [0, 1), got {self.p.threshold}")
         device = resolve_device(self.p.device)
-        kind, value = resolve_model_spec(self.p.model, shipped_model_dir())
+        kind, value = resolve_model_spec(self.p.model, shipped_model_dir(avs))
         t0 = time.monotonic()
         self.model = (build_model(value) if kind == "config" else AVSModel.from_pretrained(value)).to(device).eval()
         self.threshold = self.p.threshold or float(self.model.config.threshold)
@@ -104,9 +98,9 @@ class AVSNode(FrameWorkerNode):
         self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
         self.score_pub = self.create_publisher(SoundingMask, "~/score", reliable_qos(50))
         self.overlay_pub = self.create_publisher(Image, "~/overlay", sensor_qos(5)) if self.p.publish_overlay else None
-        live = self.p.mode == "live"
-        image_qos = sensor_qos(1, self.p.image_qos_reliability) if live else reliable_qos(self.p.replay_queue_size)
-        self.create_subscription(Image, self.p.image_topic, self.on_frame, image_qos)
+        depth = 1 if self.p.mode == "live" else self.p.replay_queue_size
+        self.create_subscription(Image, self.p.image_topic, self.on_frame,
+                                 sensor_qos(depth, self.p.image_qos_reliability))
         self.create_subscription(AudioChunk, self.p.audio_topic, self._on_audio, sensor_qos(200, "reliable"))
         self.start_worker(self.p.mode, self.p.replay_queue_size)
 

@@ -13,6 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def shipped_model_dir(package) -> Path:
+    """Where a model library ships its embedded model: ``<package folder>/pretrained/embedded``.
+
+    ``package`` is the imported library module (``trackgpt`` or ``avs``); symbolic links (colcon's
+    ``--symlink-install``) are resolved to the source folder, where the weights are committed.
+    """
+    return Path(package.__file__).resolve().parent / "pretrained" / "embedded"
+
+
 class ModelSpecError(ValueError):
     """A model parameter names nothing usable."""
 

@@ -20,16 +20,16 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from perception_msgs.msg import Reasoning, TrackResult
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+import trackgpt
 from perception_common.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
 from perception_common.images import overlay
-from perception_common.models import resolve_device, resolve_model_spec
+from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 from perception_common.nodes.frame_queue import MODES
 from perception_common.nodes.frame_worker import FrameWorkerNode
 from perception_common.nodes.runtime import parse_help, reliable_qos, run, sensor_qos
@@ -57,15 +57,9 @@ STATE_CODES = {
 }
 
 
-def shipped_model_dir() -> Path:
-    import trackgpt
-
-    return Path(trackgpt.__file__).resolve().parent / "pretrained" / "embedded"
-
-
 def load_model(spec: str, *, device: str, precision: str) -> tuple[TrackGPT, str]:
     """The model a ``model`` parameter names (see :mod:`perception_common.models`), on ``device``."""
-    kind, value = resolve_model_spec(spec, shipped_model_dir())
+    kind, value = resolve_model_spec(spec, shipped_model_dir(trackgpt))
     if kind == "config":
         model = TrackGPT.from_config(value, brain={"precision": precision})
     else:
@@ -83,8 +77,9 @@ class TrackerParams:
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     instruction_topic: str = param("/instruction", "instruction topic (std_msgs/String)")
-    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable")
-    image_qos_depth: int = param(1, "image subscription depth (live); replay uses replay_queue_size")
+    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable (lossless "
+                                      "bag replay; gets nothing from a best-effort camera)")
+    image_qos_depth: int = param(1, "image subscription depth in live mode; replay mode uses replay_queue_size")
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay (rgb8 frame with the mask)")
     max_instruction_bytes: int = param(4096, "instructions longer than this (UTF-8 bytes) are rejected")
@@ -113,10 +108,9 @@ class TrackerNode(FrameWorkerNode):
         self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
         self.overlay_pub = self.create_publisher(Image, "~/overlay", sensor_qos(5)) if self.p.publish_overlay else None
         self.reasoning_pub = self.create_publisher(Reasoning, "~/reasoning", reliable_qos(10))
-        live = self.p.mode == "live"
-        qos = sensor_qos(self.p.image_qos_depth, self.p.image_qos_reliability) if live else reliable_qos(
-            self.p.replay_queue_size)
-        self.create_subscription(Image, self.p.image_topic, self.on_frame, qos)
+        depth = self.p.image_qos_depth if self.p.mode == "live" else self.p.replay_queue_size
+        self.create_subscription(Image, self.p.image_topic, self.on_frame,
+                                 sensor_qos(depth, self.p.image_qos_reliability))
         self.create_subscription(String, self.p.instruction_topic, self._on_instruction, reliable_qos(10))
         self.create_service(Trigger, "~/cancel", self._on_cancel)
         self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)

@@ -61,11 +61,20 @@ def live_stats(
     mine = sorted((r for r in rows if r[0] in index), key=lambda r: r[1])
     kept = [r for r in mine if keep is None or keep(r)]
     latency_ms = [(r[1] - r[0]) / 1e6 for r in kept]
-    queued, prev_recv, out_of_order, last_stamp = [], 0, 0, -1
+    queued, examples, prev_recv, out_of_order, last_stamp = [], [], 0, 0, -1
     for r in mine:
         start = max(r[0], r[1] - int(processing_s(r) * NS) if processing_s is not None else prev_recv)
         newest = bisect.bisect_right(stamps, start - margin_ns) - 1
         queued.append(max(0, newest - index[r[0]]))
+        if queued[-1] and len(examples) < 10:
+            examples.append(
+                {
+                    "frame": index[r[0]],
+                    "newest_published": newest,
+                    "newest_waited_ms": round((start - stamps[newest]) / 1e6, 1),
+                    "latency_ms": round((r[1] - r[0]) / 1e6, 1),
+                }
+            )
         out_of_order += r[0] < last_stamp
         prev_recv, last_stamp = r[1], max(last_stamp, r[0])
     duration = (stamps[-1] - stamps[0]) / NS if len(stamps) > 1 else 0.0
@@ -80,6 +89,8 @@ def live_stats(
         "latency_ms_max": max(latency_ms) if latency_ms else None,
         "queued_beyond_newest_max": max(queued) if queued else 0,
         "frames_taken_while_newer_waited": sum(1 for q in queued if q > 0),
+        "queued_examples": examples,
+        "queue_margin_ms": margin_ns / 1e6,
         "out_of_order": int(out_of_order),
     }
 
