@@ -27,6 +27,7 @@ def test_live_stats_latency_missed_and_frames_queued_beyond_the_newest():
     assert s["latency_ms_p50"] == pytest.approx(38.5) and s["latency_ms_max"] == pytest.approx(124.0)
     assert s["queued_beyond_newest_max"] == 2 and s["frames_taken_while_newer_waited"] == 1
     assert s["out_of_order"] == 1 and s["input_fps"] == pytest.approx(4 / 0.133)
+    assert s["queued_examples"] == [{"frame": 2, "newest_published": 4, "newest_waited_ms": 17.0, "latency_ms": 124.0}]
     # frame 20 is taken at 30 ms (the worker's previous answer): frame 27 came 3 ms before -- inside a 5 ms
     # margin (still in transit), outside a 1 ms one
     stamps, rows = [0, 20 * MS, 27 * MS], [(0, 30 * MS), (20 * MS, 60 * MS)]

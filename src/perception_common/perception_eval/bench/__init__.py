@@ -21,4 +21,23 @@ Targets reported against: node throughput >= 0.8x the bare loop; p99 latency whi
 p99; 0 frames queued beyond the newest in live mode; memory growth < 5 % (the issue asks it over 10 minutes:
 ``--memory-minutes 10``). Timing needs no trained weights: ``config:NAME`` models have random weights. The
 full-size configurations are timed only with ``--full`` (``--device cuda`` where a GPU is present).
+
+How to read the figures (and their limits):
+
+* Frames are stamped with the wall clock when published and timed on arrival of the node's output in this
+  process, so latencies include transport both ways and this process's own scheduling.
+* "Queued beyond the newest" estimates when the node took a frame (its result's arrival minus the node's own
+  processing time; for the AVS node, the previous result's arrival) and counts newer frames published more
+  than ``--queue-margin-ms`` (one input period by default) before that. A node whose subscription callbacks
+  are delayed (a busy interpreter) processes stale frames while newer ones wait in the DDS reader; that shows
+  here even though its own queue holds one frame. ``queued_examples`` lists the first cases.
+* Images go over a reliable keep-last-1 subscription (best-effort frames over about 0.5 MB are not delivered
+  by Fast DDS's default transports on a stock machine). "missed" = frames published but never answered: in
+  live mode these are frames replaced by newer ones, in the DDS reader or the node's queue (the node's own
+  ``frames_dropped`` counts only the latter: ``node_reported_dropped``).
+* Torch threads: the tracker node decodes on 1 thread (``frame_threads``), the AVS node uses torch's default
+  (all cores); each bare loop uses the same. On a loaded 2-core machine an all-cores OpenMP pool can be many
+  times slower than 1 thread; ``OMP_NUM_THREADS`` set for the run applies to both sides.
+* Other processes on the machine change every figure; ratios are taken inside one run, and the bare loops
+  are timed right before and right after the node they are compared with.
 """
