@@ -77,3 +77,10 @@ def test_console_script_answers_help(script, ros_available):
     res = _fresh_shell(f"{script.name} --help")
     assert res.returncode == 0, f"{script.name} --help failed:\n{res.stderr[-3000:]}"
     assert "usage:" in res.stdout.lower()
+
+
+def test_launch_and_config_files_are_installed_for_ros2_launch(ros_available):
+    share = REPO / "install" / "perception_common" / "share" / "perception_common"
+    for name in ("robot", "tracking", "avs"):
+        assert (share / "launch" / f"{name}.launch.py").is_file(), f"{name}.launch.py not installed"
+        assert (share / "config" / f"{name}.yaml").is_file(), f"{name}.yaml not installed"
