@@ -204,85 +204,75 @@ def _frames(out_dir):
     return report, [e["frames"] for e in report["episodes"]]
 
 
-def _assert_same_outputs(nodes_dir, library_dir, keys):
+KEYS = {
+    "tracking": ["state", "mask_sha1", "rethinking", "purport_score", "J", "F"],
+    "avs": ["score", "sounding", "mask_sha1", "IoU", "FPR"],
+}
+
+
+def _assert_same_outputs(nodes_dir, library_dir):
     nodes, node_frames = _frames(nodes_dir)
     library, library_frames = _frames(library_dir)
     assert nodes["path"] == "nodes" and library["path"] == "library"
-    assert len(node_frames) == len(library_frames)
-    for episode_n, episode_l in zip(node_frames, library_frames):
+    assert [e["name"] for e in nodes["episodes"]] == [e["name"] for e in library["episodes"]]
+    for episode, episode_n, episode_l in zip(nodes["episodes"], node_frames, library_frames):
         assert [f["stamp_ns"] for f in episode_n] == [f["stamp_ns"] for f in episode_l]
         for fn, fl in zip(episode_n, episode_l):
-            assert fn["output"], f"frame {fn['index']} got no output from the node"
-            for key in keys:
+            assert fn["output"], f"{episode['name']}: frame {fn['index']} got no output from the node"
+            for key in KEYS[episode["task"]]:
                 if isinstance(fl[key], float):
-                    assert fn[key] == pytest.approx(fl[key], rel=1e-6, abs=1e-6), (key, fn["index"])
+                    assert fn[key] == pytest.approx(fl[key], rel=1e-6, abs=1e-6), (episode["name"], key, fn["index"])
                 else:
-                    assert fn[key] == fl[key], (key, fn["index"])
+                    assert fn[key] == fl[key], (episode["name"], key, fn["index"])
     return nodes, library
 
 
 @pytest.mark.ros
-def test_avs_replay_through_the_node_equals_the_library_run(tmp_path, episode_bags, tiny_models, ros_available):
+def test_replay_through_the_nodes_equals_the_library_run(tmp_path, episode_bags, tiny_models, ros_available):
+    """A tracking bag and two AVS bags (same stamps) through tracker_node and avs_node started from a graph,
+    brain-synchronous lockstep: every frame's output equals the direct library run's (same masks, states,
+    rethinks, scores), and so do the figures."""
     from perception_eval import replay
 
-    bag_args = [str(p) for p in episode_bags["avs"]]
-    nodes_dir, library_dir = tmp_path / "nodes", tmp_path / "library"
-    assert (
-        replay.main(
-            [*bag_args, "--graph", _graph(tmp_path, tiny_models), "--out", str(nodes_dir), "--lockstep", "--rate", "0"]
-        )
-        == 0
-    )
-    assert (
-        replay.main([*bag_args, "--direct", "--avs-model", tiny_models["avs"], "--out", str(library_dir), "--no-plots"])
-        == 0
-    )
-    nodes, library = _assert_same_outputs(nodes_dir, library_dir, ["score", "sounding", "mask_sha1", "IoU", "FPR"])
-    assert nodes["settings"]["nodes"]["modes"] == {"/avs/avs_node": "replay"}  # started in replay mode
-    assert nodes["overall"]["avs"] == library["overall"]["avs"]
-    assert (nodes_dir / "avs_scores.png").stat().st_size > 1000
-    assert "| clip0.noise | noise | 5 | 0 |" in (nodes_dir / "replay_eval.md").read_text()
-
-
-@pytest.mark.ros
-def test_tracking_replay_through_the_node_equals_the_library_run(tmp_path, episode_bags, tiny_models, ros_available):
-    from perception_eval import replay
-
-    bag = str(episode_bags["tracking"])
+    bags_ = [str(episode_bags["tracking"]), *(str(p) for p in episode_bags["avs"])]
     nodes_dir, library_dir = tmp_path / "nodes", tmp_path / "library"
     # tau close to 1: the tiny model's purport score wobbles enough to trigger rethinks, which must agree too
     graph = _graph(tmp_path, tiny_models, tau=0.99)
-    assert (
-        replay.main(
-            [bag, "--graph", graph, "--out", str(nodes_dir), "--brain-sync", "--rate", "0", "--brain-wait", "1.5"]
-        )
-        == 0
+    code = replay.main(
+        [*bags_, "--graph", graph, "--out", str(nodes_dir), "--brain-sync", "--rate", "0", "--brain-wait", "1.5"]
     )
-    assert (
-        replay.main(
-            [
-                bag,
-                "--direct",
-                "--tracker-model",
-                tiny_models["tracker"],
-                "--tau",
-                "0.99",
-                "--out",
-                str(library_dir),
-                "--no-plots",
-            ]
-        )
-        == 0
+    assert code == 0
+    code = replay.main(
+        [
+            *bags_,
+            "--direct",
+            "--tracker-model",
+            tiny_models["tracker"],
+            "--tau",
+            "0.99",
+            "--avs-model",
+            tiny_models["avs"],
+            "--out",
+            str(library_dir),
+            "--no-plots",
+        ]
     )
-    nodes, library = _assert_same_outputs(
-        nodes_dir, library_dir, ["state", "mask_sha1", "rethinking", "purport_score", "J", "F"]
-    )
-    assert nodes["episodes"][0]["play"]["instruction_not_applied"] == 0
+    assert code == 0
+    nodes, library = _assert_same_outputs(nodes_dir, library_dir)
+    assert nodes["settings"]["nodes"]["modes"] == {"/tracker/tracker_node": "replay", "/avs/avs_node": "replay"}
+    assert nodes["warnings"] == [] or all("brain-sync" in w for w in nodes["warnings"])
+    tracking = nodes["episodes"][0]
+    assert tracking["play"]["instruction_not_applied"] == 0
     assert nodes["overall"]["tracking"]["rethinks"] >= 1
-    assert nodes["episodes"][0]["reasoning_summary"]["calls"] == 2 + nodes["overall"]["tracking"]["rethinks"]
+    assert tracking["reasoning_summary"]["calls"] == 2 + nodes["overall"]["tracking"]["rethinks"]
     for key in ("J-Mean", "F-Mean", "J&F-Mean", "scored", "missing"):
         assert nodes["overall"]["tracking"][key] == pytest.approx(library["overall"]["tracking"][key])
+    assert nodes["overall"]["avs"] == library["overall"]["avs"]
+    for episode in nodes["episodes"]:  # nothing of one bag was taken for another's
+        assert episode["play"]["foreign_outputs"] == 0 and episode["play"]["duplicate_outputs"] == 0
     assert (nodes_dir / "tracking_vid0.png").stat().st_size > 1000
+    assert (nodes_dir / "avs_scores.png").stat().st_size > 1000
+    assert "| clip0.noise | noise | 5 | 0 |" in (nodes_dir / "replay_eval.md").read_text()
 
 
 @pytest.mark.ros

@@ -56,6 +56,7 @@ DEFAULT_TRACKER_NODE = "/tracker/tracker_node"
 DEFAULT_AVS_NODE = "/avs/avs_node"
 STATE_NAMES = {0: "idle", 1: "reasoning", 2: "tracking", 3: "lost"}
 TASK_EXECUTABLE = {"tracking": "tracker_node", "avs": "avs_node"}
+GRAPH_IMAGE_TOPIC = {"tracker_node": "/replay_eval/tracker/image_raw", "avs_node": "/replay_eval/avs/image_raw"}
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ReplayOptions:
     lockstep: bool = False
     brain_sync: bool = False
     settle: float = 0.3
+    quiet: float = 0.5
     brain_wait: float = 5.0
     frame_timeout: float = 30.0
     drain_timeout: float = 10.0
@@ -112,6 +114,13 @@ class NodeRecorder:
         types = {"image": Image, "audio": AudioChunk, "instruction": String}
         depth = {"image": 100, "audio": 1000, "instruction": 10}
         self.pubs = {role: self.node.create_publisher(types[role], topics[role], qos(depth[role])) for role in types}
+        # per-task image topics (graph mode gives each node its own, so a node never gets the other task's frames)
+        self.image_pubs = {
+            task: self.node.create_publisher(Image, topics[f"image_{task}"], qos(100))
+            if topics.get(f"image_{task}", topics["image"]) != topics["image"]
+            else self.pubs["image"]
+            for task in ("tracking", "avs")
+        }
         self.results: dict[int, Any] = {}
         self.reasoning: list[dict[str, Any]] = []
         self.scores: dict[int, Any] = {}
@@ -212,10 +221,11 @@ class NodeRecorder:
         """None when the node of ``task`` is connected both ways, else what is missing."""
         node = self.tracker_node if task == "tracking" else self.avs_node
         out_topic = f"{node}/result" if task == "tracking" else f"{node}/score"
-        roles = ("image", "instruction") if task == "tracking" else ("image", "audio")
-        for role in roles:
-            if self.pubs[role].get_subscription_count() < 1:
-                return f"nothing subscribes to {self.topics[role]}"
+        pubs = {"image": self.image_pubs[task]}
+        pubs.update({"instruction": self.pubs["instruction"]} if task == "tracking" else {"audio": self.pubs["audio"]})
+        for pub in pubs.values():
+            if pub.get_subscription_count() < 1:
+                return f"nothing subscribes to {pub.topic_name}"
         if self.node.count_publishers(out_topic) < 1:
             return f"nothing publishes {out_topic}"
         return None
@@ -248,6 +258,18 @@ class NodeRecorder:
         done = threading.Event()
         future.add_done_callback(lambda _: done.set())
         return done.wait(5.0) and future.result() is not None and future.result().success
+
+    def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """Wait until no output arrived for ``quiet`` seconds (at most ``timeout`` seconds); True when quiet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                idle = time.monotonic() - self.last_output
+            if idle >= quiet:
+                return True
+            if time.monotonic() + (quiet - idle) > deadline:
+                return False
+            time.sleep(quiet - idle)
 
     def reset(self) -> None:
         with self.lock:
@@ -288,6 +310,8 @@ def play_episode(rec: NodeRecorder, episode: Episode, options: ReplayOptions) ->
         "instruction_not_applied": 0,
         "cancelled_before": False,
     }
+    # outputs of the previous episode still coming (same stamps in every bag) must not be taken for this one's
+    stats["quiet_before"] = rec.wait_quiet(options.quiet, options.drain_timeout)
     if task == "tracking":
         stats["cancelled_before"] = rec.cancel_instruction()
     rec.reset()
@@ -305,7 +329,7 @@ def play_episode(rec: NodeRecorder, episode: Episode, options: ReplayOptions) ->
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        rec.pubs[role].publish(raw)
+        (rec.image_pubs[task] if role == "image" else rec.pubs[role]).publish(raw)
         if role == "instruction":
             instruction_sent = True
             if lockstep and options.settle > 0:
@@ -377,12 +401,20 @@ class GraphNodes:
             raise BagError(f"{graph} has no {', '.join(sorted(missing))} for these bags")
         self.names = {exe: (spec.namespace + "/" + exe) for exe, spec in self.specs.items()}
         cmd = ["perception-run", str(graph), "--only", ",".join(s.key for s in self.specs.values())]
-        for spec in self.specs.values():
+        self.image_topics: dict[str, str] = {}
+        for exe, spec in self.specs.items():
             # replay mode, and a reliable image subscription: every frame must arrive (best-effort images over
             # about 0.5 MB are not delivered at all by Fast DDS's default transports on a stock machine)
             cmd += ["--set", f"{spec.key}.mode=replay", "--set", f"{spec.key}.image_qos_reliability=reliable"]
-        for item in overrides:
+            # each node its own image topic: tracking bags' frames never reach the AVS node and vice versa
+            self.image_topics[exe] = GRAPH_IMAGE_TOPIC[exe]
+            cmd += ["--set", f"{spec.key}.image_topic={GRAPH_IMAGE_TOPIC[exe]}"]
+        for item in overrides:  # the user's overrides come last and win
             cmd += ["--set", item]
+            lhs, _, value = item.partition("=")
+            for exe in self.specs:
+                if lhs.endswith(f"{exe}.image_topic"):
+                    self.image_topics[exe] = value
         if shutil.which("perception-run") is None:
             cmd = [sys.executable, "-m", "perception_common.launcher", *cmd[1:]]
         self.log_path = log_path
@@ -457,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--lockstep): results equal a direct library run",
     )
     parser.add_argument("--settle", type=float, default=0.3, help="lockstep: seconds after an instruction")
+    parser.add_argument(
+        "--quiet", type=float, default=0.5, help="before each bag: wait until the nodes published nothing for this long"
+    )
     parser.add_argument("--brain-wait", type=float, default=5.0, help="brain-sync: most seconds to wait")
     parser.add_argument("--frame-timeout", type=float, default=30.0, help="lockstep: most seconds per frame")
     parser.add_argument(
@@ -518,14 +553,19 @@ def run_nodes(episodes: list[Episode], args, options: ReplayOptions, warnings: l
         graph = GraphNodes(args.graph, tasks, args.set, args.out / "nodes.log")
         tracker_name = args.tracker_node or graph.names.get("tracker_node", tracker_name)
         avs_name = args.avs_node or graph.names.get("avs_node", avs_name)
-        exe = "tracker_node" if "tracking" in tasks else "avs_node"
-        topics.setdefault("image", graph.topic(exe, "image_topic", ""))
+        for task in tasks:
+            topics.setdefault(f"image_{task}", graph.image_topics[TASK_EXECUTABLE[task]])
         topics.setdefault("instruction", graph.topic("tracker_node", "instruction_topic", ""))
         topics.setdefault("audio", graph.topic("avs_node", "audio_topic", ""))
         topics = {k: v for k, v in topics.items() if v}
         extra["graph"] = {"file": str(args.graph), "command": graph.cmd}
     for role in PLAYED_ROLES:  # default: the first bag's topic
         topics.setdefault(role, next((e.topics[role] for e in episodes if role in e.topics), f"/{role}"))
+    if len(tasks) == 2 and topics.get("image_tracking", topics["image"]) == topics.get("image_avs", topics["image"]):
+        warnings.append(
+            f"tracker and AVS node both get the frames of every bag on {topics['image']}; episodes are kept apart "
+            "by waiting for quiet, but each node also spends time on the other task's frames"
+        )
     rec = NodeRecorder(
         tracker_node=tracker_name if "tracking" in tasks else None,
         avs_node=avs_name if "avs" in tasks else None,
@@ -607,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lockstep=args.lockstep,
         brain_sync=args.brain_sync,
         settle=args.settle,
+        quiet=args.quiet,
         brain_wait=args.brain_wait,
         frame_timeout=args.frame_timeout,
         drain_timeout=args.drain_timeout,

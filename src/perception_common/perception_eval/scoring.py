@@ -570,7 +570,6 @@ def _plot_tracking(episode: dict[str, Any], path: Path) -> None:
         ax_j.plot(miss, [0] * len(miss), "kx", label="no output")
     ax_j.set_ylim(-0.05, 1.05)
     ax_j.set_ylabel("per-frame score")
-    ax_j.legend(loc="upper right", fontsize=8)
     ax_p.plot(
         t,
         [np.nan if f["purport_score"] is None else f["purport_score"] for f in frames],
@@ -587,9 +586,12 @@ def _plot_tracking(episode: dict[str, Any], path: Path) -> None:
         if f["rethinking"]:
             for ax in (ax_j, ax_p):
                 ax.axvline(f["t"], color="red", alpha=0.5, lw=1, label="rethink" if i == 0 or ax is ax_p else None)
-    for ins in episode.get("instructions", []):
+    for k, ins in enumerate(episode.get("instructions", [])):
         x = (ins["stamp_ns"] - frames[0]["stamp_ns"]) / NS if frames else 0
-        ax_j.axvline(x, color="green", alpha=0.4, lw=1)
+        ax_j.axvline(x, color="green", alpha=0.4, lw=1, label="instruction" if k == 0 else None)
+    handles, labels = ax_j.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax_j.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8)
     handles, labels = ax_p.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax_p.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8)
