@@ -34,5 +34,8 @@ lint: setup  ## ruff on all Python code, hadolint on the Dockerfile
 bench: setup  ## benchmarks, JSON under $(RESULTS)/
 	@$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-43} bash scripts/bench.sh $(RESULTS)
 
+train-embedded: setup  ## regenerate the worlds and retrain the shipped embedded models from scratch (hours on CPU)
+	@$(ENV) bash scripts/train_embedded.sh
+
 clean:  ## remove build products (keeps the venv)
 	rm -rf build install log
