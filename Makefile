@@ -29,7 +29,7 @@ test: setup  ## run the whole test suite (unit + multi-process ROS tests)
 	@$(ENV) PERCEPTION_REQUIRE_ROS=1 ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} python -m pytest
 
 lint: setup  ## ruff on all Python code, hadolint on the Dockerfile
-	@$(ENV) ruff check src training tests scripts && ruff format --check src training tests scripts && hadolint docker/Dockerfile
+	@$(ENV) ruff check src training tests scripts launch && hadolint docker/Dockerfile
 
 bench: setup  ## benchmarks, JSON under $(RESULTS)/
 	@$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-43} bash scripts/bench.sh $(RESULTS)
