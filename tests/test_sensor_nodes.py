@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -78,3 +80,21 @@ def test_camera_from_folder_publishes_frames_in_order(ros_node, processes, tmp_p
     matched = [info_by_stamp.get((m.header.stamp.sec, m.header.stamp.nanosec)) for m in images]
     assert sum(i is not None for i in matched) >= len(images) - 1
     assert all(i.width == 64 and i.height == 48 for i in matched if i is not None)
+
+
+def test_camera_with_a_missing_source_says_so_and_exits(processes, tmp_path, ros_available):
+    proc = processes.start(["camera_node", "--ros-args", "-p", f"source:={tmp_path / 'nothere.mp4'}"])
+    assert proc.wait(timeout=30) == 2
+    log = processes.log(proc)
+    assert "cannot start" in log and "nothere.mp4" in log and "Traceback" not in log
+
+
+def test_microphone_with_an_unreadable_file_reports_it_and_stays_up(processes, tmp_path, ros_available):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF0000WAVEjunk")
+    proc = processes.start(["microphone_node", "--ros-args", "-p", f"source:={bad}"])
+    deadline = time.monotonic() + 30
+    while "broken.wav" not in processes.log(proc) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "cannot read audio file" in processes.log(proc) and "broken.wav" in processes.log(proc)
+    assert proc.poll() is None, "the node stays up (its other interfaces keep working)"
