@@ -35,9 +35,10 @@ How to read the figures (and their limits):
   by Fast DDS's default transports on a stock machine). "missed" = frames published but never answered: in
   live mode these are frames replaced by newer ones, in the DDS reader or the node's queue (the node's own
   ``frames_dropped`` counts only the latter: ``node_reported_dropped``).
-* Torch threads: the tracker node decodes on 1 thread (``frame_threads``), the AVS node uses torch's default
-  (all cores); each bare loop uses the same. On a loaded 2-core machine an all-cores OpenMP pool can be many
-  times slower than 1 thread; ``OMP_NUM_THREADS`` set for the run applies to both sides.
+* Torch threads: the tracker node decodes on 1 thread (its ``frame_threads``) and so does its bare loop. The AVS
+  node has no thread parameter and uses torch's default (all cores); on a loaded 2-core machine such a pool
+  was measured 3 to 20 times slower than 1 thread, so ``--avs-threads`` (default 1) sets ``OMP_NUM_THREADS``
+  for the AVS node and ``torch.set_num_threads`` for its bare loop alike (0: torch's default for both).
 * Other processes on the machine change every figure; ratios are taken inside one run, and the bare loops
   are timed right before and right after the node they are compared with.
 """

@@ -571,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=60, help="frames timed in the bare and closed-loop runs")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     p.add_argument("--fps", type=float, default=30.0, help="live input rate")
+    p.add_argument(
+        "--avs-threads",
+        type=int,
+        default=1,
+        help="torch threads of the AVS node and its bare loop (0 = torch's default, all cores; on a "
+        "loaded 2-core machine that is several times slower than 1)",
+    )
     p.add_argument("--live-seconds", type=float, default=10.0, help="live phase with the brain idle")
     p.add_argument("--reasoning-seconds", type=float, default=15.0, help="live phase while the brain reasons")
     p.add_argument("--memory-minutes", type=float, default=0.5, help="memory phase length (the target: 10)")
@@ -627,6 +634,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # about 0.5 MB (measured: 0 of 60 frames of 640x480 rgb8 at 30 fps; 400x300 all), which would measure the
     # transport, not the node. Keep-last-1 queues stay, so live mode still keeps only the newest frame.
     common = {"device": args.device, "mode": "live", "image_qos_reliability": "reliable"}
+    # The AVS node has no thread parameter: it runs with torch's default (all cores) unless OMP_NUM_THREADS says
+    # otherwise; --avs-threads sets that for the node and torch.set_num_threads for the bare loop alike.
+    avs_threads = args.avs_threads or default_threads
+    avs_env = {"OMP_NUM_THREADS": str(avs_threads), "MKL_NUM_THREADS": str(avs_threads)} if args.avs_threads else {}
     if do_tracker:
         for name, tau in (("a", 0.0), ("b", 1.0)):
             procs[name] = NodeProcess(
@@ -647,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "/bench_avs",
             {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio", **common},
             logs,
+            env=avs_env,
         )
     report["nodes"] = {
         name: {"node": p.fqn, "pid": p.pid, "command": p.cmd, "log": str(p.log_path)} for name, p in procs.items()
@@ -657,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # 2. the bare loops' models, loaded while the nodes load theirs (loading is not timed)
         for kind, make in (
             ("tracker", lambda: bare_loops.BareTracker(args.tracker_model, args.device, frame)),
-            ("avs", lambda: bare_loops.BareAVS(args.avs_model, args.device, frame, threads=default_threads)),
+            ("avs", lambda: bare_loops.BareAVS(args.avs_model, args.device, frame, threads=avs_threads)),
         ):
             if (kind == "tracker" and do_tracker) or (kind == "avs" and do_avs):
                 print(f"perception-bench: bare {kind} model ({getattr(args, kind + '_model')})", flush=True)
