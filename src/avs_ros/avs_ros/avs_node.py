@@ -132,7 +132,7 @@ class AVSNode(FrameWorkerNode):
                 time.sleep(0.005)
 
     # ------------------------------------------------------------------ frames
-    def process(self, msg: Image) -> None:
+    def process(self, msg: Image, received: float) -> None:
         frame = imgmsg_to_rgb8(msg)
         end_ns = _stamp_ns(msg.header.stamp)
         window, why = self._window(end_ns)

@@ -144,8 +144,7 @@ class TrackerNode(FrameWorkerNode):
         return response
 
     # ------------------------------------------------------------------ frame path
-    def process(self, msg: Image) -> None:
-        t0 = time.monotonic()
+    def process(self, msg: Image, received: float) -> None:
         frame = imgmsg_to_rgb8(msg)
         step = self.tracker.step(frame)
         self._stamps[step.frame_index] = msg.header
@@ -168,7 +167,7 @@ class TrackerNode(FrameWorkerNode):
             out.mask = mask_to_imgmsg(step.mask, msg.header)
             x, y, w, h = step.box
             out.box = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
-        out.processing_time = float(time.monotonic() - t0)
+        out.processing_time = float(time.monotonic() - received)
         self.result_pub.publish(out)
         if step.mask is not None:
             self.mask_pub.publish(out.mask)

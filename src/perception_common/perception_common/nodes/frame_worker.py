@@ -37,7 +37,8 @@ class FrameWorkerNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
 
     # -- for subclasses ----------------------------------------------------------------
-    def process(self, msg) -> None:
+    def process(self, msg, received: float) -> None:
+        """Handle one frame message; ``received`` is its ``time.monotonic()`` arrival time."""
         raise NotImplementedError
 
     def status(self) -> tuple[str, list[tuple[str, object]]]:
@@ -55,17 +56,17 @@ class FrameWorkerNode(Node):
 
     def on_frame(self, msg) -> None:
         """Subscription callback: queue the frame (live mode keeps only the newest)."""
-        if not self.frames.put(msg) and self.frames.mode == "replay":
+        if not self.frames.put((msg, time.monotonic())) and self.frames.mode == "replay":
             self.get_logger().warning("replay queue full: dropped the oldest frame", throttle_duration_sec=2.0)
 
     # -- internals ---------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            msg = self.frames.get(timeout=0.2)
-            if msg is None:
+            item = self.frames.get(timeout=0.2)
+            if item is None:
                 continue
             try:
-                self.process(msg)
+                self.process(*item)
                 self.processed += 1
                 self._times.append(time.monotonic())
             except ImageError as exc:
