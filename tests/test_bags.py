@@ -266,6 +266,7 @@ def test_writer_checks_its_inputs(tmp_path):
         )
 
 
+@pytest.mark.ros
 def test_bag_messages_deserialise_with_rclpy(tmp_path, ros_available):
     from perception_msgs.msg import AudioChunk
     from rclpy.serialization import deserialize_message

@@ -15,10 +15,16 @@ purport score over time with rethinks marked; AVS score over time per audio cond
 with no output is a failure, never skipped.
 
 Nodes: ``--graph config/tracking.yaml`` starts the graph's tracker_node / avs_node (only those the bags need;
-the bag replaces camera and microphone) through ``perception-run`` with ``mode=replay`` and any ``--set``
-overrides, and stops them at the end; without ``--graph`` replay-eval attaches to nodes already running under
-``--tracker-node`` / ``--avs-node`` (their ``mode`` should be ``replay``: live mode drops frames by design; the
-mode found is reported).
+the bag replaces camera and microphone) through ``perception-run`` with ``mode=replay``, a reliable image
+subscription, an image topic of their own (``/replay_eval/{tracker,avs}/image_raw``, so neither node spends time
+on the other task's frames) and any ``--set`` overrides, and stops them at the end. Without ``--graph``
+replay-eval attaches to nodes already running under ``--tracker-node`` / ``--avs-node`` and publishes on the
+bag's topics (or ``--image-topic`` ...); their ``mode`` should be ``replay`` (live mode drops frames by design)
+and their image subscription reliable (best-effort frames over about 0.5 MB are not delivered by Fast DDS's
+default transports): both are checked and reported.
+
+Every bag of a run uses the same stamps, so before each bag replay-eval waits until the nodes have published
+nothing for ``--quiet`` seconds, and a tracker's instruction is cleared (``~/cancel``) before a tracking bag.
 
 Determinism (``--lockstep``, ``--brain-sync``): paced replay measures the nodes as they run, so which frames
 the tracker answers before its brain is done depends on timing. ``--lockstep`` sends a frame only when the
