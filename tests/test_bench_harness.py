@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from perception_eval.bench.harness import brain_intervals, live_stats, overlaps, targets
+from perception_eval.bench.harness import brain_intervals, live_stats, overlaps, taken_at, targets
 
 MS = 1_000_000
 
@@ -39,13 +39,14 @@ def test_live_stats_latency_missed_and_frames_queued_beyond_the_newest():
 
 
 def test_brain_intervals_from_reasoning_and_pending_rethinks():
-    # (stamp, received, state, rethinking, processing_time s)
-    rows = [(0, 50 * MS, 1, False, 0.01), (100, 200 * MS, 2, True, 0.05), (300, 400 * MS, 2, True, 0.05)]
+    # (stamp, received, state, rethinking, processing_time s); a frame is taken when it came or when the
+    # previous output went out, whichever is later
+    rows = [(0, 50 * MS, 1, False, 0.01), (100 * MS, 200 * MS, 2, True, 0.1), (120 * MS, 400 * MS, 2, True, 0.3)]
+    assert taken_at(rows) == {0: 0, 100 * MS: 100 * MS, 120 * MS: 200 * MS}
     reasoning = [(0, 0.5, True, 0)]  # the initial call on frame 0 took 0.5 s; the rethinks are unanswered
     spans = brain_intervals(rows, reasoning, end_ns=10_000 * MS)
-    assert spans[0] == (40 * MS, 540 * MS)
-    assert spans[1:] == [(150 * MS, 10_000 * MS), (350 * MS, 10_000 * MS)]
-    assert overlaps((500 * MS, 520 * MS), spans[:1]) and not overlaps((600 * MS, 620 * MS), spans[:1])
+    assert spans == [(0, 500 * MS), (100 * MS, 10_000 * MS), (200 * MS, 10_000 * MS)]
+    assert overlaps((450 * MS, 520 * MS), spans[:1]) and not overlaps((600 * MS, 620 * MS), spans[:1])
 
 
 def test_targets_are_undecided_without_a_value():

@@ -26,11 +26,11 @@ How to read the figures (and their limits):
 
 * Frames are stamped with the wall clock when published and timed on arrival of the node's output in this
   process, so latencies include transport both ways and this process's own scheduling.
-* "Queued beyond the newest" estimates when the node took a frame (its result's arrival minus the node's own
-  processing time; for the AVS node, the previous result's arrival) and counts newer frames published more
-  than ``--queue-margin-ms`` (one input period by default) before that. A node whose subscription callbacks
-  are delayed (a busy interpreter) processes stale frames while newer ones wait in the DDS reader; that shows
-  here even though its own queue holds one frame. ``queued_examples`` lists the first cases.
+* "Queued beyond the newest" estimates when the node's single worker took a frame (when that frame was
+  published or the node's previous output arrived here, whichever is later) and counts newer frames published
+  more than ``--queue-margin-ms`` (one input period by default) before that. A node whose subscription
+  callbacks are delayed (a busy interpreter) processes stale frames while newer ones wait in the DDS reader;
+  that shows here even though its own queue holds one frame. ``queued_examples`` lists the first cases.
 * Images go over a reliable keep-last-1 subscription (best-effort frames over about 0.5 MB are not delivered
   by Fast DDS's default transports on a stock machine). "missed" = frames published but never answered: in
   live mode these are frames replaced by newer ones, in the DDS reader or the node's queue (the node's own

@@ -45,25 +45,24 @@ def live_stats(
     *,
     margin_ns: int,
     keep: Callable[[tuple], bool] | None = None,
-    processing_s: Callable[[tuple], float] | None = None,
 ) -> dict[str, Any]:
     """Figures of a live phase: frames published (``stamps`` = publish times) vs outputs ``rows``
     (``(stamp, received, ...)``).
 
-    Latency = received - stamp, over the rows ``keep`` accepts. Queued beyond the newest: the node's worker
-    took frame ``k`` at about ``received - processing time`` when the node reports its processing time
-    (``processing_s``), else at ``max(previous output received, k's publish time)`` (never before ``k`` was
+    Latency = received - stamp, over the rows ``keep`` accepts. Queued beyond the newest: the node's single
+    worker took frame ``k`` at about :func:`taken_at` (when it was free again, never before ``k`` was
     published); every frame newer than ``k`` and published more than ``margin_ns`` before that moment was
     waiting while an older one was taken. The margin absorbs transport and the arrival-time error of this
     process (one input frame period by default).
     """
     index = {s: i for i, s in enumerate(stamps)}
     mine = sorted((r for r in rows if r[0] in index), key=lambda r: r[1])
+    taken = taken_at(mine)
     kept = [r for r in mine if keep is None or keep(r)]
     latency_ms = [(r[1] - r[0]) / 1e6 for r in kept]
-    queued, examples, prev_recv, out_of_order, last_stamp = [], [], 0, 0, -1
+    queued, examples, out_of_order, last_stamp = [], [], 0, -1
     for r in mine:
-        start = max(r[0], r[1] - int(processing_s(r) * NS) if processing_s is not None else prev_recv)
+        start = taken[r[0]]
         newest = bisect.bisect_right(stamps, start - margin_ns) - 1
         queued.append(max(0, newest - index[r[0]]))
         if queued[-1] and len(examples) < 10:
@@ -76,7 +75,7 @@ def live_stats(
                 }
             )
         out_of_order += r[0] < last_stamp
-        prev_recv, last_stamp = r[1], max(last_stamp, r[0])
+        last_stamp = max(last_stamp, r[0])
     duration = (stamps[-1] - stamps[0]) / NS if len(stamps) > 1 else 0.0
     return {
         "published": len(stamps),
@@ -95,21 +94,32 @@ def live_stats(
     }
 
 
+def taken_at(rows: list[tuple]) -> dict[int, int]:
+    """Stamp -> when the node's single worker took that frame, estimated as ``max(its publish time, arrival of
+    the previous output)``: outputs come in processing order, and the worker is free once it published one."""
+    taken, prev = {}, 0
+    for r in sorted(rows, key=lambda r: r[1]):
+        taken[r[0]] = max(r[0], prev)
+        prev = r[1]
+    return taken
+
+
 def brain_intervals(rows: list[tuple], reasoning: list[tuple], end_ns: int) -> list[tuple[int, int]]:
-    """Wall-clock spans of brain calls: from the moment the frame that asked was taken (its result's arrival
-    minus its processing time) for the call's latency; a rethink whose Reasoning never came lasts to ``end_ns``."""
+    """Wall-clock spans of brain calls: from the moment the frame that asked was taken (:func:`taken_at`) for the
+    call's latency; a rethink whose Reasoning never came lasts to ``end_ns``."""
     by_stamp = {r[0]: r for r in rows}
+    taken = taken_at(rows)
     spans, covered = [], set()
     for frame_stamp, latency, _ok, _recv in reasoning:
         r = by_stamp.get(frame_stamp)
         if r is None:
             continue
-        start = r[1] - int(r[4] * NS)
+        start = taken[frame_stamp]
         spans.append((start, start + int(latency * NS)))
         covered.add(frame_stamp)
     for r in rows:
         if (r[3] or r[2] == 1) and r[0] not in covered:
-            spans.append((r[1] - int(r[4] * NS), end_ns))
+            spans.append((taken[r[0]], end_ns))
     return spans
 
 
@@ -296,9 +306,6 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
         if decoded() < args.warmup:
             raise TimeoutError(f"tracker {name}: fewer than {args.warmup} decoded frames after {len(stamps)} sent")
 
-    def processing(r):
-        return r[4]
-
     # A: throughput against the bare loop, then latency at the live input rate with the brain idle
     warm("a")
     log_a = logs["a"]
@@ -318,7 +325,6 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
         stamps,
         rows,
         margin_ns=bench.margin_ns,
-        processing_s=processing,
         keep=lambda r: r[2] in DECODED and not overlaps(r, spans),
     )
     idle["node_reported_dropped"] = _diag_delta(before, bench.diag(a.fqn), "frames_dropped")
@@ -336,7 +342,6 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
         stamps,
         rows,
         margin_ns=bench.margin_ns,
-        processing_s=processing,
         keep=lambda r: r[2] in DECODED and overlaps(r, spans),
     )
     busy["brain_calls"] = len(spans)
