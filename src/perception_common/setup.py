@@ -28,6 +28,9 @@ setup(
             "instruction-pub = perception_common.tools.instruction_pub:main",
             "perception-worlds = perception_eval.worlds.cli:main",
             "perception-demo = perception_common.demo:main",
+            "bag-from-dataset = perception_eval.bags:main",
+            "replay-eval = perception_eval.replay:main",
+            "perception-bench = perception_eval.bench.harness:main",
         ],
     },
 )

@@ -60,10 +60,11 @@ class AVSParams:
     window_seconds: float = param(1.0, "audio window ending at each frame's stamp (VGGish uses its last 0.975 s)")
     buffer_seconds: float = param(10.0, "audio kept in the ring buffer")
     max_audio_wait: float = param(0.5, "seconds a frame waits for its audio to arrive before it is scored NaN")
-    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable (lossless "
-                                      "bag replay; gets nothing from a best-effort camera)")
+    image_qos_reliability: str = param("reliable", "reliable (default; gets nothing from a best-effort camera) or "
+                                      "best_effort (for best-effort camera drivers; see README, QoS)")
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay")
+    threads: int = param(1, "torch threads for the model (0 = leave unchanged); 1 leaves a core to the rest")
 
 
 def _stamp_ns(stamp) -> int:
@@ -102,7 +103,7 @@ class AVSNode(FrameWorkerNode):
         self.create_subscription(Image, self.p.image_topic, self.on_frame,
                                  sensor_qos(depth, self.p.image_qos_reliability))
         self.create_subscription(AudioChunk, self.p.audio_topic, self._on_audio, sensor_qos(200, "reliable"))
-        self.start_worker(self.p.mode, self.p.replay_queue_size)
+        self.start_worker(self.p.mode, self.p.replay_queue_size, torch_threads=self.p.threads)
 
     # ------------------------------------------------------------------ audio
     def _on_audio(self, msg: AudioChunk) -> None:

@@ -77,8 +77,8 @@ class TrackerParams:
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     instruction_topic: str = param("/instruction", "instruction topic (std_msgs/String)")
-    image_qos_reliability: str = param("best_effort", "best_effort (works with any camera) or reliable (lossless "
-                                      "bag replay; gets nothing from a best-effort camera)")
+    image_qos_reliability: str = param("reliable", "reliable (default; gets nothing from a best-effort camera) or "
+                                      "best_effort (for best-effort camera drivers; see README, QoS)")
     image_qos_depth: int = param(1, "image subscription depth in live mode; replay mode uses replay_queue_size")
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay (rgb8 frame with the mask)")

@@ -2,7 +2,7 @@
 
 Frames are read in their own thread and stamped with their capture time (the
 moment it was read from the device; for a file or folder, the moment it is
-published at its paced time). Publishing uses the sensor-data QoS profile by default.
+published at its paced time). Publishing is keep-last, volatile and reliable by default (see the README on QoS).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class CameraParams:
     width: int = param(0, "requested device width (0 = device default); files are published at their size")
     height: int = param(0, "requested device height (0 = device default)")
     qos_depth: int = param(5, "publisher queue depth")
-    qos_reliability: str = param("best_effort", "best_effort (sensor data) or reliable")
+    qos_reliability: str = param("reliable", "reliable (default; see README, QoS) or best_effort")
     fx: float = param(0.0, "camera matrix fx for CameraInfo (0 = uncalibrated)")
     fy: float = param(0.0, "camera matrix fy")
     cx: float = param(0.0, "camera matrix cx")

@@ -45,12 +45,14 @@ class FrameWorkerNode(Node):
         """A one-line summary and extra key/values for the diagnostics message."""
         return "", []
 
-    def start_worker(self, mode: str, capacity: int) -> None:
+    def start_worker(self, mode: str, capacity: int, *, torch_threads: int = 0) -> None:
         """Create the frame queue (``live`` or ``replay``, see :class:`FrameQueue`) and the processing thread.
 
-        Call at the end of the subclass constructor, before frames can arrive.
+        Call at the end of the subclass constructor, before frames can arrive. ``torch_threads`` > 0 sets
+        torch's intra-op thread count in the processing thread (a per-thread setting with OpenMP).
         """
         self.frames = FrameQueue(mode, capacity)
+        self._torch_threads = int(torch_threads)
         self._worker = threading.Thread(target=self._loop, name=f"{self.get_name()}_frames", daemon=True)
         self._worker.start()
 
@@ -61,6 +63,10 @@ class FrameWorkerNode(Node):
 
     # -- internals ---------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
         while not self._stop.is_set():
             item = self.frames.get(timeout=0.2)
             if item is None:
