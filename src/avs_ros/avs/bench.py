@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from perception_common.timing import frame_time_stats
+
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
 from .errors import AVSError
@@ -61,20 +63,14 @@ def bench_config(
         if i >= warmup:
             times.append(elapsed)
             sounding += int(pred.sounding)
-    ms = np.asarray(times) * 1000.0
     return {
         "config": name,
         "parameters": model.num_parameters(),
         "image_size": model.config.image_size,
         "frame_size": [height, width],
         "audio_rate": audio_rate,
-        "frames": frames,
         "warmup": warmup,
-        "fps": float(frames / (ms.sum() / 1000.0)),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
-        "max_ms": float(ms.max()),
+        **frame_time_stats(times),
     }
 
 

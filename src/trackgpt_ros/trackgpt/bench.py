@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from perception_common.timing import frame_time_stats
+
 from .config import CONFIGS, SAM_SIZES, get_config
 
 PROG = "trackgpt-bench"
@@ -77,17 +79,12 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1000.0
     return {
         "config": name,
         "sam_img_size": config.sam.img_size,
         "sam_encoder": f"embed {config.sam.encoder_embed_dim}, depth {config.sam.encoder_depth}",
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "frames": frames,
-        "fps": float(frames / (ms.sum() / 1000.0)),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
+        **frame_time_stats(times),
     }
 
 

@@ -12,16 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from perception_common.timing import frame_time_stats
+
 
 def loop_stats(times: list[float]) -> dict[str, Any]:
-    ms = np.asarray(times) * 1000.0
-    total = float(np.sum(times))
-    return {
-        "frames": len(times),
-        "fps": len(times) / total if total > 0 else None,
-        "ms_p50": float(np.percentile(ms, 50)) if len(ms) else None,
-        "ms_p99": float(np.percentile(ms, 99)) if len(ms) else None,
-    }
+    """The harness's names for :func:`perception_common.timing.frame_time_stats`."""
+    stats = frame_time_stats(times)
+    return {"frames": stats["frames"], "fps": stats["fps"], "ms_p50": stats["p50_ms"], "ms_p99": stats["p99_ms"]}
 
 
 class BareTracker:
