@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Evaluate the shipped embedded models on the held-out generated test sets; print and write the results table.
+
+AVS (AVSBench-Robust, ``perception_eval.metrics.evaluate_robust``): every clip of the audio-visual world's
+``robust_<split>.csv`` under each of its audio conditions (positive, silence, noise, off-screen, mixed). Each
+frame is run as ``avs_node`` runs it (one frame, ``clip_length`` 1, the model's own threshold), the mask is
+upsampled to the frame's size and published only when the gate says "sounding" (the un-gated baseline
+publishes every mask). Figures: mIoU / F on positives, G-mIoU, G-F, G-FPR, per-condition FPR, mixed-audio
+mIoU, the un-gated mIoU on positives and the gate accuracy.
+
+TrackGPT (when a model folder exists): the instruction world's held-out split, tracked as the tracker does
+(reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score), DAVIS J&F overall,
+per instruction kind, held-out vs seen templates, and rethinking on vs off.
+
+Examples::
+
+    python scripts/eval_embedded.py                                   # both shipped models, results/embedded/
+    python scripts/eval_embedded.py --avs-max-clips 20 --skip-trackgpt --out /tmp/quick
+    python scripts/eval_embedded.py --avs-model data/runs/avs-embedded/model --avs-baseline ''
+
+Writes ``<out>/results.json`` and ``<out>/results.md`` (Markdown tables, also printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+AVS_DEFAULT = REPO / "src/avs_ros/avs/pretrained/embedded"
+AVS_BASELINE_DEFAULT = REPO / "src/avs_ros/avs/pretrained/embedded-baseline"
+TRACKGPT_DEFAULT = REPO / "src/trackgpt_ros/trackgpt/pretrained/embedded"
+CONDITIONS = ("positive", "silence", "noise", "offscreen", "mixed")
+
+
+def evaluate_avs(model, root: str | Path, split: str = "test", *, max_clips: int | None = None,
+                 batch_frames: int = 20) -> dict[str, Any]:
+    """AVSBench-Robust figures of ``model`` on ``root``'s ``robust_<split>.csv`` (see the module docstring)."""
+    from avs.audio import waveform_to_examples
+    from perception_eval.datasets import AVSBenchRobust
+    from perception_eval.metrics import RobustClip, avs_miou, evaluate_robust
+
+    robust = AVSBenchRobust(root, split, subset="s4", avs_root=root)
+    names = list(dict.fromkeys(s.name for s in robust))[:max_clips]
+    keep = set(names)
+    model.eval()
+    gated = model.config.gate != "off"
+    clips: list[RobustClip] = []
+    ungated: list[tuple[np.ndarray, np.ndarray]] = []
+    correct = total = 0
+    cache: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+    for s in robust:
+        if s.name not in keep or s.condition not in CONDITIONS:
+            continue
+        if s.name not in cache:
+            frames = s.clip.load_frames()
+            x = torch.cat([model.preprocess_frame(f) for f in frames])
+            cache = {s.name: (x, s.reference_masks().astype(bool))}
+        x, ref = cache[s.name]
+        wave, rate = s.load_audio()
+        audio = waveform_to_examples(wave, rate, num_examples=x.shape[0]).examples
+        with torch.inference_mode():
+            out = model(x, audio, clip_length=1)
+            logits = F.interpolate(out.mask_logits.float(), size=ref.shape[-2:], mode="bilinear", align_corners=False)
+            prob = torch.sigmoid(logits[:, 0]).numpy()
+        m = ref.shape[0]
+        if gated:
+            sounding = out.sounding.numpy().astype(bool)
+        else:
+            sounding = np.ones(x.shape[0], dtype=bool)
+        published = prob * sounding[:, None, None]
+        clips.append(RobustClip(s.condition, published[:m], ref, s.name))
+        if s.condition == "positive":
+            ungated.append((prob[:m], ref))
+        positive = s.condition in ("positive", "mixed")
+        correct += int(np.sum(sounding == positive))
+        total += len(sounding)
+    report = evaluate_robust(clips)
+    res: dict[str, Any] = {
+        "clips": len(names),
+        "samples": len(clips),
+        "mIoU": report.positive["mIoU"],
+        "F": report.positive["F"],
+        "G-mIoU": report.overall["G-mIoU"],
+        "G-F": report.overall["G-F"],
+        "G-FPR": report.overall["G-FPR"],
+        "mIoU_N": report.overall["mIoU_N"],
+        "mIoU_ungated": avs_miou([p for p, _ in ungated], [g for _, g in ungated]),
+        "mIoU_mixed": report.mixed["mIoU"] if report.mixed else None,
+        "gate_acc": correct / max(total, 1) if gated else None,
+        "per_condition": {c: {k: v for k, v in b.items()} for c, b in report.per_condition.items()},
+    }
+    return res
+
+
+def evaluate_trackgpt(model, root: str | Path, split: str = "test", *, max_videos: int | None = None,
+                      max_expressions: int = 2, max_frames: int = 0, tau: float = 0.5,
+                      rethink_modes: tuple[bool, ...] = (True, False)) -> dict[str, Any]:
+    """DAVIS J&F of a TrackGPT model on the instruction world, tracked as ``training.trackgpt``'s evaluator does
+    (reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score).
+
+    The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
+    overall, per instruction kind, held-out templates vs seen templates (``heldout_template``), any held-out
+    flag vs none, each with rethinking on and off.
+    """
+    from perception_eval.datasets import InsTrack
+    from perception_eval.metrics import summarize_davis
+    from training.trackgpt.train import evaluate_video
+
+    ds = InsTrack(root, split, require_masks=True)
+    pairs = []
+    for v, video in enumerate(ds):
+        if max_videos is not None and v >= max_videos:
+            break
+        for expression in video.expressions[:max_expressions]:
+            pairs.append((video, expression))
+    res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau}
+    for rethink in rethink_modes:
+        groups: dict[str, list] = {}
+        t0 = time.perf_counter()
+        for video, expression in pairs:
+            obj, _ = evaluate_video(model, video, expression, max_frames=max_frames, rethink=rethink, tau=tau)
+            extra = expression.extra
+            keys = ["overall", f"kind={expression.kind}",
+                    "templates=heldout" if extra.get("heldout_template") else "templates=seen",
+                    "heldout(any)" if expression.heldout else "seen(all)"]
+            for k in keys:
+                groups.setdefault(k, []).append(obj)
+        block = {}
+        for k, objs in sorted(groups.items()):
+            o = summarize_davis(objs).overall
+            block[k] = {"J&F": o["J&F-Mean"], "J": o["J-Mean"], "F": o["F-Mean"], "count": len(objs)}
+        block["seconds"] = round(time.perf_counter() - t0, 1)
+        res["rethink_on" if rethink else "rethink_off"] = block
+    return res
+
+
+def trackgpt_markdown(res: dict[str, Any]) -> str:
+    modes = [m for m in ("rethink_on", "rethink_off") if m in res]
+    groups = [k for k in res[modes[0]] if k != "seconds"]
+    lines = [f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
+             f"{res['instructions']} instructions, tau {res['tau']})", "",
+             "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes) + " | J (on) | F (on) |",
+             "|---|---|" + "---|" * len(modes) + "---|---|"]
+    for g in groups:
+        b = res[modes[0]][g]
+        lines.append(f"| {g} | {b['count']} | " + " | ".join(_fmt(res[m][g]["J&F"]) for m in modes)
+                     + f" | {_fmt(b['J'])} | {_fmt(b['F'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def avs_markdown(results: dict[str, dict]) -> str:
+    names = list(results)
+    lines = ["### AVS (AVSBench-Robust metrics, held-out test split)", "",
+             "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    keys = ["clips", "samples", "G-mIoU", "G-F", "G-FPR", "mIoU", "F", "mIoU_N", "mIoU_mixed", "mIoU_ungated",
+            "gate_acc"]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(_fmt(results[n].get(k)) for n in names) + " |")
+    for c in ("silence", "noise", "offscreen"):
+        lines.append(f"| FPR {c} | " + " | ".join(
+            _fmt(results[n]["per_condition"].get(c, {}).get("FPR")) for n in names) + " |")
+    for c in ("silence", "noise", "offscreen"):
+        lines.append(f"| G-mIoU {c} | " + " | ".join(
+            _fmt(results[n]["per_condition"].get(c, {}).get("G-mIoU")) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/eval_embedded.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--avs-model", default=str(AVS_DEFAULT), help="gated AVS model folder ('' to skip)")
+    p.add_argument("--avs-baseline", default=str(AVS_BASELINE_DEFAULT), help="un-gated baseline folder ('' to skip)")
+    p.add_argument("--avs-world", default="data/worlds/avs", help="audio-visual world root (perception-worlds)")
+    p.add_argument("--avs-split", default="test", help="split of robust_<split>.csv (default: test, held out)")
+    p.add_argument("--avs-max-clips", type=int, default=0, help="at most this many clips (0 = all)")
+    p.add_argument("--trackgpt-model", default=str(TRACKGPT_DEFAULT), help="TrackGPT model folder ('' to skip)")
+    p.add_argument("--instruction-world", default="data/worlds/instruction", help="instruction world root")
+    p.add_argument("--trackgpt-split", default="test", help="instruction world split (default: test, held out)")
+    p.add_argument("--trackgpt-max-videos", type=int, default=40, help="first N videos (0 = all)")
+    p.add_argument("--trackgpt-max-expressions", type=int, default=2, help="instructions per video")
+    p.add_argument("--trackgpt-max-frames", type=int, default=0, help="frames per video (0 = all)")
+    p.add_argument("--tau", type=float, default=0.5, help="rethinking threshold factor")
+    p.add_argument("--skip-trackgpt", action="store_true", help="AVS only")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+
+    from avs import AVSModel
+
+    out: dict[str, Any] = {"avs": {}, "trackgpt": None}
+    for label, folder in (("gated", args.avs_model), ("baseline (gate off)", args.avs_baseline)):
+        if not folder:
+            continue
+        if not Path(folder).is_dir():
+            print(f"eval_embedded: no AVS model folder {folder}", file=sys.stderr)
+            return 2
+        t0 = time.perf_counter()
+        model = AVSModel.from_pretrained(folder)
+        res = evaluate_avs(model, args.avs_world, args.avs_split, max_clips=args.avs_max_clips or None)
+        res["model"] = str(folder)
+        res["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        out["avs"][label] = res
+    md = avs_markdown(out["avs"]) if out["avs"] else ""
+    if not args.skip_trackgpt and args.trackgpt_model and Path(args.trackgpt_model).is_dir():
+        from trackgpt import TrackGPT
+
+        tmodel = TrackGPT.from_pretrained(args.trackgpt_model)
+        out["trackgpt"] = evaluate_trackgpt(
+            tmodel, args.instruction_world, args.trackgpt_split, max_videos=args.trackgpt_max_videos or None,
+            max_expressions=args.trackgpt_max_expressions, max_frames=args.trackgpt_max_frames, tau=args.tau)
+        out["trackgpt"]["model"] = str(args.trackgpt_model)
+        md += "\n" + trackgpt_markdown(out["trackgpt"])
+    elif not args.skip_trackgpt:
+        md += "\nTrackGPT: no shipped model folder; not evaluated.\n"
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    (Path(args.out) / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
