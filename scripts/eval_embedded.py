@@ -41,8 +41,9 @@ TRACKGPT_DEFAULT = REPO / "src/trackgpt_ros/trackgpt/pretrained/embedded"
 CONDITIONS = ("positive", "silence", "noise", "offscreen", "mixed")
 
 
-def evaluate_avs(model, root: str | Path, split: str = "test", *, max_clips: int | None = None,
-                 batch_frames: int = 20) -> dict[str, Any]:
+def evaluate_avs(
+    model, root: str | Path, split: str = "test", *, max_clips: int | None = None, batch_frames: int = 20
+) -> dict[str, Any]:
     """AVSBench-Robust figures of ``model`` on ``root``'s ``robust_<split>.csv`` (see the module docstring)."""
     from avs.audio import waveform_to_examples
     from perception_eval.datasets import AVSBenchRobust
@@ -101,9 +102,17 @@ def evaluate_avs(model, root: str | Path, split: str = "test", *, max_clips: int
     return res
 
 
-def evaluate_trackgpt(model, root: str | Path, split: str = "test", *, max_videos: int | None = None,
-                      max_expressions: int = 2, max_frames: int = 0, tau: float = 0.5,
-                      rethink_modes: tuple[bool, ...] = (True, False)) -> dict[str, Any]:
+def evaluate_trackgpt(
+    model,
+    root: str | Path,
+    split: str = "test",
+    *,
+    max_videos: int | None = None,
+    max_expressions: int = 2,
+    max_frames: int = 0,
+    tau: float = 0.5,
+    rethink_modes: tuple[bool, ...] = (True, False),
+) -> dict[str, Any]:
     """DAVIS J&F of a TrackGPT model on the instruction world, tracked as ``training.trackgpt``'s evaluator does
     (reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score).
 
@@ -129,9 +138,12 @@ def evaluate_trackgpt(model, root: str | Path, split: str = "test", *, max_video
         for video, expression in pairs:
             obj, _ = evaluate_video(model, video, expression, max_frames=max_frames, rethink=rethink, tau=tau)
             extra = expression.extra
-            keys = ["overall", f"kind={expression.kind}",
-                    "templates=heldout" if extra.get("heldout_template") else "templates=seen",
-                    "heldout(any)" if expression.heldout else "seen(all)"]
+            keys = [
+                "overall",
+                f"kind={expression.kind}",
+                "templates=heldout" if extra.get("heldout_template") else "templates=seen",
+                "heldout(any)" if expression.heldout else "seen(all)",
+            ]
             for k in keys:
                 groups.setdefault(k, []).append(obj)
         block = {}
@@ -146,14 +158,20 @@ def evaluate_trackgpt(model, root: str | Path, split: str = "test", *, max_video
 def trackgpt_markdown(res: dict[str, Any]) -> str:
     modes = [m for m in ("rethink_on", "rethink_off") if m in res]
     groups = [k for k in res[modes[0]] if k != "seconds"]
-    lines = [f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
-             f"{res['instructions']} instructions, tau {res['tau']})", "",
-             "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes) + " | J (on) | F (on) |",
-             "|---|---|" + "---|" * len(modes) + "---|---|"]
+    lines = [
+        f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
+        f"{res['instructions']} instructions, tau {res['tau']})",
+        "",
+        "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes) + " | J (on) | F (on) |",
+        "|---|---|" + "---|" * len(modes) + "---|---|",
+    ]
     for g in groups:
         b = res[modes[0]][g]
-        lines.append(f"| {g} | {b['count']} | " + " | ".join(_fmt(res[m][g]["J&F"]) for m in modes)
-                     + f" | {_fmt(b['J'])} | {_fmt(b['F'])} |")
+        lines.append(
+            f"| {g} | {b['count']} | "
+            + " | ".join(_fmt(res[m][g]["J&F"]) for m in modes)
+            + f" | {_fmt(b['J'])} | {_fmt(b['F'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -167,24 +185,44 @@ def _fmt(v) -> str:
 
 def avs_markdown(results: dict[str, dict]) -> str:
     names = list(results)
-    lines = ["### AVS (AVSBench-Robust metrics, held-out test split)", "",
-             "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    keys = ["clips", "samples", "G-mIoU", "G-F", "G-FPR", "mIoU", "F", "mIoU_N", "mIoU_mixed", "mIoU_ungated",
-            "gate_acc"]
+    lines = [
+        "### AVS (AVSBench-Robust metrics, held-out test split)",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    keys = [
+        "clips",
+        "samples",
+        "G-mIoU",
+        "G-F",
+        "G-FPR",
+        "mIoU",
+        "F",
+        "mIoU_N",
+        "mIoU_mixed",
+        "mIoU_ungated",
+        "gate_acc",
+    ]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(_fmt(results[n].get(k)) for n in names) + " |")
     for c in ("silence", "noise", "offscreen"):
-        lines.append(f"| FPR {c} | " + " | ".join(
-            _fmt(results[n]["per_condition"].get(c, {}).get("FPR")) for n in names) + " |")
+        lines.append(
+            f"| FPR {c} | " + " | ".join(_fmt(results[n]["per_condition"].get(c, {}).get("FPR")) for n in names) + " |"
+        )
     for c in ("silence", "noise", "offscreen"):
-        lines.append(f"| G-mIoU {c} | " + " | ".join(
-            _fmt(results[n]["per_condition"].get(c, {}).get("G-mIoU")) for n in names) + " |")
+        lines.append(
+            f"| G-mIoU {c} | "
+            + " | ".join(_fmt(results[n]["per_condition"].get(c, {}).get("G-mIoU")) for n in names)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="scripts/eval_embedded.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="scripts/eval_embedded.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--avs-model", default=str(AVS_DEFAULT), help="gated AVS model folder ('' to skip)")
     p.add_argument("--avs-baseline", default=str(AVS_BASELINE_DEFAULT), help="un-gated baseline folder ('' to skip)")
     p.add_argument("--avs-world", default="data/worlds/avs", help="audio-visual world root (perception-worlds)")
@@ -224,8 +262,14 @@ def main(argv: list[str] | None = None) -> int:
 
         tmodel = TrackGPT.from_pretrained(args.trackgpt_model)
         out["trackgpt"] = evaluate_trackgpt(
-            tmodel, args.instruction_world, args.trackgpt_split, max_videos=args.trackgpt_max_videos or None,
-            max_expressions=args.trackgpt_max_expressions, max_frames=args.trackgpt_max_frames, tau=args.tau)
+            tmodel,
+            args.instruction_world,
+            args.trackgpt_split,
+            max_videos=args.trackgpt_max_videos or None,
+            max_expressions=args.trackgpt_max_expressions,
+            max_frames=args.trackgpt_max_frames,
+            tau=args.tau,
+        )
         out["trackgpt"]["model"] = str(args.trackgpt_model)
         md += "\n" + trackgpt_markdown(out["trackgpt"])
     elif not args.skip_trackgpt:

@@ -47,6 +47,26 @@ train() {  # train <module> <config> <output_dir> <log>
 }
 
 if [ "$do_avs" = 1 ]; then
+  # The runs' model.init_from: seeded random weights with the audio net re-initialised He-normal (PyTorch's
+  # default init leaves the un-normalised vggish-small embedding nearly constant, so the gate cannot learn).
+  for spec in gated:scaled_cosine baseline:off; do
+    [ -f "data/runs/avs-init-${spec%%:*}/model.safetensors" ] || python - "${spec#*:}" "data/runs/avs-init-${spec%%:*}" <<'EOF'
+import sys
+
+import torch
+from torch import nn
+
+from avs import build_model
+
+torch.manual_seed(0)
+model = build_model("embedded", gate=sys.argv[1], image_size=128)
+for module in model.audio_encoder.modules():
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(module.bias)
+model.save_pretrained(sys.argv[2])
+EOF
+  done
   train training.avs.train training/configs/embedded/avs-gated.yaml data/runs/avs-embedded data/runs/avs-gated.log &
   gated=$!
   train training.avs.train training/configs/embedded/avs-baseline.yaml data/runs/avs-embedded-baseline \
