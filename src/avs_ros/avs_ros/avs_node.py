@@ -140,19 +140,17 @@ class AVSNode(FrameWorkerNode):
         score = SoundingMask()
         score.header = msg.header
         score.threshold = self.threshold
-        if window is None:
+        pred = None
+        if window is not None:
+            try:
+                pred = self.model.predict(frame, window.samples, window.sample_rate, threshold=self.threshold)
+            except AVSError as exc:
+                why = str(exc)
+        if pred is None:  # reported, never silently dropped: the score topic gets NaN
             self.no_audio_frames += 1
             score.correspondence = score.score = math.nan
             self.score_pub.publish(score)
             self.warn(f"frame at {end_ns / NS:.3f} s scored NaN: {why}")
-            return
-        try:
-            pred = self.model.predict(frame, window.samples, window.sample_rate, threshold=self.threshold)
-        except AVSError as exc:
-            self.no_audio_frames += 1
-            score.correspondence = score.score = math.nan
-            self.score_pub.publish(score)
-            self.warn(f"frame at {end_ns / NS:.3f} s not scored: {exc}")
             return
         score.audio_window_start, score.audio_window_end = _time_msg(window.start_ns), _time_msg(window.end_ns)
         score.correspondence = math.nan if pred.similarity is None else float(pred.similarity)
