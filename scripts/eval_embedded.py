@@ -122,6 +122,9 @@ def evaluate_trackgpt(
     """
     from perception_eval.datasets import InsTrack
     from perception_eval.metrics import summarize_davis
+
+    if str(REPO) not in sys.path:  # the training package lives at the repository root
+        sys.path.insert(0, str(REPO))
     from training.trackgpt.train import evaluate_video
 
     ds = InsTrack(root, split, require_masks=True)

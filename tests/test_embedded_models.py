@@ -1,0 +1,106 @@
+"""The shipped embedded models load and still reach their measured figures on a small held-out sample.
+
+The sample is generated here with a fixed seed that no training run used (training: seed 0), so a broken or
+replaced checkpoint fails. The figures are those of ``results/embedded/results.md`` on the same small sample
+(written by the session that trained the models), minus a stated margin; the full held-out test split figures
+come from ``scripts/eval_embedded.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception_eval.worlds.audiovisual import generate_audiovisual_world
+
+REPO = Path(__file__).resolve().parents[1]
+AVS_DIR = REPO / "src/avs_ros/avs/pretrained/embedded"
+AVS_BASELINE_DIR = REPO / "src/avs_ros/avs/pretrained/embedded-baseline"
+TRACKGPT_DIR = REPO / "src/trackgpt_ros/trackgpt/pretrained/embedded"
+
+SAMPLE_SEED = 9001  # never used for training (the worlds the models were trained on use seed 0)
+AVS_SAMPLE_CLIPS = 6  # test clips, each under positive, silence, noise, off-screen and mixed audio
+
+# Measured on this very sample (seed 9001, 6 clips) with the shipped weights; margin below.
+AVS_MEASURED = {"G-mIoU": 0.574, "G-FPR": 0.040, "mIoU": 0.550}
+AVS_BASELINE_MEASURED = {"mIoU": 0.502}  # its first 3 clips
+MARGIN = 0.10  # absolute: G-mIoU / mIoU may be at most this much lower, G-FPR at most this much higher
+
+# The shipped TrackGPT is far below its target (272 CPU steps): J&F 0.037 on this sample, so measured - margin
+# is below 0 and this part only checks that it loads, tracks and gives finite scores. Raise it with a better model.
+TRACKGPT_MEASURED = {"J&F": 0.037}
+TRACKGPT_MARGIN = 0.10
+
+
+def _eval_module():
+    spec = importlib.util.spec_from_file_location("eval_embedded", REPO / "scripts" / "eval_embedded.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def av_sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("av_sample") / "world"
+    generate_audiovisual_world(
+        root, seed=SAMPLE_SEED, clips={"train": 1, "val": 1, "test": AVS_SAMPLE_CLIPS}, workers=1, progress=False
+    )
+    return root
+
+
+def test_avs_embedded_loads_and_reaches_measured_figures(av_sample):
+    from avs import AVSModel
+
+    torch.set_num_threads(2)
+    model = AVSModel.from_pretrained(AVS_DIR)
+    assert model.config.gate != "off"
+    res = _eval_module().evaluate_avs(model, av_sample, "test")
+    assert res["G-mIoU"] >= AVS_MEASURED["G-mIoU"] - MARGIN, res
+    assert res["mIoU"] >= AVS_MEASURED["mIoU"] - MARGIN, res
+    assert res["G-FPR"] <= AVS_MEASURED["G-FPR"] + MARGIN, res
+
+
+def test_avs_embedded_baseline_loads_and_segments(av_sample):
+    from avs import AVSModel
+
+    if not AVS_BASELINE_DIR.is_dir():
+        pytest.skip("no un-gated baseline shipped")
+    torch.set_num_threads(2)
+    model = AVSModel.from_pretrained(AVS_BASELINE_DIR)
+    assert model.config.gate == "off"
+    res = _eval_module().evaluate_avs(model, av_sample, "test", max_clips=3)
+    assert res["mIoU"] >= AVS_BASELINE_MEASURED["mIoU"] - MARGIN, res
+
+
+def test_avs_node_default_model_is_the_shipped_one():
+    from avs import AVSModel
+
+    model = AVSModel.from_pretrained(AVS_DIR)
+    frame = torch.zeros(224, 224, 3, dtype=torch.uint8).numpy()
+    pred = model.predict(frame, torch.zeros(16000).numpy(), 16000)
+    assert pred.mask.shape == (224, 224)
+
+
+def test_shipped_weights_are_small():
+    files = [p for d in (AVS_DIR, AVS_BASELINE_DIR, TRACKGPT_DIR) if d.is_dir() for p in d.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 60 * 1024 * 1024
+
+
+@pytest.mark.skipif(not TRACKGPT_DIR.is_dir(), reason="no embedded TrackGPT model is shipped (see results/embedded)")
+def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
+    from perception_eval.worlds.instruction import generate_instruction_world
+    from trackgpt import TrackGPT
+
+    torch.set_num_threads(2)
+    model = TrackGPT.from_pretrained(TRACKGPT_DIR)
+    root = tmp_path / "world"
+    generate_instruction_world(root, seed=SAMPLE_SEED, videos={"train": 1, "val": 1, "test": 3}, progress=False)
+    res = _eval_module().evaluate_trackgpt(
+        model, root, "test", max_videos=3, max_expressions=1, max_frames=12, rethink_modes=(True,)
+    )
+    score = res["rethink_on"]["overall"]["J&F"]
+    assert 0.0 <= score <= 1.0, res
+    assert score >= TRACKGPT_MEASURED["J&F"] - TRACKGPT_MARGIN, res
