@@ -73,18 +73,74 @@ EOF
     data/runs/avs-baseline.log &
   baseline=$!
   wait "$gated" "$baseline"
-  rm -rf src/avs_ros/avs/pretrained/embedded src/avs_ros/avs/pretrained/embedded-baseline
-  mkdir -p src/avs_ros/avs/pretrained
-  cp -r data/runs/avs-embedded/model src/avs_ros/avs/pretrained/embedded
-  cp -r data/runs/avs-embedded-baseline/model src/avs_ros/avs/pretrained/embedded-baseline
+  # Ship: the mask logits come out under-confident after the short schedule (val mIoU 0 at sigmoid > 0.5 while
+  # the threshold-free F is 0.57-0.61), so a constant offset is added to decoder.head_out.bias, chosen on the
+  # first 25 VAL clips' positives (0..6 in steps of 0.5; both models got +1.5), then stored in fp16.
+  for spec in avs-embedded:embedded avs-embedded-baseline:embedded-baseline; do
+    python - "data/runs/${spec%%:*}/model" "src/avs_ros/avs/pretrained/${spec#*:}" <<'EOF'
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from avs import AVSModel
+from avs.audio import waveform_to_examples
+from perception_eval.datasets import AVSBenchRobust
+from perception_eval.metrics import avs_miou
+
+torch.set_num_threads(1)
+model = AVSModel.from_pretrained(sys.argv[1])
+robust = AVSBenchRobust("data/worlds/avs", "val", subset="s4", avs_root="data/worlds/avs")
+names = list(dict.fromkeys(s.name for s in robust))[:25]
+logits, refs = [], []
+for s in robust:
+    if s.name not in names or s.condition != "positive":
+        continue
+    x = torch.cat([model.preprocess_frame(f) for f in s.clip.load_frames()])
+    ref = s.reference_masks().astype(bool)
+    wave, rate = s.load_audio()
+    audio = waveform_to_examples(wave, rate, num_examples=x.shape[0]).examples
+    with torch.no_grad():
+        out = model(x, audio, clip_length=1)
+        up = F.interpolate(out.mask_logits.float(), size=ref.shape[-2:], mode="bilinear", align_corners=False)
+    logits.append(up[: ref.shape[0], 0].numpy())
+    refs.append(ref)
+scores = {float(o): avs_miou([1 / (1 + np.exp(-(lg + o))) for lg in logits], refs) for o in np.arange(0, 6.01, 0.5)}
+offset = max(scores, key=scores.get)
+print(f"{sys.argv[1]}: logit offset {offset} (val mIoU {scores[offset]:.3f})")
+with torch.no_grad():
+    model.decoder.head_out.bias += offset
+dst = Path(sys.argv[2])
+shutil.rmtree(dst, ignore_errors=True)
+model.save_pretrained(dst)
+state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+save_file(state, str(dst / "model.safetensors"))
+AVSModel.from_pretrained(dst)
+EOF
+  done
 fi
 
 if [ "$do_trackgpt" = 1 ]; then
   train training.trackgpt.train training/configs/embedded/trackgpt.yaml data/runs/trackgpt-embedded \
     data/runs/trackgpt.log
+  # NOTE: the shipped TrackGPT is step 272 of this 600-step schedule (the session ran out of time: interrupted,
+  # then exported with `--resume data/runs/trackgpt-embedded --set train.steps=272`); the full run differs.
   rm -rf src/trackgpt_ros/trackgpt/pretrained/embedded
   mkdir -p src/trackgpt_ros/trackgpt/pretrained
   cp -r data/runs/trackgpt-embedded/model src/trackgpt_ros/trackgpt/pretrained/embedded
+  python - <<'EOF'
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+for f in Path("src/trackgpt_ros/trackgpt/pretrained/embedded").rglob("*.safetensors"):  # fp16 on disk
+    state = load_file(str(f))
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(f))
+EOF
 fi
 
 if [ "$do_eval" = 1 ]; then
