@@ -114,7 +114,6 @@ class TrackerNode(FrameWorkerNode):
         self.create_subscription(String, self.p.instruction_topic, self._on_instruction, reliable_qos(10))
         self.create_service(Trigger, "~/cancel", self._on_cancel)
         self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)
-        self._instruction_text = ""
         self._last_state = TrackState.IDLE
         self.create_timer(0.05, self._publish_reasoning)  # brain calls end whether or not frames arrive
         self.start_worker(self.p.mode, self.p.replay_queue_size)
@@ -133,12 +132,10 @@ class TrackerNode(FrameWorkerNode):
         except TrackGPTError as exc:
             self.get_logger().warning(f"instruction rejected: {exc}")
             return
-        self._instruction_text = text
         self.get_logger().info(f"instruction {iid}: {text!r}")
 
     def _on_cancel(self, request, response):
         self.tracker.clear_instruction()
-        self._instruction_text = ""
         response.success, response.message = True, "instruction cleared"
         self.get_logger().info("instruction cleared")
         return response
@@ -154,7 +151,7 @@ class TrackerNode(FrameWorkerNode):
         out = TrackResult()
         out.header = msg.header
         out.instruction_id = step.instruction_id or 0
-        out.instruction = self._instruction_text if step.instruction_id else ""
+        out.instruction = (self.tracker.instruction or "") if step.instruction_id else ""
         out.answer = step.answer or ""
         out.state = STATE_CODES[step.state]
         out.rethinking = bool(step.rethinking)

@@ -72,7 +72,6 @@ class MicrophoneNode(Node):
         self._stop = threading.Event()
         self._warned_nan = False
         self._t0_ns: int | None = None
-        self._overflow = False
         if self.p.source == "device":
             self._start_device()
             self.thread = None
