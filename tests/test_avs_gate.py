@@ -88,3 +88,56 @@ def test_gate_gradient_reaches_both_encoders():
     assert model.audio_encoder.features[0].weight.grad.abs().sum() > 0
     assert model.backbone.model.patch_embed.proj.weight.grad.abs().sum() > 0
     assert model.decoder.head_out.weight.grad is None  # the gate does not touch the mask path
+
+
+def test_visual_projection_lets_one_audio_be_rejected_for_every_image():
+    """Zero-mean visual features (a from-scratch backbone ending in LayerNorm) have no common direction, so the
+    paper's cosine cannot score one audio (silence) low against every image; the projected gate learns to."""
+    torch.manual_seed(0)
+    n, audio_dim, visual_dim = 32, 8, 16
+    visual = torch.randn(n, visual_dim, 2, 2)
+    visual = visual - visual.mean(dim=1, keepdim=True)  # zero mean over channels, no shared direction
+    silence = torch.zeros(audio_dim)
+    silence[0] = 1.0
+    sound = torch.zeros(audio_dim)
+    sound[1] = 1.0
+    audio = torch.stack([silence if i % 2 else sound for i in range(n)])
+    labels = (torch.arange(n) % 2 == 0).float()  # silence (odd rows) is negative for every image
+
+    def train(gate):
+        opt = torch.optim.Adam(gate.parameters(), lr=0.05)
+        for _ in range(300):
+            loss = gate_bce_loss(gate(audio, visual).logit, labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            score = gate(audio, visual).score
+        return float(score[labels == 1].min()), float(score[labels == 0].max())
+
+    projected = SimilarityGate(audio_dim=audio_dim, visual_dim=visual_dim, mode="scaled_cosine", visual_proj=True)
+    lo_pos, hi_neg = train(projected)
+    assert lo_pos > 0.5 > hi_neg, (lo_pos, hi_neg)
+    assert projected.visual_proj is not None and "visual_proj.bias" in projected.state_dict()
+
+
+def test_audio_term_adds_an_audio_only_logit():
+    gate = SimilarityGate(audio_dim=4, visual_dim=6, mode="scaled_cosine", audio_term=True)
+    plain = SimilarityGate(audio_dim=4, visual_dim=6, mode="scaled_cosine")
+    plain.load_state_dict({k: v for k, v in gate.state_dict().items() if not k.startswith("audio_term")})
+    audio, visual = torch.randn(3, 4), torch.randn(3, 6, 2, 2)
+    with torch.no_grad():
+        a, b = gate(audio, visual), plain(audio, visual)
+        expected = b.logit + gate.audio_term(audio)[:, 0]
+    assert torch.allclose(a.similarity, b.similarity)
+    assert torch.allclose(a.logit, expected)
+    assert set(gate.state_dict()) - set(plain.state_dict()) == {"audio_term.weight", "audio_term.bias"}
+
+
+def test_old_checkpoints_without_the_deviations_still_build():
+    """Configs saved before the gate options existed (no gate_visual_proj / gate_audio_term) load unchanged."""
+    old = build_model("embedded", gate="scaled_cosine", audio_encoder="vggish-small", gate_visual_proj=False,
+                      gate_audio_term=False, image_size=64)
+    assert old.gate.visual_proj is None and old.gate.audio_term is None
+    new = build_model("embedded", gate="scaled_cosine", image_size=64)
+    assert new.gate.visual_proj is not None and new.gate.audio_term is not None

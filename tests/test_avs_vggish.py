@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from avs.errors import CheckpointError, InputError
+from avs.errors import CheckpointError, ConfigError, InputError
 from avs.vggish import VGGish, build_vggish, load_pca_params, load_vggish_state_dict
 
 # The layout of harritaylor/torchvggish's vggish-10086976.pth, written out by hand.
@@ -134,3 +134,22 @@ def test_bad_input_shape():
         model(torch.randn(2, 96, 64))
     with pytest.raises(InputError, match="got shape"):
         model(torch.randn(2, 1, 64, 96))
+
+
+def test_small_bn_variant_normalises_the_embedding():
+    """vggish-small-bn (the embedded model's audio net): BatchNorm convs, LayerNorm'd embedding without ReLU, so
+    the embedding keeps a fixed scale and can point anywhere (the plain small net's grew ~500x and collapsed)."""
+    torch.manual_seed(0)
+    net = build_vggish("vggish-small-bn").train()
+    x = torch.randn(6, 1, 96, 64) * 3 - 2
+    y = net(x)
+    assert y.shape == (6, 128)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.features)
+    assert torch.allclose(y.mean(dim=1), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(y.std(dim=1, unbiased=False), torch.ones(6), atol=1e-2)
+    assert (y < 0).any()  # no final ReLU
+
+
+def test_unknown_norm_is_a_config_error():
+    with pytest.raises(ConfigError, match="conv_norm"):
+        build_vggish("vggish-tiny", conv_norm="instance")

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -542,12 +544,19 @@ def resolve_config(args: argparse.Namespace, defaults: Mapping[str, Any]) -> dic
     return config
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None, *, prog: str, description: str, defaults: Mapping[str, Any], task_cls) -> int:
     """Parse the command line, run, print a summary; errors in setup print one line and return 2."""
     from perception_eval.datasets import DatasetError
 
     parser = build_parser(prog, description)
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a scheduler's pre-emption, `kill`, `timeout`) stops like Ctrl-C: the checkpoint is saved first
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = resolve_config(args, defaults)
         if args.print_config:

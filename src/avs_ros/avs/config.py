@@ -43,6 +43,9 @@ class AVSConfig:
         decoder_head_channels: the two output-head widths (reference: 128, 32).
         gate: ``"cosine"`` (paper), ``"scaled_cosine"`` (deviation: learnable scale) or ``"off"`` (baseline).
         gate_init_scale: initial scale of ``"scaled_cosine"``.
+        gate_visual_proj: also project the pooled ``F_4`` through a linear layer (with bias) before the cosine
+            (DEVIATION, see :mod:`avs.gate`); the embedded model, whose backbone is trained from scratch, needs it.
+        gate_audio_term: add an audio-only linear term to the gate's logit (DEVIATION, see :mod:`avs.gate`).
         threshold: ``sounding`` = ``sigmoid(logit) > threshold`` (with ``"cosine"``, 0.5 means ``s > 0``).
         image_size: side of the square model input used by ``predict`` (AVSBench: 224).
         pixel_mean, pixel_std: RGB normalisation of ``[0, 1]`` frames (ImageNet).
@@ -58,6 +61,8 @@ class AVSConfig:
     decoder_head_channels: tuple[int, int] = (128, 32)
     gate: str = "cosine"
     gate_init_scale: float = 10.0
+    gate_visual_proj: bool = False
+    gate_audio_term: bool = False
     threshold: float = 0.5
     image_size: int = 224
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -115,7 +120,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "embedded": {
         "backbone": "pvt_v2_b0",
-        "audio_encoder": "vggish-small",
+        "audio_encoder": "vggish-small-bn",
+        "gate_visual_proj": True,
+        "gate_audio_term": True,
         "channels": 64,
         "decoder_head_channels": (32, 16),
         "image_size": 224,

@@ -15,6 +15,20 @@ Two selectable modes:
   ``init_scale``) and bias (initialised to 0), as in CLIP, so the score can
   reach 0 and 1 and the threshold is meaningful as a probability. ``s``
   itself is unchanged, so both modes report the same similarity.
+
+``visual_proj=True`` (a second DEVIATION, off by default) also passes the pooled
+``F_4`` through a linear layer with bias, as CLIP projects both modalities. The
+paper's gate relies on pretrained post-ReLU features sharing a common direction;
+the embedded model's backbone is trained from scratch and ends in a LayerNorm,
+so its pooled features have no such direction, and a cosine against them cannot
+score silence low for every image (measured: the gate stayed at chance). The
+projection's bias supplies that direction.
+
+``audio_term=True`` (a third DEVIATION, off by default) adds a linear function of
+the audio embedding alone to the logit: silence and noise can be rejected from
+the audio alone, which the cosine learns slowly from scratch (measured on the
+generated world: an audio-only head separated silence/noise in 60 steps, the
+cosine had not after 100); the cosine then decides on-screen vs off-screen.
 """
 
 from __future__ import annotations
@@ -54,9 +68,20 @@ class SimilarityGate(nn.Module):
         visual_dim: ``C_4``, channels of the last backbone stage.
         mode: ``"cosine"`` (paper) or ``"scaled_cosine"`` (deviation, see module docstring).
         init_scale: initial scale of ``"scaled_cosine"`` (ignored by ``"cosine"``).
+        visual_proj: project the pooled visual features too (``visual_proj.*`` keys; see the module docstring).
+        audio_term: add an audio-only linear term to the logit (``audio_term.*`` keys; see the module docstring).
     """
 
-    def __init__(self, *, audio_dim: int = 128, visual_dim: int, mode: str = "cosine", init_scale: float = 10.0):
+    def __init__(
+        self,
+        *,
+        audio_dim: int = 128,
+        visual_dim: int,
+        mode: str = "cosine",
+        init_scale: float = 10.0,
+        visual_proj: bool = False,
+        audio_term: bool = False,
+    ):
         super().__init__()
         if mode not in ("cosine", "scaled_cosine"):
             raise ConfigError(f"gate mode must be 'cosine' or 'scaled_cosine' here, got {mode!r}")
@@ -65,6 +90,8 @@ class SimilarityGate(nn.Module):
         self.mode = mode
         self.visual_dim = visual_dim
         self.audio_proj = nn.Linear(audio_dim, visual_dim)
+        self.visual_proj = nn.Linear(visual_dim, visual_dim) if visual_proj else None
+        self.audio_term = nn.Linear(audio_dim, 1) if audio_term else None
         if mode == "scaled_cosine":
             self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
             self.bias = nn.Parameter(torch.tensor(0.0))
@@ -84,9 +111,13 @@ class SimilarityGate(nn.Module):
             )
         audio_hat = self.audio_proj(audio_embedding)
         visual_hat = visual_f4.mean(dim=(2, 3))
+        if self.visual_proj is not None:
+            visual_hat = self.visual_proj(visual_hat)
         similarity = F.cosine_similarity(audio_hat, visual_hat, dim=1, eps=1e-8)
         if self.mode == "scaled_cosine":
             logit = self.log_scale.exp() * similarity + self.bias
         else:
             logit = similarity
+        if self.audio_term is not None:
+            logit = logit + self.audio_term(audio_embedding)[:, 0]
         return GateOutput(similarity=similarity, logit=logit, score=torch.sigmoid(logit))

@@ -120,6 +120,8 @@ class AVSModel(nn.Module):
                 visual_dim=self.backbone.channels[3],
                 mode=config.gate,
                 init_scale=config.gate_init_scale,
+                visual_proj=config.gate_visual_proj,
+                audio_term=config.gate_audio_term,
             )
         )
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
