@@ -32,7 +32,9 @@ export PERCEPTION_WS="$_PE_WS"
 
 if [ "${1:-}" != "--no-workspace" ]; then
   if [ -f "$_PE_WS/install/local_setup.sh" ]; then
+    case $- in *u*) _pe_nounset=1; set +u ;; *) _pe_nounset= ;; esac  # colcon's setup files are not `set -u` safe
     COLCON_CURRENT_PREFIX="$_PE_WS/install" . "$_PE_WS/install/local_setup.sh"
+    if [ -n "$_pe_nounset" ]; then set -u; fi
     for _d in "$_PE_WS"/install/*/lib/*/; do
       case "$_d" in *python3.11*) continue ;; esac
       case ":$PATH:" in *":${_d%/}:"*) ;; *) PATH="${_d%/}:$PATH" ;; esac
