@@ -3,14 +3,16 @@
 #   1. the generated worlds (seed 0) into data/worlds/{avs,instruction}, with the larger train splits the
 #      embedded recipes use (AVS 3000 clips, instruction 2400 videos; val/test as the defaults)
 #   2. the gated AVS model and its un-gated baseline (training/configs/embedded/avs-{gated,baseline}.yaml),
-#      side by side
-#   3. the embedded TrackGPT (training/configs/embedded/trackgpt.yaml)
-#   4. copies the exported model folders into the packages' pretrained/ folders (fp32 safetensors)
-#   5. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
+#      side by side; the mask logit offset is chosen on VAL clips and the weights are stored in fp16 in the
+#      packages' pretrained/ folders
+#   3. the embedded TrackGPT in two phases (training/configs/embedded/trackgpt.yaml, then trackgpt-named.yaml),
+#      copied into src/trackgpt_ros/trackgpt/pretrained/embedded (fp16)
+#   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
-# The shipped models were trained on a lent GPU (results/embedded/README.md gives the steps and times); on a
-# CUDA machine this script does the same (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
+# The shipped models' first phases were trained on a lent GPU, the second phases on 2 CPU cores
+# (results/embedded/README.md gives the steps and times); on a CUDA machine this script runs everything there
+# (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
 # ~15 min, AVS ~0.5 s/step at batch 4 (the recipe uses batch 16), TrackGPT 7-12 s/step at batch 4.
 # Training runs and logs go to data/runs/ (gitignored). Runs resume where they stopped (`--resume`), so an
 # interrupted call can be repeated.
@@ -115,9 +117,12 @@ fi
 if [ "$do_trackgpt" = 1 ]; then
   train training.trackgpt.train training/configs/embedded/trackgpt.yaml data/runs/trackgpt-embedded \
     data/runs/trackgpt.log
+  # second phase: the brain names the target before <TK> (trackgpt-named.yaml)
+  train training.trackgpt.train training/configs/embedded/trackgpt-named.yaml data/runs/trackgpt-named \
+    data/runs/trackgpt-named.log
   rm -rf src/trackgpt_ros/trackgpt/pretrained/embedded
   mkdir -p src/trackgpt_ros/trackgpt/pretrained
-  cp -r data/runs/trackgpt-embedded/model src/trackgpt_ros/trackgpt/pretrained/embedded
+  cp -r data/runs/trackgpt-named/model src/trackgpt_ros/trackgpt/pretrained/embedded
   python - <<'EOF'
 from pathlib import Path
 

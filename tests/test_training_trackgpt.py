@@ -333,3 +333,30 @@ def test_video_clips_sample_reference_then_consecutive_frames(toy):
         assert idx[0] == 0 and idx[2] == min(idx[1] + 1, len(video) - 1) and idx[1] >= 1
     sample = ds.sample(0, np.random.default_rng(0))
     assert len(sample.frames) == 3 and sample.masks[0].shape == sample.frames[0].shape[:2]
+
+
+def test_instruction_world_samples_name_their_target(toy):
+    spec = {"type": "instrack", "root": str(toy / "world"), "split": "train"}
+    ds = tg_data.build_dataset(spec, frames_per_clip=1, reference_frame="first")
+    for index, (video, expression) in enumerate(ds.items):
+        sample = ds.sample(index, np.random.default_rng(0))
+        assert sample.target == f"{expression.extra['colour']} {expression.extra['category']}"
+        assert sample.target.split()[-1] == video.extra["objects"][str(expression.obj_id)]["category"]
+
+
+def test_named_answer_teaches_the_target_and_init_from_takes_brain_overrides(toy, tmp_path):
+    ytvos = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    assert tg_train.main(_argv(tmp_path / "a", ytvos, "train.steps=2")) == 0
+    named = "Sure, I track the {target}. <TK>, <PO>"
+    argv = _argv(tmp_path / "b", ytvos, "train.steps=2", f"model.init_from={tmp_path / 'a' / 'model'}")
+    assert tg_train.main([*argv, "--set", f"model.overrides={{brain: {{answer_template: '{named}'}}}}"]) == 0
+    model = TrackGPT.from_pretrained(tmp_path / "b" / "model")
+    assert model.config.brain.answer_template == named
+    _, labels = model.brain.training_example("the red ball", target="red ball")
+    answer = model.brain.tokenizer.decode([t for t in labels if t != -100])
+    assert "track the red ball." in answer and "<TK>" in answer
+    _, labels = model.brain.training_example("the red ball")
+    assert "track the object." in model.brain.tokenizer.decode([t for t in labels if t != -100])
+    # other overrides cannot change a loaded model
+    bad = [*argv, "--overwrite", "--set", "model.overrides={sam: {img_size: 32}}"]
+    assert tg_train.main(bad) == 2

@@ -88,6 +88,7 @@ class Sample:
         masks: per frame, the bool target mask (``kind == "mask"``).
         ignore: per frame, bool pixels left out of the mask loss (void), or None.
         text: the text description / instruction (``mask``).
+        target: the referred object's short name when the dataset knows it (e.g. "red cup"), else "".
         conversation: ``[(question, answer), ...]`` (``text``).
         source: the dataset's name.
     """
@@ -99,6 +100,7 @@ class Sample:
     text: str = ""
     conversation: list[tuple[str, str]] = field(default_factory=list)
     source: str = ""
+    target: str = ""
 
 
 def _require_file(path: Path, what: str) -> Path:
@@ -196,7 +198,9 @@ class VideoReferring(TrainingDataset):
             masks.append(ids == int(expression.obj_id))
             void = ids == VOID
             ignore.append(void if void.any() else None)
-        return Sample("mask", frames, masks, ignore, text=expression.text, source=self.name)
+        extra = expression.extra or {}
+        target = " ".join(str(extra[k]) for k in ("colour", "category") if extra.get(k))
+        return Sample("mask", frames, masks, ignore, text=expression.text, source=self.name, target=target)
 
 
 def _video_reader(spec: Mapping[str, Any]):

@@ -241,7 +241,7 @@ class TrackGPTTrainModule(nn.Module):
         words = text.split()
         while True:
             try:
-                return brain.training_example(text)
+                return brain.training_example(text, target=sample.target)
             except InstructionError:
                 if len(words) <= 1:
                     raise
@@ -400,8 +400,12 @@ class TrackGPTTask(Task):
             folder = Path(m["init_from"])
             if not (folder / "config.json").is_file():
                 raise SetupError(f"model.init_from {str(folder)!r} is not a TrackGPT model folder (no config.json)")
-            if m.get("overrides"):
-                raise SetupError("model.overrides cannot change a model loaded with model.init_from")
+            extra = set(m.get("overrides") or {}) - {"brain"}
+            if extra:
+                raise SetupError(
+                    f"model.overrides cannot change {sorted(extra)} of a model loaded with model.init_from "
+                    "(only brain fields, e.g. brain.answer_template)"
+                )
         else:
             try:
                 self.model_config = get_config(m["config"], **dict(m.get("overrides") or {}))
@@ -445,7 +449,7 @@ class TrackGPTTask(Task):
         m = self.config["model"]
         try:
             if m.get("init_from"):
-                model = TrackGPT.from_pretrained(m["init_from"])
+                model = TrackGPT.from_pretrained(m["init_from"], **dict((m.get("overrides") or {}).get("brain") or {}))
             else:
                 model = TrackGPT.from_config(self.model_config)
         except TrackGPTError as exc:

@@ -330,18 +330,23 @@ class TrackGPTBrain(nn.Module):
         self.prompt_ids(instruction)
         return validate_instruction(instruction)
 
-    def training_example(self, instruction: str | bytes, answer: str | None = None) -> tuple[list[int], list[int]]:
+    def training_example(
+        self, instruction: str | bytes, answer: str | None = None, *, target: str | None = None
+    ) -> tuple[list[int], list[int]]:
         """Teacher-forcing ids and labels for one example.
 
         Args:
             instruction: the user's text (the paper: the referring description).
             answer: the answer text with ``<TK>`` and ``<PO>``; ``config.answer_template`` by default.
+            target: the referred object's name, put in place of ``{target}`` in the template ("object" when
+                None or empty).
 
         Returns:
             ``(input_ids, labels)``; labels are -100 over the prompt (including image tokens).
         """
         prompt = self.prompt_ids(instruction)
-        answer = self.config.answer_template if answer is None else answer
+        if answer is None:
+            answer = self.config.answer_template.replace("{target}", (target or "").strip() or "object")
         ans = list(self.tokenizer(answer, add_special_tokens=False).input_ids)
         eos = self.tokenizer.eos_token_id
         if eos is not None:

@@ -41,6 +41,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PAPER_PROMPT = "USER: <image>\nCan you track the {instruction} in the video? ASSISTANT:"
 #: The paper's training answer (teacher forcing), ending in the two added tokens.
 PAPER_ANSWER = " Sure, I track the object. <TK>, <PO>"
+#: The embedded model's answer: it names the target first (``{target}``, see ``BrainConfig.answer_template``).
+NAMED_ANSWER = " Sure, I track the {target}. <TK>, <PO>"
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,13 @@ class BrainConfig:
         precision: ``fp32``, ``bf16``, ``fp16``; ``int8`` / ``int4`` need bitsandbytes and CUDA.
         max_new_tokens: answer length limit of the brain.
         prompt_template: must contain ``<image>`` and ``{instruction}``.
-        answer_template: the training answer (teacher forcing); must contain ``<TK>`` and ``<PO>``.
+        answer_template: the training answer (teacher forcing); must contain ``<TK>`` and ``<PO>``. It may
+            contain ``{target}``, replaced in training by the referred object's name when the dataset knows it
+            (the instruction world: "red cup") and by "object" otherwise. A DEVIATION from the paper's fixed
+            answer, used by the embedded model: SmolLM2-135M's state before ``<TK>`` after a fixed answer was
+            the same for every instruction (cosine 0.98 between instructions, 0.999 after phi, measured after
+            700 GPU steps), so the mask decoder could not tell targets apart; naming the target first puts the
+            decision into the text and the state before ``<TK>``.
         lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA of the language model (LISA's values).
         train_vision_projector: save the LLaVA multi-modal projector with the TrackGPT weights (needed when
             it is trained, as for the ``smollm2`` brain whose projector starts random).
@@ -354,7 +362,7 @@ CONFIGS: dict[str, TrackGPTConfig] = {
             source="smollm2",
             max_new_tokens=24,
             prompt_template=SMOLLM2_PROMPT,
-            answer_template=PAPER_ANSWER.lstrip(),
+            answer_template=NAMED_ANSWER.lstrip(),
             vision=EMBEDDED_VISION,
             train_vision_projector=True,
         ),
