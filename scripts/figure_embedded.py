@@ -214,11 +214,6 @@ def avs_panels(model, samples: dict[str, Any], frame_index: int | None = None) -
 
 
 # --------------------------------------------------------------------------- drawing
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def draw_overlay(ax, frame: np.ndarray, pred: np.ndarray | None, gt: np.ndarray | None) -> None:
     """Frame, prediction (semi-transparent fill + contour) and ground-truth contour (thin)."""
     ax.imshow(frame)
@@ -258,6 +253,8 @@ def draw_tracking_row(subfig, run: TrackRun | None, kind: str, n_frames: int) ->
 
 
 def draw_avs_row(subfig, panels: list[AVSPanel], title: str) -> None:
+    from perception_eval.metrics import avs_frame_iou
+
     axes = subfig.subplots(1, len(panels))
     subfig.suptitle(title, fontsize=10, y=0.99, va="top")
     for ax, p in zip(axes, panels):
@@ -268,7 +265,7 @@ def draw_avs_row(subfig, panels: list[AVSPanel], title: str) -> None:
             gate = f"gate {p.score:.3f} {'>' if p.published else '≤'} {p.threshold:.2f}"
         decision = "published" if p.published else "suppressed"
         if p.condition == "positive":
-            quality = f"IoU {_iou(p.published_mask, p.expected):.2f}"
+            quality = f"IoU {avs_frame_iou(p.published_mask.astype(np.float32), p.expected):.2f}"
         else:
             quality = f"mask {100 * p.published_mask.mean():.1f} % of frame (expected none)"
         ax.set_title(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from avs.errors import CheckpointError, ConfigError, InputError
+from avs.errors import CheckpointError, InputError
 from avs.vggish import VGGish, build_vggish, load_pca_params, load_vggish_state_dict
 
 # The layout of harritaylor/torchvggish's vggish-10086976.pth, written out by hand.
@@ -149,7 +149,3 @@ def test_small_bn_variant_normalises_the_embedding():
     assert torch.allclose(y.std(dim=1, unbiased=False), torch.ones(6), atol=1e-2)
     assert (y < 0).any()  # no final ReLU
 
-
-def test_unknown_norm_is_a_config_error():
-    with pytest.raises(ConfigError, match="conv_norm"):
-        build_vggish("vggish-tiny", conv_norm="instance")

@@ -38,15 +38,15 @@ VGGISH_SIZES: dict[str, dict] = {
     "vggish": {"conv_widths": (64, 128, 256, 256, 512, 512), "fc_widths": (4096, 4096)},
     "vggish-small": {"conv_widths": (16, 32, 64, 64, 128, 128), "fc_widths": (512, 512)},
     "vggish-tiny": {"conv_widths": (4, 8, 8, 8, 16, 16), "fc_widths": (32, 32)},
-    # the embedded model's audio net, trained from scratch: BatchNorm after every conv and on the embedding (no
-    # final ReLU). Without normalisation the small net's embedding grew ~500x during training and collapsed to one
+    # the embedded model's audio net, trained from scratch: BatchNorm after every conv, LayerNorm on the embedding
+    # (no final ReLU). Without normalisation the small net's embedding grew ~500x during training and collapsed to one
     # direction (mean pairwise cosine 0.91), so the similarity gate could not tell positives from negatives.
     "vggish-small-bn": {
         "conv_widths": (16, 32, 64, 64, 128, 128),
         "fc_widths": (512, 512),
-        "conv_norm": "batch",
+        "conv_batch_norm": True,
         "final_relu": False,
-        "embedding_norm": "layer",
+        "embedding_layer_norm": True,
     },
 }
 
@@ -78,10 +78,8 @@ class VGGish(nn.Module):
         fc_widths: the two hidden fully connected widths (published: 4096, 4096).
         embedding_dim: output size (published: 128).
         final_relu: keep the ReLU after the last linear layer, as torchvggish does.
-        conv_norm: ``"batch"`` or ``"group"`` norm after every conv, or None (torchvggish: none). For small
-            nets trained from scratch.
-        embedding_norm: ``"layer"`` or ``"batch"`` norm on the embedding (``embedding_norm.*`` keys), or None
-            (torchvggish: none).
+        conv_batch_norm: BatchNorm after every conv (not in torchvggish; for small nets trained from scratch).
+        embedding_layer_norm: LayerNorm on the embedding (``embedding_norm.*`` keys; not in torchvggish).
         postprocess: add the PCA + quantisation post-processor (``pproc.*`` keys).
             AVSBench trains without it (``POSTPROCESS_LOG_MEL_WITH_PCA=False``).
     """
@@ -93,8 +91,8 @@ class VGGish(nn.Module):
         fc_widths: Sequence[int] = VGGISH_SIZES["vggish"]["fc_widths"],
         embedding_dim: int = EMBEDDING_DIM,
         final_relu: bool = True,
-        conv_norm: str | None = None,
-        embedding_norm: str | None = None,
+        conv_batch_norm: bool = False,
+        embedding_layer_norm: bool = False,
         postprocess: bool = False,
     ):
         super().__init__()
@@ -111,10 +109,8 @@ class VGGish(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
                 layers.append(nn.Conv2d(in_ch, item, kernel_size=3, padding=1))
-                if conv_norm == "batch":
+                if conv_batch_norm:
                     layers.append(nn.BatchNorm2d(item))
-                elif conv_norm == "group":
-                    layers.append(nn.GroupNorm(4, item))
                 layers.append(nn.ReLU(inplace=True))
                 in_ch = item
         self.features = nn.Sequential(*layers)
@@ -129,11 +125,7 @@ class VGGish(nn.Module):
         if final_relu:
             head.append(nn.ReLU(inplace=True))
         self.embeddings = nn.Sequential(*head)
-        norms = {None: lambda d: None, "layer": nn.LayerNorm, "batch": nn.BatchNorm1d}
-        if conv_norm not in (None, "batch", "group") or embedding_norm not in norms:
-            raise ConfigError(f"VGGish conv_norm must be batch/group/None and embedding_norm layer/batch/None, "
-                              f"got {conv_norm!r}, {embedding_norm!r}")
-        self.embedding_norm = norms[embedding_norm](embedding_dim)
+        self.embedding_norm = nn.LayerNorm(embedding_dim) if embedding_layer_norm else None
         self.embedding_dim = embedding_dim
         self.pproc = Postprocessor(dim=embedding_dim) if postprocess else None
 
