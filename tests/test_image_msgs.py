@@ -98,3 +98,28 @@ def test_cv_bridge_and_builtin_agree(encoding, ros_available):
     via_builtin = image_msgs.array_to_imgmsg(arr, encoding, use_bridge=False)
     np.testing.assert_array_equal(image_msgs.imgmsg_to_array(via_bridge, use_bridge=False), arr)
     np.testing.assert_array_equal(image_msgs.imgmsg_to_array(via_builtin, use_bridge=True), arr)
+
+
+def test_mask_to_box_is_the_tight_box_of_the_mask():
+    from perception_common.images import mask_to_box
+
+    def reference(mask):
+        ys, xs = np.nonzero(mask)
+        if xs.size == 0:
+            return (0, 0, 0, 0)
+        return (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((48, 64), bool), np.ones((48, 64), bool), np.zeros((1, 1), bool), np.ones((1, 1), bool)]
+    for _ in range(50):
+        m = np.zeros((48, 64), bool)
+        for _ in range(rng.integers(1, 4)):
+            y, x = rng.integers(0, 48), rng.integers(0, 64)
+            m[y : y + rng.integers(1, 20), x : x + rng.integers(1, 20)] = True
+        masks.append(m)
+    masks.append(rng.random((48, 64)) < 0.01)
+    masks.append(np.where(rng.random((48, 64)) < 0.05, 255, 0).astype(np.uint8))  # 0/255 counts as a mask too
+    for m in masks:
+        assert mask_to_box(m) == reference(m)
+    with pytest.raises(ValueError, match="H x W"):
+        mask_to_box(np.zeros((2, 2, 2), bool))
