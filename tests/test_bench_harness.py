@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from perception_eval.bench.harness import brain_intervals, live_stats, overlaps, taken_at, targets
+from perception_eval.bench.harness import brain_intervals, live_stats, may_publish, overlaps, taken_at, targets
 
 MS = 1_000_000
 
@@ -47,6 +47,28 @@ def test_brain_intervals_from_reasoning_and_pending_rethinks():
     spans = brain_intervals(rows, reasoning, end_ns=10_000 * MS)
     assert spans == [(0, 500 * MS), (100 * MS, 10_000 * MS), (200 * MS, 10_000 * MS)]
     assert overlaps((450 * MS, 520 * MS), spans[:1]) and not overlaps((600 * MS, 620 * MS), spans[:1])
+
+
+def test_closed_loop_spaces_frames_so_the_idle_node_takes_the_first():
+    ms = 1_000_000
+    assert may_publish([], 0, 2, 20 * ms)  # nothing outstanding: go
+    assert not may_publish([100 * ms], 110 * ms, 2, 20 * ms)  # the first may not have reached the node yet
+    assert may_publish([100 * ms], 120 * ms, 2, 20 * ms)
+    assert not may_publish([100 * ms, 130 * ms], 500 * ms, 2, 20 * ms)  # in_flight reached
+    assert may_publish([100 * ms, 130 * ms], 500 * ms, 3, 20 * ms)
+    assert may_publish([100 * ms], 100 * ms, 2, 0)  # spacing 0: back to back (the old behaviour)
+
+
+def test_audio_chunks_are_contiguous_and_due_when_captured():
+    from perception_eval.bench.rosio import NS, audio_chunk_schedule
+
+    t0 = 1_700_000_000 * NS
+    starts = [audio_chunk_schedule(t0, k, 512, 16000, 0.0)[0] for k in range(2000)]
+    assert starts[0] == t0 and starts[1000] == t0 + 32 * NS  # 1000 chunks of 32 ms, no drift
+    for k in (0, 1, 999):
+        start, due = audio_chunk_schedule(t0, k, 512, 16000, 0.0)
+        assert due == starts[k + 1]  # due once its last sample is captured
+        assert audio_chunk_schedule(t0, k, 512, 16000, 1.0) == (start, due - NS)
 
 
 def test_targets_are_undecided_without_a_value():
@@ -101,6 +123,7 @@ def test_short_run_writes_complete_sane_json(tmp_path, ros_available):
         assert positive(part["bare"]["fps"]) and positive(part["node"]["fps"])
         assert part["throughput_ratio"] == pytest.approx(part["node"]["fps"] / part["bare"]["fps"])
         assert part["node"]["answered"] + part["node"]["lost"] == part["node"]["frames"] == 8
+    assert a["node"]["no_audio"] >= 0 and a["audio"]["chunks_sent"] > 0 and a["audio"]["late_ms_max"] >= 0
     for phase in (t["live_idle"], t["live_reasoning"], a["live"]):
         assert phase["published"] >= 30 and phase["missed"] == phase["published"] - phase["processed"] >= 0
         assert isinstance(phase["queued_beyond_newest_max"], int) and phase["queued_beyond_newest_max"] >= 0

@@ -5,7 +5,9 @@ The model libraries time their bare per-frame loops themselves (``python -m trac
 inside that run (same machine, same load):
 
 * bare model loop vs node throughput, frames/s (tracker and AVS): the library loop in this process against the
-  node fed in closed loop (two frames in flight, so it is never idle and never drops);
+  node fed in closed loop (two frames in flight, so it is never idle and never drops; the second frame goes out
+  ``--closed-loop-spacing-ms`` after the first, or both would reach the idle node together and its keep-last-1
+  queue would keep only the second);
 * frame latency p50 / p99 with the brain idle and while it reasons (the headline ratio): a tracker node with the
   default tau (its brain idle once the instruction is answered) and one with ``tau = 1`` (the brain rethinks
   over and over, so frames are decoded while it works); only frames whose processing overlapped a brain call
@@ -39,6 +41,10 @@ How to read the figures (and their limits):
   node has no thread parameter and uses torch's default (all cores); on a loaded 2-core machine such a pool
   was measured 3 to 20 times slower than 1 thread, so ``--avs-threads`` (default 1) sets ``OMP_NUM_THREADS``
   for the AVS node and ``torch.set_num_threads`` for its bare loop alike (0: torch's default for both).
+* The AVS node's audio comes from a child process of the harness (16 kHz, ``--audio-chunk`` samples per chunk,
+  1 s ahead of the frames' stamps, same wall clock), so neither the bare loop nor the closed loop in this process
+  can delay it; ``audio.late_ms_max`` says how late its chunks went out, ``no_audio`` counts frames the node
+  scored NaN for want of audio.
 * Other processes on the machine change every figure; ratios are taken inside one run, and the bare loops
   are timed right before and right after the node they are compared with.
 """

@@ -87,11 +87,6 @@ class BenchIO:
 
         return self.node.create_publisher(String, topic, self._qos(10))
 
-    def audio_publisher(self, topic: str):
-        from perception_msgs.msg import AudioChunk
-
-        return self.node.create_publisher(AudioChunk, topic, self._qos(200))
-
     # -- outputs --------------------------------------------------------------------------
     def watch_tracker(self, fqn: str) -> TrackerLog:
         from perception_msgs.msg import Reasoning, TrackResult
@@ -172,51 +167,123 @@ class FrameSource:
 
 
 class AudioStream:
-    """Microphone-like AudioChunks (16 kHz mono, 512-sample chunks, contiguous first-sample stamps) from a
-    background thread. Chunk ``k`` goes out when its last sample has been "captured", ``lead`` seconds early
-    (``lead > 0`` keeps audio ahead of the frames, for throughput runs that must not wait for audio)."""
+    """Microphone-like AudioChunks (16 kHz mono, contiguous first-sample stamps from the wall clock, the clock
+    frames are stamped with) published by a child process of its own.
 
-    def __init__(self, publishers, *, rate: int = 16000, chunk: int = 512, history_s: float = 1.5):
-        from perception_msgs.msg import AudioChunk
+    Chunk ``k`` goes out when its last sample has been "captured", ``lead`` seconds early (``lead > 0`` keeps
+    audio ahead of the frames, for throughput runs that must not wait for audio). The stream runs in its own
+    process (own interpreter, own GIL, own DDS participant): as a thread of the harness it fell up to 1.8 s
+    behind the frames while the harness's main thread ran the bare model loop and the closed loop, and the
+    node then waited ``max_audio_wait`` per frame for audio that was late in the harness, not in the node.
+    ``stats()`` reports how late chunks went out against their schedule.
+    """
 
-        self.publishers = list(publishers)
-        self.rate, self.chunk = rate, chunk
-        self.lead = 0.0
+    def __init__(
+        self,
+        topic: str,
+        *,
+        lead: float = 0.0,
+        rate: int = 16000,
+        chunk: int = 512,
+        history_s: float = 1.5,
+    ):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # no fork of a process holding DDS threads
+        self.topic, self.rate, self.chunk, self.lead = topic, rate, chunk, float(lead)
         self.t0 = time.time_ns() - int(history_s * NS)
-        self._type = AudioChunk
-        rng = np.random.default_rng(1)
-        t = np.arange(rate * 4) / rate
-        self._signal = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-        self._stop = threading.Event()
-        self.sent = 0
-        self._thread = threading.Thread(target=self._run, name="bench_audio", daemon=True)
-        self._thread.start()
+        self._stop = ctx.Event()
+        self._ready = ctx.Event()
+        self._sent = ctx.Value("q", 0)
+        self._late_max_ns = ctx.Value("q", 0)
+        self._proc = ctx.Process(
+            target=_audio_process,
+            args=(topic, rate, chunk, self.lead, self.t0, self._stop, self._ready, self._sent, self._late_max_ns),
+            name="bench_audio",
+            daemon=True,
+        )
+        self._proc.start()
 
-    def _run(self) -> None:
-        k = 0
-        while not self._stop.is_set():
-            start = self.t0 + k * self.chunk * NS // self.rate
-            due = start + self.chunk * NS // self.rate - int(self.lead * NS)
-            wait = (due - time.time_ns()) / NS
-            if wait > 0:
-                self._stop.wait(min(wait, 0.05))
-                continue
-            i = (k * self.chunk) % (self._signal.size - self.chunk)
-            msg = self._type(
-                sample_rate=self.rate,
-                channels=1,
-                sample_format="f32",
-                sequence=k,
-                samples=self._signal[i : i + self.chunk],
-                samples_per_channel=self.chunk,
-            )
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start, NS)
-            msg.header.frame_id = "microphone"
-            for pub in self.publishers:
-                pub.publish(msg)
-            self.sent += 1
-            k += 1
+    @property
+    def sent(self) -> int:
+        return int(self._sent.value)
+
+    def wait_matched(self, timeout: float) -> bool:
+        """True once the stream's publisher has a subscriber (the node), False after ``timeout`` seconds."""
+        return self._ready.wait(timeout)
+
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
+    def stats(self) -> dict:
+        return {
+            "chunks_sent": self.sent,
+            "chunk_samples": self.chunk,
+            "lead_s": self.lead,
+            "late_ms_max": self._late_max_ns.value / 1e6,
+        }
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._proc.join(timeout=5.0)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=2.0)
+
+
+def audio_chunk_schedule(t0_ns: int, k: int, chunk: int, rate: int, lead_s: float) -> tuple[int, int]:
+    """``(first-sample stamp, due time)`` of chunk ``k``, both wall-clock ns: the stamps are contiguous from
+    ``t0_ns``; a chunk is due when its last sample has been captured, ``lead_s`` early."""
+    start = t0_ns + k * chunk * NS // rate
+    due = t0_ns + (k + 1) * chunk * NS // rate - int(lead_s * NS)
+    return start, due
+
+
+def _audio_process(topic, rate, chunk, lead, t0, stop, ready, sent, late_max_ns) -> None:
+    """Body of :class:`AudioStream`'s child process."""
+    import signal
+
+    import rclpy
+    from perception_msgs.msg import AudioChunk
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness stops it (Ctrl-C goes to the whole group)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f"perception_bench_audio_{os.getpid()}", context=context)
+    try:
+        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+
+        pub = node.create_publisher(AudioChunk, topic, QoSProfile(depth=200, reliability=QoSReliabilityPolicy.RELIABLE))
+        while not stop.is_set() and pub.get_subscription_count() == 0:
+            stop.wait(0.05)
+        ready.set()
+        begin = time.time_ns()  # chunks due before this (the history, the wait for the node) go out at once
+        rng = np.random.default_rng(1)
+        t = np.arange(rate * 4) / rate
+        signal_ = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        k = 0
+        while not stop.is_set():
+            start, due = audio_chunk_schedule(t0, k, chunk, rate, lead)
+            now = time.time_ns()
+            if due > now:
+                stop.wait(min((due - now) / NS, 0.05))
+                continue
+            if due >= begin:
+                late_max_ns.value = max(late_max_ns.value, now - due)
+            i = (k * chunk) % (signal_.size - chunk)
+            msg = AudioChunk(
+                sample_rate=rate,
+                channels=1,
+                sample_format="f32",
+                sequence=k,
+                samples=signal_[i : i + chunk],
+                samples_per_channel=chunk,
+            )
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start, NS)
+            msg.header.frame_id = "microphone"
+            pub.publish(msg)
+            sent.value += 1
+            k += 1
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
