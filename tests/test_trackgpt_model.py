@@ -167,6 +167,25 @@ def test_track_state_is_the_state_that_predicts_the_token(tiny):
     assert not torch.allclose(out.track_states, out.purport_states)
 
 
+def test_state_window_reads_the_mean_of_the_states_before_the_token():
+    """brain.state_window k: the <TK> state is the mean of the k last-layer states just before <TK>."""
+    one = TrackGPT.from_config("tiny").brain
+    three = TrackGPT.from_config("tiny", brain={"state_window": 3}).brain
+    ids, _ = one.training_example("the red car")
+    pixels = one.preprocess_image(_frame(40, 30))
+    x = torch.tensor([ids])
+    tk = ids.index(one.track_token_id)
+    with torch.no_grad():
+        hidden = one.model(input_ids=x, pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+        a, b = one(x, pixels), three(x, pixels)
+    torch.testing.assert_close(a.track_states[0], hidden[0, tk - 1])
+    torch.testing.assert_close(b.track_states[0], hidden[0, tk - 3 : tk].mean(0))
+    assert not torch.allclose(a.track_states, b.track_states)
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ConfigError, match="state_window"):
+            get_config("tiny", brain={"state_window": bad})
+
+
 def test_lora_wraps_only_language_model_q_and_v(tiny):
     brain = load_brain(CONFIGS["tiny"].brain)
     brain.add_lora()

@@ -12,7 +12,9 @@ What is trained (paper Sec. 3.5): the mask decoder, the purport head, the cross-
 MLP projection); LoRA (peft) on the brain's language model (``q_proj`` / ``v_proj``, the model config's r /
 alpha / dropout); the ``<TK>`` / ``<PO>`` embedding rows; the LLaVA projector when the model config says
 ``train_vision_projector``. Frozen: the SAM image encoder (``model.train_image_encoder: false``, the paper),
-the prompt encoder, the brain's base weights and vision tower.
+the prompt encoder, the brain's base weights and vision tower. A trained image encoder (``train_image_encoder:
+true``, its learning rate scaled by ``image_encoder_lr_scale``) is saved in the exported folder, which then
+references no SAM checkpoint.
 
 Joint loss (Eq. 4), every lambda 1 by default:
 
@@ -77,6 +79,7 @@ DEFAULTS: dict[str, Any] = deep_merge(
             "init_from": None,  # the previous stage's model folder (save_pretrained); overrides must then be empty
             "lora": True,  # LoRA on the brain (peft); false trains no brain weights except the token rows
             "train_image_encoder": False,  # the paper freezes SAM's encoder (true only without pretrained SAM)
+            "image_encoder_lr_scale": 1.0,  # its learning rate x this (a pre-trained encoder fine-tuned gently)
             "train_prompt_encoder": False,
             "train_token_rows": True,  # the <TK>/<PO> embedding rows
         },
@@ -299,7 +302,7 @@ class TrackGPTTrainModule(nn.Module):
         hidden = out.hidden_states[-1]
         rows = torch.tensor(mask_rows, device=device)
         states = [
-            _state_before(hidden[rows], input_ids[rows], token)
+            brain.states_before(hidden[rows], input_ids[rows], token)
             for token in (brain.track_token_id, brain.purport_token_id)
         ]
         q_r, q_p = model.queries(*states)
@@ -358,6 +361,9 @@ class TrackGPTTrainModule(nn.Module):
     def export(self, folder: Path) -> None:
         if self.token_rows is not None:
             self.token_rows.write_back()
+        if self.train_image_encoder and self.model.config.sam.checkpoint:
+            # the trained encoder is no longer the SAM checkpoint's: the folder keeps it and references no file
+            self.model.config = self.model.config.replace(sam={"checkpoint": None})
         self.model.save_pretrained(folder)
 
 
@@ -366,17 +372,6 @@ def _expand_image(ids: list[int], image_id: int, count: int) -> list[int]:
         raise InstructionError(f"a conversation holds {ids.count(image_id)} image tokens; expected exactly one")
     i = ids.index(image_id)
     return ids[:i] + [image_id] * count + ids[i + 1 :]
-
-
-def _state_before(hidden: torch.Tensor, ids: torch.Tensor, token_id: int) -> torch.Tensor:
-    """Last-layer state at the position before the last ``token_id`` of each row (LISA's rule)."""
-    rows = []
-    for b in range(ids.shape[0]):
-        pos = (ids[b] == token_id).nonzero().flatten()
-        if pos.numel() == 0 or int(pos[-1]) == 0:
-            raise TrackGPTError(f"training row {b} holds no <TK>/<PO> token (check brain.answer_template)")
-        rows.append(hidden[b, int(pos[-1]) - 1])
-    return torch.stack(rows)
 
 
 def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -458,9 +453,14 @@ class TrackGPTTask(Task):
         return TrackGPTTrainModule(model, loss=self.config["loss"], options=m).train()
 
     def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
-        rows = [p for n, p in module.named_parameters() if n.startswith("token_rows.") and p.requires_grad]
-        rest = [p for n, p in module.named_parameters() if not n.startswith("token_rows.") and p.requires_grad]
+        encoder = "model.perception.sam.image_encoder."
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        rows = [p for n, p in named if n.startswith("token_rows.")]
+        image = [p for n, p in named if n.startswith(encoder)]
+        rest = [p for n, p in named if not n.startswith(("token_rows.", encoder))]
         groups = [{"params": rest}]
+        if image:
+            groups.append({"params": image, "lr_scale": float(self.config["model"]["image_encoder_lr_scale"])})
         if rows:
             groups.append({"params": rows, "weight_decay": 0.0})
         return groups

@@ -9,7 +9,8 @@ token) and its tokenizer. It
   rows (deterministic; training moves them);
 * answers an instruction about a frame (:meth:`TrackGPTBrain.answer`) and
   returns the last-layer hidden states that predict ``<TK>`` and ``<PO>``:
-  following LISA, the state at the position just *before* each token;
+  following LISA, the state at the position just *before* each token (or the
+  mean of the ``BrainConfig.state_window`` states before it);
 * gives the same states under teacher forcing for training
   (:meth:`TrackGPTBrain.forward`, :meth:`TrackGPTBrain.training_example`);
 * adds LoRA (peft) to the language model's ``q_proj`` / ``v_proj`` only
@@ -354,14 +355,20 @@ class TrackGPTBrain(nn.Module):
         return prompt + ans, [-100] * len(prompt) + ans
 
     # -------------------------------------------------------------- reasoning
-    def _states_before(self, hidden: torch.Tensor, ids: torch.Tensor, token_id: int) -> torch.Tensor:
-        """Last-layer states ``B x H`` at the position before the last ``token_id`` of each row."""
+    def states_before(self, hidden: torch.Tensor, ids: torch.Tensor, token_id: int) -> torch.Tensor:
+        """States ``B x H`` read for the last ``token_id`` of each row (training and inference use this rule).
+
+        The mean of the ``config.state_window`` last-layer states just before that token (1 = LISA's rule: the
+        one state that predicts the token).
+        """
+        window = int(self.config.state_window)
         rows = []
         for b in range(ids.shape[0]):
             pos = (ids[b] == token_id).nonzero().flatten()
             if pos.numel() == 0 or int(pos[-1]) == 0:
                 raise BrainError(f"sequence {b} holds no {self.tokenizer.convert_ids_to_tokens(token_id)} token")
-            rows.append(hidden[b, int(pos[-1]) - 1])
+            end = int(pos[-1])
+            rows.append(hidden[b, max(0, end - window) : end].mean(dim=0))
         return torch.stack(rows)
 
     def forward(
@@ -390,8 +397,8 @@ class TrackGPTBrain(nn.Module):
         return BrainForward(
             logits=out.logits,
             loss=out.loss,
-            track_states=self._states_before(last, input_ids, self.track_token_id),
-            purport_states=self._states_before(last, input_ids, self.purport_token_id),
+            track_states=self.states_before(last, input_ids, self.track_token_id),
+            purport_states=self.states_before(last, input_ids, self.purport_token_id),
         )
 
     @torch.no_grad()

@@ -156,6 +156,12 @@ class BrainConfig:
             the same for every instruction (cosine 0.98 between instructions, 0.999 after phi, measured after
             700 GPU steps), so the mask decoder could not tell targets apart; naming the target first puts the
             decision into the text and the state before ``<TK>``.
+        state_window: the ``<TK>`` / ``<PO>`` states are the mean of this many last-layer states just before each
+            token (:meth:`trackgpt.brain.TrackGPTBrain.states_before`). 1 is LISA's rule (the state that predicts
+            the token). A DEVIATION for the embedded model (8): SmolLM2-135M's state before a ``<TK>`` it always
+            predicts with certainty varied little between instructions, even after naming the target (cosine
+            0.965 between instructions; the mask loss stayed flat over 566 GPU steps on a pre-trained SAM); the
+            states over the named target's words ("red cup.") carry the decision.
         lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA of the language model (LISA's values).
         train_vision_projector: save the LLaVA multi-modal projector with the TrackGPT weights (needed when
             it is trained, as for the ``smollm2`` brain whose projector starts random).
@@ -172,6 +178,7 @@ class BrainConfig:
     max_new_tokens: int = 32
     prompt_template: str = PAPER_PROMPT
     answer_template: str = PAPER_ANSWER
+    state_window: int = 1
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -196,6 +203,8 @@ class BrainConfig:
             raise ConfigError("brain.prompt_template must contain '<image>' and '{instruction}'")
         if "<TK>" not in self.answer_template or "<PO>" not in self.answer_template:
             raise ConfigError("brain.answer_template must contain '<TK>' and '<PO>'")
+        if not isinstance(self.state_window, int) or self.state_window < 1:
+            raise ConfigError(f"brain.state_window must be an integer >= 1, got {self.state_window!r}")
 
 
 @dataclass(frozen=True)
