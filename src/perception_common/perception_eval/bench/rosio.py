@@ -209,8 +209,18 @@ class AudioStream:
         return int(self._sent.value)
 
     def wait_matched(self, timeout: float) -> bool:
-        """True once the stream's publisher has a subscriber (the node), False after ``timeout`` seconds."""
-        return self._ready.wait(timeout)
+        """True once the stream's publisher has a subscriber (the node), False after ``timeout`` seconds.
+
+        Raises:
+            RuntimeError: the stream's process ended (its error is in this process's stderr).
+        """
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if not self._proc.is_alive():
+                raise RuntimeError(f"the bench audio process exited with code {self._proc.exitcode}")
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     def alive(self) -> bool:
         return self._proc.is_alive()
