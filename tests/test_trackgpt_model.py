@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -110,14 +112,62 @@ def test_transform_matches_segment_anything():
     transform = SamTransform(config=cfg)
     frame = _frame(37, 91)
     x, input_size = transform.preprocess(frame)
-    resized = transform.resize.apply_image(frame)
+    resized = transform.resize.apply_image(frame)  # PIL, as segment_anything
     ref = sam.preprocess(torch.from_numpy(resized).permute(2, 0, 1).float())
     assert x.shape == (1, 3, cfg.img_size, cfg.img_size)
     assert input_size == resized.shape[:2]
-    torch.testing.assert_close(x[0], ref)
+    # PyTorch's antialiased bilinear on uint8 is PIL's filter up to rounding: within 2 of 255
+    torch.testing.assert_close(x[0], ref, atol=2.0 / min(cfg.pixel_std) + 1e-4, rtol=0.0)
     low = torch.randn(1, 1, 16, 16)
     torch.testing.assert_close(transform.postprocess(low, input_size, (37, 91)),
                                sam.postprocess_masks(low, input_size, (37, 91)))
+
+
+def _scene(h, w, seed=0):
+    """Flat shapes on a noisy background (what a resize filter has to get right: edges and noise)."""
+    rng = np.random.default_rng(seed)
+    frame = (rng.integers(0, 64, (h, w, 3)) + 96).astype(np.uint8)
+    frame[h // 4 : h // 2, w // 5 : w // 2] = (220, 30, 30)
+    yy, xx = np.mgrid[:h, :w]
+    frame[(yy - 2 * h // 3) ** 2 + (xx - 2 * w // 3) ** 2 < (h // 6) ** 2] = (30, 30, 220)
+    return frame
+
+
+@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320), (500, 375), (64, 64), (37, 53)])
+def test_preprocess_resize_is_pils_up_to_rounding(size):
+    for img_size in (64, 256):
+        transform = SamTransform(config=dataclasses.replace(SAM_SIZES["tiny"], img_size=img_size))
+        frame = _scene(*size)
+        x, (h, w) = transform.preprocess(frame)
+        pil = torch.from_numpy(transform.resize.apply_image(frame)).permute(2, 0, 1).float()
+        assert (h, w) == tuple(pil.shape[1:]) and x.shape == (1, 3, img_size, img_size) and x.dtype == torch.float32
+        diff = (x[0, :, :h, :w] * transform.pixel_std + transform.pixel_mean - pil).abs()
+        assert diff.max().item() <= 2.0 + 1e-3 and (diff > 0.5).float().mean().item() < 0.1
+        assert torch.count_nonzero(x[..., h:, :]) == 0 and torch.count_nonzero(x[..., :, w:]) == 0
+    for bad in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 4), np.uint8)):
+        with pytest.raises(ValueError, match="H x W x 3 uint8"):
+            transform.preprocess(bad)
+
+
+def test_masks_from_the_resize_agree_with_pils(tiny):
+    """Masks decoded from PyTorch-resized and PIL-resized frames agree (the filters differ only in rounding)."""
+    reasoning = tiny.reason(_scene(240, 320), "the red box")
+    q = dict(referring_query=reasoning.referring_query, online_query=reasoning.referring_query,
+             purport_query=reasoning.purport_query)  # fmt: skip
+    per = tiny.perception
+    for seed, size in enumerate([(480, 640), (240, 320), (500, 375)]):
+        frame = _scene(*size, seed=seed)
+        ours = tiny.encode_frame(frame)
+        pil = torch.from_numpy(per.transform.resize.apply_image(frame)).permute(2, 0, 1).float()
+        h, w = pil.shape[1:]
+        x = torch.nn.functional.pad((pil - per.transform.pixel_mean) / per.transform.pixel_std,
+                                    (0, per.transform.img_size - w, 0, per.transform.img_size - h))  # fmt: skip
+        with torch.no_grad():
+            ref = type(ours)(per.sam.image_encoder(x[None]), (h, w), size)
+        torch.testing.assert_close(ours.embeddings, ref.embeddings, atol=0.05, rtol=0.0)
+        a, b = tiny.decode(ours, **q), tiny.decode(ref, **q)
+        assert a.mask.shape == b.mask.shape == size and (a.mask != b.mask).mean() < 1e-3
+        assert a.purport_score == pytest.approx(b.purport_score, abs=1e-3)
 
 
 # ------------------------------------------------------------------------ brain
@@ -184,6 +234,16 @@ def test_state_window_reads_the_mean_of_the_states_before_the_token():
     for bad in (0, -2, 1.5):
         with pytest.raises(ConfigError, match="state_window"):
             get_config("tiny", brain={"state_window": bad})
+    # state_layer: an index into hidden_states (0 = the embeddings)
+    mid = TrackGPT.from_config("tiny", brain={"state_window": 2, "state_layer": 1}).brain
+    with torch.no_grad():
+        hs = one.model(input_ids=x, pixel_values=pixels, output_hidden_states=True).hidden_states
+        c = mid(x, pixels)
+    torch.testing.assert_close(c.track_states[0], hs[1][0, tk - 2 : tk].mean(0))
+    with pytest.raises(BrainError, match="state_layer 9"):
+        TrackGPT.from_config("tiny", brain={"state_layer": 9}).brain(x, pixels)
+    with pytest.raises(ConfigError, match="state_layer"):
+        get_config("tiny", brain={"state_layer": "middle"})
 
 
 def test_lora_wraps_only_language_model_q_and_v(tiny):

@@ -6,7 +6,6 @@ a fake brain whose speed the test controls; one runs the real tiny TrackGPT.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -358,85 +357,3 @@ def test_reasoning_records_name_every_brain_call():
     assert steps[2].rethinking and steps[2].purport_score < steps[2].purport_threshold
     assert [(r.instruction, r.answer) for r in dropped] == [("the cat", None)]
     assert dropped[0].error.startswith("superseded")
-
-
-# ---------------------------------------------------------------- fast pre-processing
-def _scene(h, w, seed=0):
-    """A frame with flat shapes on a noisy background (what a resize filter has to get right: edges and noise)."""
-    rng = np.random.default_rng(seed)
-    frame = (rng.integers(0, 64, (h, w, 3)) + 96).astype(np.uint8)
-    frame[h // 4 : h // 2, w // 5 : w // 2] = (220, 30, 30)
-    yy, xx = np.mgrid[:h, :w]
-    frame[(yy - 2 * h // 3) ** 2 + (xx - 2 * w // 3) ** 2 < (h // 6) ** 2] = (30, 30, 220)
-    return frame
-
-
-@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320), (500, 375), (64, 64), (37, 53)])
-def test_fast_preprocess_matches_sam_transform(tiny, size):
-    from trackgpt.sam import SamTransform
-    from trackgpt.tracker import sam_preprocess_fast
-
-    for img_size in (64, 256):
-        transform = SamTransform(config=dataclasses.replace(tiny.config.sam, img_size=img_size))
-        frame = _scene(*size)
-        ref, ref_size = transform.preprocess(frame)
-        fast, fast_size = sam_preprocess_fast(transform, frame)
-        assert fast_size == ref_size and fast.shape == ref.shape == (1, 3, img_size, img_size)
-        assert fast.dtype == ref.dtype == torch.float32
-        # in uint8 units: PyTorch's antialiased bilinear is PIL's filter, up to rounding
-        diff = ((fast - ref) * transform.pixel_std).abs()
-        assert diff.max().item() <= 2.0 + 1e-3
-        assert (diff > 0.5).float().mean().item() < 0.1
-        h, w = ref_size
-        assert torch.count_nonzero(fast[..., h:, :]) == 0 and torch.count_nonzero(fast[..., :, w:]) == 0
-
-
-def test_fast_preprocess_rejects_what_it_cannot_take(tiny):
-    from trackgpt.tracker import sam_preprocess_fast
-
-    with pytest.raises(ValueError, match="H x W x 3 uint8"):
-        sam_preprocess_fast(tiny.perception.transform, np.zeros((8, 8), np.uint8))
-    with pytest.raises(ValueError, match="H x W x 3 uint8"):
-        sam_preprocess_fast(tiny.perception.transform, np.zeros((8, 8, 3), np.float32))
-
-
-def test_fast_encoder_gives_the_reference_masks(tiny):
-    """The tracker's fast path and the model's own encode_frame decode the same masks and scores."""
-    from trackgpt.tracker import fast_frame_encoder
-
-    encode = fast_frame_encoder(tiny)
-    assert encode is not None and fast_frame_encoder(tiny.perception) is not None
-    reasoning = tiny.reason(_scene(240, 320), "the red box", cancel_event=threading.Event())
-    for seed, size in enumerate([(480, 640), (240, 320), (500, 375)]):
-        frame = _scene(*size, seed=seed)
-        ref, fast = tiny.encode_frame(frame), encode(frame)
-        assert fast.input_size == ref.input_size and fast.original_size == ref.original_size
-        torch.testing.assert_close(fast.embeddings, ref.embeddings, atol=0.05, rtol=0.0)
-        q = dict(referring_query=reasoning.referring_query, online_query=reasoning.referring_query,
-                 purport_query=reasoning.purport_query)
-        d_ref, d_fast = tiny.decode(ref, **q), tiny.decode(fast, **q)
-        assert d_fast.mask.shape == d_ref.mask.shape == size
-        assert (d_fast.mask != d_ref.mask).mean() < 1e-3
-        assert d_fast.purport_score == pytest.approx(d_ref.purport_score, abs=1e-3)
-        torch.testing.assert_close(d_fast.next_query, d_ref.next_query, atol=1e-3, rtol=0.0)
-
-
-def test_tracker_uses_the_fast_path_only_for_trackgpt(tiny):
-    from trackgpt.tracker import fast_frame_encoder
-
-    class OwnEncoding(TrackGPT):
-        def encode_frame(self, frame):
-            return super().encode_frame(frame)
-
-    assert fast_frame_encoder(OwnEncoding(config=tiny.config)) is None  # an overriding encode_frame is respected
-    assert fast_frame_encoder(ControlledPerception([0.9])) is None
-    frame = _scene(48, 64)
-    masks = {}
-    for fast in (True, False):
-        with OnlineTracker(perception=tiny, fast_preprocess=fast) as tracker:
-            assert (tracker._encode == tiny.encode_frame) is (not fast)
-            tracker.set_instruction("the red box")
-            tracker.step(frame)
-            assert tracker.wait_for_brain(30.0)
-            masks[fast] = tracker.step(frame).mask
-    assert (masks[True] != masks[False]).mean() < 1e-3

@@ -299,10 +299,10 @@ class TrackGPTTrainModule(nn.Module):
                 "loss_po": zero,
                 "iou": zero,
             }
-        hidden = out.hidden_states[-1]
         rows = torch.tensor(mask_rows, device=device)
+        hidden = [h[rows] for h in out.hidden_states]
         states = [
-            brain.states_before(hidden[rows], input_ids[rows], token)
+            brain.states_before(hidden, input_ids[rows], token)
             for token in (brain.track_token_id, brain.purport_token_id)
         ]
         q_r, q_p = model.queries(*states)

@@ -10,7 +10,7 @@ token) and its tokenizer. It
 * answers an instruction about a frame (:meth:`TrackGPTBrain.answer`) and
   returns the last-layer hidden states that predict ``<TK>`` and ``<PO>``:
   following LISA, the state at the position just *before* each token (or the
-  mean of the ``BrainConfig.state_window`` states before it);
+  mean of the ``BrainConfig.state_window`` states of layer ``state_layer`` before it);
 * gives the same states under teacher forcing for training
   (:meth:`TrackGPTBrain.forward`, :meth:`TrackGPTBrain.training_example`);
 * adds LoRA (peft) to the language model's ``q_proj`` / ``v_proj`` only
@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,12 +356,17 @@ class TrackGPTBrain(nn.Module):
         return prompt + ans, [-100] * len(prompt) + ans
 
     # -------------------------------------------------------------- reasoning
-    def states_before(self, hidden: torch.Tensor, ids: torch.Tensor, token_id: int) -> torch.Tensor:
+    def states_before(self, hidden_states: Sequence[torch.Tensor], ids: torch.Tensor, token_id: int) -> torch.Tensor:
         """States ``B x H`` read for the last ``token_id`` of each row (training and inference use this rule).
 
-        The mean of the ``config.state_window`` last-layer states just before that token (1 = LISA's rule: the
-        one state that predicts the token).
+        The mean of the ``config.state_window`` states of layer ``config.state_layer`` (an index into the
+        model's ``hidden_states``: -1 the last layer, 0 the embeddings) just before that token. The defaults
+        (last layer, 1 state) are LISA's rule: the one state that predicts the token.
         """
+        layer = int(self.config.state_layer)
+        if not -len(hidden_states) <= layer < len(hidden_states):
+            raise BrainError(f"brain.state_layer {layer} is outside the model's {len(hidden_states)} hidden states")
+        hidden = hidden_states[layer]
         window = int(self.config.state_window)
         rows = []
         for b in range(ids.shape[0]):
@@ -393,12 +399,11 @@ class TrackGPTBrain(nn.Module):
             labels=labels,
             output_hidden_states=True,
         )
-        last = out.hidden_states[-1]
         return BrainForward(
             logits=out.logits,
             loss=out.loss,
-            track_states=self.states_before(last, input_ids, self.track_token_id),
-            purport_states=self.states_before(last, input_ids, self.purport_token_id),
+            track_states=self.states_before(out.hidden_states, input_ids, self.track_token_id),
+            purport_states=self.states_before(out.hidden_states, input_ids, self.purport_token_id),
         )
 
     @torch.no_grad()

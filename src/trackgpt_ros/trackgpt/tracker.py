@@ -34,12 +34,6 @@ value set wins), so matrix products follow whichever side set it last; on a
 2-core robot ``brain_threads=1, frame_threads=1`` avoids the question and gives
 each side a core (the project notes expect the frame path to slow about 1.4x while the brain
 thinks). ``None`` leaves the setting alone.
-
-Pre-processing: with a :class:`trackgpt.model.TrackGPT` (or its ``Perception``) the tracker encodes frames
-through :func:`sam_preprocess_fast` (``fast_preprocess=True``, the default): SAM's resize with PyTorch's
-antialiased bilinear filter on uint8, PIL's filter, instead of a round trip through PIL
-(``segment_anything``'s ``ResizeLongestSide``): about 1 ms less per 640x480 frame on one thread; resized pixels
-differ from PIL's by at most 2 of 255 in a few pixels, the masks agree (tests check both).
 """
 
 from __future__ import annotations
@@ -48,13 +42,11 @@ import enum
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from perception_common.images import mask_to_box, to_rgb8
 
@@ -71,53 +63,6 @@ def set_thread_count(count: int) -> None:
     """
     torch.get_num_threads()
     torch.set_num_threads(count)
-
-
-def sam_preprocess_fast(transform: Any, frame_rgb8: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-    """:meth:`trackgpt.sam.SamTransform.preprocess` with the resize in PyTorch instead of PIL.
-
-    Same steps and output (``1 x 3 x S x S`` float32, the resized size ``(h, w)``): resize the longest side
-    to ``img_size`` with an antialiased bilinear filter on uint8 (PyTorch's uint8 path implements PIL's
-    bilinear resampling; results differ from PIL's by at most 2 of 255, in rounding), normalise, pad
-    bottom/right with zeros.
-
-    Args:
-        transform: a :class:`trackgpt.sam.SamTransform` (``img_size``, ``pixel_mean``, ``pixel_std``,
-            ``input_size``).
-        frame_rgb8: ``H x W x 3`` uint8 RGB.
-    """
-    if frame_rgb8.dtype != np.uint8 or frame_rgb8.ndim != 3 or frame_rgb8.shape[2] != 3:
-        raise ValueError(f"expected H x W x 3 uint8, got {frame_rgb8.dtype} {frame_rgb8.shape}")
-    size = transform.img_size
-    h, w = transform.input_size((int(frame_rgb8.shape[0]), int(frame_rgb8.shape[1])))
-    x = torch.from_numpy(frame_rgb8).permute(2, 0, 1).unsqueeze(0)  # 1 x 3 x H x W, channels-last memory
-    if (h, w) != tuple(frame_rgb8.shape[:2]):
-        x = F.interpolate(x, (h, w), mode="bilinear", antialias=True, align_corners=False)
-    x = (x[0].float() - transform.pixel_mean) / transform.pixel_std
-    x = F.pad(x, (0, size - w, 0, size - h))
-    return x.unsqueeze(0).contiguous(), (h, w)
-
-
-def fast_frame_encoder(perception: Any) -> Callable[[np.ndarray], Any] | None:
-    """``encode_frame`` of a :class:`trackgpt.model.TrackGPT` / ``Perception`` with :func:`sam_preprocess_fast`,
-    or None for any other perception (or a subclass that overrides ``encode_frame``): it then runs its own."""
-    from .model import FrameFeatures, Perception, TrackGPT
-
-    model = perception
-    if isinstance(perception, TrackGPT):
-        if type(perception).encode_frame is not TrackGPT.encode_frame:
-            return None
-        model = perception.perception
-    if not isinstance(model, Perception) or type(model).encode_frame is not Perception.encode_frame:
-        return None
-
-    @torch.no_grad()
-    def encode(frame_rgb8: np.ndarray) -> FrameFeatures:
-        x, input_size = sam_preprocess_fast(model.transform, frame_rgb8)
-        emb = model.sam.image_encoder(x.to(model.device, model.dtype))
-        return FrameFeatures(emb, input_size, (int(frame_rgb8.shape[0]), int(frame_rgb8.shape[1])))
-
-    return encode
 
 
 class FramePerception(Protocol):
@@ -227,8 +172,6 @@ class OnlineTracker:
         tau: rethinking threshold as a fraction of the reference S_p (0.5 in the paper).
         brain_threads: torch intra-op threads for the brain worker (None: unchanged).
         frame_threads: torch intra-op threads for the thread that calls :meth:`step` (None: unchanged).
-        fast_preprocess: encode frames with :func:`fast_frame_encoder` when the perception is a TrackGPT
-            model (False: its own ``encode_frame``, PIL resize).
     """
 
     def __init__(
@@ -239,7 +182,6 @@ class OnlineTracker:
         tau: float = 0.5,
         brain_threads: int | None = None,
         frame_threads: int | None = None,
-        fast_preprocess: bool = True,
     ) -> None:
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {tau}")
@@ -252,8 +194,6 @@ class OnlineTracker:
         self.brain_threads = brain_threads
         self.frame_threads = frame_threads
         self._frame_thread_ids: set[int] = set()
-        fast = fast_frame_encoder(perception) if fast_preprocess else None
-        self._encode = fast if fast is not None else perception.encode_frame
 
         self._cond = threading.Condition()
         self._pending: _Request | None = None
@@ -339,7 +279,7 @@ class OnlineTracker:
                 return self._result(index, state, instruction_id=iid)
 
         decoded = self.perception.decode(
-            self._encode(rgb), referring_query=q_r, online_query=q_t, purport_query=q_p
+            self.perception.encode_frame(rgb), referring_query=q_r, online_query=q_t, purport_query=q_p
         )
         mask = np.asarray(decoded.mask, dtype=bool)
         score = float(decoded.purport_score)
