@@ -360,3 +360,28 @@ def test_named_answer_teaches_the_target_and_init_from_takes_brain_overrides(toy
     # other overrides cannot change a loaded model
     bad = [*argv, "--overwrite", "--set", "model.overrides={sam: {img_size: 32}}"]
     assert tg_train.main(bad) == 2
+
+
+def test_freeze_brain_trains_phi_and_perception_only(toy, tmp_path):
+    ytvos = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    assert tg_train.main(_argv(tmp_path / "a", ytvos, "train.steps=2", frames=2)) == 0
+    start = tmp_path / "a" / "model"
+    frozen = ("model.freeze_brain=true", "model.lora=false", "model.train_token_rows=false",
+              f"model.init_from={start}")  # fmt: skip
+    argv = _argv(tmp_path / "b", ytvos, "train.steps=3", *frozen, frames=2)
+    window = "model.overrides={brain: {state_window: 3, state_layer: 1}}"
+    assert tg_train.main([*argv, "--set", window]) == 0
+    before = load_file(str(start / "model.safetensors"))
+    after = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    brain_keys = [k for k in before if k.startswith("brain.")]
+    assert brain_keys and all(torch.equal(before[k], after[k]) for k in brain_keys)
+    adapter = "brain_adapter/adapter_model.safetensors"
+    a, b = load_file(str(start / adapter)), load_file(str(tmp_path / "b" / "model" / adapter))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("projection."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("perception.sam.mask_decoder."))
+    model = TrackGPT.from_pretrained(tmp_path / "b" / "model")
+    assert (model.config.brain.state_window, model.config.brain.state_layer) == (3, 1)
+    # the brain cannot be frozen and trained at once
+    bad = _argv(tmp_path / "c", ytvos, "train.steps=1", "model.freeze_brain=true", f"model.init_from={start}")
+    assert tg_train.main(bad) == 2
