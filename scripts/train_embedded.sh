@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Regenerate the shipped embedded models from scratch with fixed seeds (what `make train-embedded` runs):
-#   1. the generated worlds (seed 0) into data/worlds/{avs,instruction}, with the larger train splits the
-#      embedded recipes use (AVS 3000 clips, instruction 2400 videos; val/test as the defaults)
+#   1. the generated worlds (seed 0) into data/worlds/{avs,instruction}: AVS with the 3000-clip train split its
+#      recipe uses, the instruction world at its default sizes (its test split scores TrackGPT)
 #   2. the gated AVS model and its un-gated baseline (training/configs/embedded/avs-{gated,baseline}.yaml),
 #      side by side; the mask logit offset is chosen on VAL clips and the weights are stored in fp16 in the
 #      packages' pretrained/ folders
-#   3. the embedded TrackGPT in two phases (training/configs/embedded/trackgpt.yaml, then trackgpt-named.yaml),
-#      copied into src/trackgpt_ros/trackgpt/pretrained/embedded (fp16)
+#   3. the embedded TrackGPT in three runs on data/worlds/instruction-600 (training/configs/embedded/sam.yaml,
+#      trackgpt-sam.yaml, trackgpt-reader.yaml), copied into src/trackgpt_ros/trackgpt/pretrained/embedded (fp16)
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
-# The shipped models' first phases were trained on a lent GPU, the second phases on 2 CPU cores
+# The shipped models' first runs were trained on a lent GPU, TrackGPT's last one on 2 CPU cores
 # (results/embedded/README.md gives the steps and times); on a CUDA machine this script runs everything there
 # (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
-# ~15 min, AVS ~0.5 s/step at batch 4 (the recipe uses batch 16), TrackGPT 7-12 s/step at batch 4.
+# ~15 min, AVS ~0.5 s/step at batch 4 (the recipe uses batch 16), SAM ~0.3 s/step at batch 8, TrackGPT
+# 7-12 s/step at batch 4 with the brain trained, ~3 s/step at batch 8 with it frozen (trackgpt-reader.yaml).
 # Training runs and logs go to data/runs/ (gitignored). Runs resume where they stopped (`--resume`), so an
 # interrupted call can be repeated.
 set -euo pipefail
@@ -42,12 +43,14 @@ train_count() {  # train_count <world folder>: the train split's size in its wor
 if [ "$do_worlds" = 1 ]; then
   [ "$(train_count data/worlds/avs)" = 3000 ] || perception-worlds audiovisual --out data/worlds/avs --seed 0 \
     --videos-per-split train=3000 val=100 test=150 --overwrite --no-progress
-  [ "$(train_count data/worlds/instruction)" = 2400 ] || perception-worlds instruction --out data/worlds/instruction \
-    --seed 0 --videos-per-split train=2400 val=60 test=100 --overwrite --no-progress
+  if [ "$(train_count data/worlds/instruction)" = 0 ]; then
+    perception-worlds instruction --out data/worlds/instruction --seed 0 --videos-per-split train=400 val=60 test=100 \
+      --overwrite --no-progress
+  fi
 fi
 
 train() {  # train <module> <config> <output_dir> <log>
-  if [ -f "$3/model/model.safetensors" ] || [ -f "$3/model/config.json" ]; then
+  if [ -f "$3/model/model.safetensors" ] || [ -f "$3/model/config.json" ] || [ -f "$3/model/sam.pth" ]; then
     echo "train_embedded.sh: $3/model exists, skipping (delete $3 to retrain)"
   elif [ -e "$3/checkpoints/last" ]; then
     python -m "$1" --resume "$3" >"$4" 2>&1
@@ -115,15 +118,20 @@ EOF
 fi
 
 if [ "$do_trackgpt" = 1 ]; then
-  train training.trackgpt.train training/configs/embedded/trackgpt.yaml data/runs/trackgpt-embedded \
-    data/runs/trackgpt.log
-  # second phase: the brain names the target before <TK> (trackgpt-named.yaml)
-  train training.trackgpt.train training/configs/embedded/trackgpt-named.yaml data/runs/trackgpt-named \
-    data/runs/trackgpt-named.log
+  # 1. the small SAM pre-trained with box / point prompts on the world's object masks (sam.yaml); 2. instruction
+  # tuning on it, the brain naming the target before <TK> (trackgpt-sam.yaml); 3. phi and the perception learn to
+  # read the frozen brain through 8 layer-15 states (trackgpt-reader.yaml). All on the 600-video world.
+  [ "$(train_count data/worlds/instruction-600)" = 600 ] || perception-worlds instruction \
+    --out data/worlds/instruction-600 --seed 0 --videos-per-split train=600 val=60 test=0 --overwrite --no-progress
+  train training.trackgpt.pretrain_sam training/configs/embedded/sam.yaml data/runs/sam-embedded data/runs/sam.log
+  train training.trackgpt.train training/configs/embedded/trackgpt-sam.yaml data/runs/trackgpt-sam \
+    data/runs/trackgpt-sam.log
+  train training.trackgpt.train training/configs/embedded/trackgpt-reader.yaml data/runs/trackgpt-reader \
+    data/runs/trackgpt-reader.log
   rm -rf src/trackgpt_ros/trackgpt/pretrained/embedded
   mkdir -p src/trackgpt_ros/trackgpt/pretrained
-  cp -r data/runs/trackgpt-named/model src/trackgpt_ros/trackgpt/pretrained/embedded
-  python - <<'EOF'
+  cp -r data/runs/trackgpt-reader/model src/trackgpt_ros/trackgpt/pretrained/embedded
+  python - <<'EOF2'
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -131,7 +139,7 @@ from safetensors.torch import load_file, save_file
 for f in Path("src/trackgpt_ros/trackgpt/pretrained/embedded").rglob("*.safetensors"):  # fp16 on disk
     state = load_file(str(f))
     save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(f))
-EOF
+EOF2
 fi
 
 if [ "$do_eval" = 1 ]; then

@@ -369,7 +369,7 @@ def test_freeze_brain_trains_phi_and_perception_only(toy, tmp_path):
     frozen = ("model.freeze_brain=true", "model.lora=false", "model.train_token_rows=false",
               f"model.init_from={start}")  # fmt: skip
     argv = _argv(tmp_path / "b", ytvos, "train.steps=3", *frozen, frames=2)
-    window = "model.overrides={brain: {state_window: 3, state_layer: 1}}"
+    window = "model.overrides={brain: {state_window: 3, state_layer: 1}, projection_input_norm: true}"
     assert tg_train.main([*argv, "--set", window]) == 0
     before = load_file(str(start / "model.safetensors"))
     after = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
@@ -378,10 +378,16 @@ def test_freeze_brain_trains_phi_and_perception_only(toy, tmp_path):
     adapter = "brain_adapter/adapter_model.safetensors"
     a, b = load_file(str(start / adapter)), load_file(str(tmp_path / "b" / "model" / adapter))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("projection."))
+    assert {k for k in after if k.startswith("projection.input_norm.")} == {
+        f"projection.input_norm.{b}" for b in ("running_mean", "running_var", "num_batches_tracked")
+    }
+    assert int(after["projection.input_norm.num_batches_tracked"]) == 6  # 3 steps x (<TK>, <PO>)
     assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("perception.sam.mask_decoder."))
     model = TrackGPT.from_pretrained(tmp_path / "b" / "model")
     assert (model.config.brain.state_window, model.config.brain.state_layer) == (3, 1)
+    assert model.config.projection_input_norm and model.projection.input_norm is not None
+    states = torch.randn(1, model.brain.hidden_size)  # one state in training mode: the running statistics
+    torch.testing.assert_close(model.projection.train()(states), model.projection.eval()(states))
     # the brain cannot be frozen and trained at once
     bad = _argv(tmp_path / "c", ytvos, "train.steps=1", "model.freeze_brain=true", f"model.init_from={start}")
     assert tg_train.main(bad) == 2

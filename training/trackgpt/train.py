@@ -63,6 +63,7 @@ from perception_eval.metrics import evaluate_object, summarize_davis
 from trackgpt import TrackGPT, get_config
 from trackgpt.brain import validate_instruction
 from trackgpt.errors import InstructionError, TrackGPTError
+from trackgpt.projection import ReferringProjection
 
 from ..common.config import deep_merge
 from ..common.errors import SetupError
@@ -404,11 +405,11 @@ class TrackGPTTask(Task):
             folder = Path(m["init_from"])
             if not (folder / "config.json").is_file():
                 raise SetupError(f"model.init_from {str(folder)!r} is not a TrackGPT model folder (no config.json)")
-            extra = set(m.get("overrides") or {}) - {"brain"}
+            extra = set(m.get("overrides") or {}) - {"brain", "projection_input_norm"}
             if extra:
                 raise SetupError(
                     f"model.overrides cannot change {sorted(extra)} of a model loaded with model.init_from "
-                    "(only brain fields, e.g. brain.answer_template)"
+                    "(only brain fields, e.g. brain.answer_template, and projection_input_norm)"
                 )
         else:
             try:
@@ -453,7 +454,20 @@ class TrackGPTTask(Task):
         m = self.config["model"]
         try:
             if m.get("init_from"):
-                model = TrackGPT.from_pretrained(m["init_from"], **dict((m.get("overrides") or {}).get("brain") or {}))
+                overrides = dict(m.get("overrides") or {})
+                model = TrackGPT.from_pretrained(m["init_from"], **dict(overrides.get("brain") or {}))
+                norm = overrides.get("projection_input_norm")
+                if norm is not None and bool(norm) != model.config.projection_input_norm:
+                    # phi of another input: a fresh one (the loaded phi read unstandardised states)
+                    model.config = model.config.replace(projection_input_norm=bool(norm))
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(model.config.seed)
+                        model.projection = ReferringProjection(
+                            hidden_size=model.brain.hidden_size,
+                            out_dim=model.config.sam.prompt_embed_dim,
+                            depth=model.config.projection_depth,
+                            input_norm=bool(norm),
+                        ).to(model.perception.dtype)
             else:
                 model = TrackGPT.from_config(self.model_config)
         except TrackGPTError as exc:

@@ -221,6 +221,10 @@ class TrackGPTConfig:
         sam: the perception backbone.
         brain: the LVLM brain.
         projection_depth: layers of phi (the paper: a 3-layer MLP from the brain's hidden size to 256).
+        projection_input_norm: phi standardises its input per dimension with running statistics first (a
+            DEVIATION for the embedded model: with SmolLM2-135M's states, phi + the decoder learned the target from
+            standardised states at about the pace of a free per-name embedding, and not at all from raw ones in
+            2560 samples; :mod:`trackgpt.projection`).
         purport_head_depth, purport_head_hidden_dim: the MLP that turns the fused IoU token into S_p.
         propagation_num_heads: attention heads of the cross-frame referring propagation.
         propagation_adapter_hidden_dim: hidden width of its 3-layer MLP adapter.
@@ -232,6 +236,7 @@ class TrackGPTConfig:
     sam: SamConfig = field(default_factory=SamConfig)
     brain: BrainConfig = field(default_factory=BrainConfig)
     projection_depth: int = 3
+    projection_input_norm: bool = False
     purport_head_depth: int = 3
     purport_head_hidden_dim: int = 256
     propagation_num_heads: int = 8

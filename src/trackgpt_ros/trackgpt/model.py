@@ -205,7 +205,10 @@ class TrackGPT(nn.Module):
             self.perception = Perception(config=config)
             self.projection = (
                 ReferringProjection(
-                    hidden_size=brain.hidden_size, out_dim=config.sam.prompt_embed_dim, depth=config.projection_depth
+                    hidden_size=brain.hidden_size,
+                    out_dim=config.sam.prompt_embed_dim,
+                    depth=config.projection_depth,
+                    input_norm=config.projection_input_norm,
                 )
                 if brain is not None
                 else None
