@@ -132,3 +132,14 @@ def pytest_runtest_makereport(item, call):
 
 # launch_testing files run under `python -m launch_testing.launch_test` (see test_launcher.py), not pytest.
 collect_ignore = ["launch"]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread (training tests): OpenMP spin-waits make 2 threads on a busy 2-core machine 100x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

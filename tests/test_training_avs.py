@@ -12,14 +12,7 @@ from perception_common.models import resolve_model_spec
 from training.avs import train as avs_train
 from training.common.toydata import write_avsbench
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: OpenMP spin-waits make 2 threads on a busy 2-core machine 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from trackgpt.sam import SamParts, SamTransform, load_sam_checkpoint
 from training.trackgpt import pretrain_sam
 from training.trackgpt import train as tg_train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from training.common.toydata import write_llava_instruct, write_reason_seg, writ
 from training.trackgpt import data as tg_data
 from training.trackgpt import train as tg_train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: OpenMP spin-waits make 2 threads on a busy 2-core machine 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from perception_eval.datasets import DatasetError, InsTrack, ReferDavis17, RefYouTubeVOS, read_index_mask, read_rgb
 
@@ -593,6 +594,17 @@ class SampleKeys:
             base = m * self.batch_size * self.world + self.rank * self.batch_size
             yield list(range(base, base + self.batch_size))
             m += 1
+
+
+def stream_batches(
+    stream, start: int, *, batch_size: int, rank: int, world: int, collate_fn, num_workers: int, generator
+) -> Iterator[Any]:
+    """Micro-batches ``start, start + 1, ...`` of a numbered sample stream for one process (:class:`SampleKeys`)."""
+    keys = SampleKeys(start, batch_size=batch_size, rank=rank, world=world)
+    loader = torch.utils.data.DataLoader(
+        stream, batch_sampler=keys, collate_fn=collate_fn, num_workers=num_workers, generator=generator
+    )
+    return iter(loader)
 
 
 def collate(samples: Sequence[Sample]) -> list[Sample]:

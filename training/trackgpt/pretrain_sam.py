@@ -55,7 +55,7 @@ from ..common.errors import SetupError
 from ..common.loop import COMMON_DEFAULTS, Task
 from ..common.loop import main as loop_main
 from ..common.state import item_rng
-from .data import VOID, SampleKeys
+from .data import VOID, stream_batches
 from .train import _resize_bool, mask_losses
 
 DEFAULTS: dict[str, Any] = deep_merge(
@@ -282,15 +282,16 @@ class SamTask(Task):
         return SamTrainModule(sam, loss=self.config["loss"], data=self.config["data"], seed=self.config["seed"]).train()
 
     def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:
-        keys = SampleKeys(start, batch_size=int(self.config["train"]["batch_size"]), rank=rank, world=world)
-        loader = torch.utils.data.DataLoader(
+        return stream_batches(
             self.stream,
-            batch_sampler=keys,
+            start,
+            batch_size=int(self.config["train"]["batch_size"]),
+            rank=rank,
+            world=world,
             collate_fn=collate,
             num_workers=int(self.config["data"]["num_workers"]),
             generator=generator,
         )
-        return iter(loader)
 
     def to_device(self, batch: Any, device: torch.device) -> Any:
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -70,7 +70,7 @@ from ..common.errors import SetupError
 from ..common.loop import COMMON_DEFAULTS, Task
 from ..common.loop import main as loop_main
 from ..common.state import item_rng
-from .data import VIDEO_TYPES, MixedStream, Sample, SampleKeys, TrainingDataset, build_dataset, collate
+from .data import VIDEO_TYPES, MixedStream, Sample, TrainingDataset, build_dataset, collate, stream_batches
 
 DEFAULTS: dict[str, Any] = deep_merge(
     COMMON_DEFAULTS,
@@ -489,15 +489,16 @@ class TrackGPTTask(Task):
         return groups
 
     def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:
-        keys = SampleKeys(start, batch_size=int(self.config["train"]["batch_size"]), rank=rank, world=world)
-        loader = torch.utils.data.DataLoader(
+        return stream_batches(
             self.stream,
-            batch_sampler=keys,
+            start,
+            batch_size=int(self.config["train"]["batch_size"]),
+            rank=rank,
+            world=world,
             collate_fn=collate,
             num_workers=int(self.config["data"]["num_workers"]),
             generator=generator,
         )
-        return iter(loader)
 
     def to_device(self, batch: Any, device: torch.device) -> Any:
         return batch  # samples are pre-processed on the model's device inside the module
