@@ -29,10 +29,10 @@ AVS_MEASURED = {"G-mIoU": 0.720, "G-FPR": 0.021, "mIoU": 0.642}
 AVS_BASELINE_MEASURED = {"mIoU": 0.617}  # its first 3 clips
 MARGIN = 0.10  # absolute: G-mIoU / mIoU may be at most this much lower, G-FPR at most this much higher
 
-# The shipped TrackGPT is far below its target (J&F 0.106 on this sample, 0.108 on the test split); a margin of
-# 0.05 still fails a checkpoint that does not localise its target (the first one scored 0.037 here).
-TRACKGPT_MEASURED = {"J&F": 0.106}
-TRACKGPT_MARGIN = 0.05
+# The shipped TrackGPT is far below its target (J&F 0.265 on this sample, 0.197 on the test split); a margin of
+# 0.10 still fails the previous checkpoint (0.106 here) and one that does not localise its target (0.037).
+TRACKGPT_MEASURED = {"J&F": 0.265}
+TRACKGPT_MARGIN = 0.10
 
 
 def _eval_module():
