@@ -597,12 +597,17 @@ class SampleKeys:
 
 
 def stream_batches(
-    stream, start: int, *, batch_size: int, rank: int, world: int, collate_fn, num_workers: int, generator
+    stream, start: int, config: Mapping[str, Any], *, rank: int, world: int, collate_fn, generator
 ) -> Iterator[Any]:
-    """Micro-batches ``start, start + 1, ...`` of a numbered sample stream for one process (:class:`SampleKeys`)."""
-    keys = SampleKeys(start, batch_size=batch_size, rank=rank, world=world)
+    """Micro-batches ``start, start + 1, ...`` of a numbered sample stream for one process (:class:`SampleKeys`),
+    ``config["train"]["batch_size"]`` samples each, loaded by ``config["data"]["num_workers"]`` workers."""
+    keys = SampleKeys(start, batch_size=int(config["train"]["batch_size"]), rank=rank, world=world)
     loader = torch.utils.data.DataLoader(
-        stream, batch_sampler=keys, collate_fn=collate_fn, num_workers=num_workers, generator=generator
+        stream,
+        batch_sampler=keys,
+        collate_fn=collate_fn,
+        num_workers=int(config["data"]["num_workers"]),
+        generator=generator,
     )
     return iter(loader)
 

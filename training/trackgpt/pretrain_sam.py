@@ -283,18 +283,8 @@ class SamTask(Task):
 
     def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:
         return stream_batches(
-            self.stream,
-            start,
-            batch_size=int(self.config["train"]["batch_size"]),
-            rank=rank,
-            world=world,
-            collate_fn=collate,
-            num_workers=int(self.config["data"]["num_workers"]),
-            generator=generator,
+            self.stream, start, self.config, rank=rank, world=world, collate_fn=collate, generator=generator
         )
-
-    def to_device(self, batch: Any, device: torch.device) -> Any:
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     @torch.no_grad()
     def evaluate(self, module: nn.Module, step: int) -> dict[str, float]:

@@ -63,7 +63,7 @@ from perception_eval.metrics import evaluate_object, summarize_davis
 from trackgpt import TrackGPT, get_config
 from trackgpt.brain import validate_instruction
 from trackgpt.errors import InstructionError, TrackGPTError
-from trackgpt.projection import ReferringProjection
+from trackgpt.model import build_projection
 
 from ..common.config import deep_merge
 from ..common.errors import SetupError
@@ -310,9 +310,8 @@ class TrackGPTTrainModule(nn.Module):
                 "iou": zero,
             }
         rows = torch.tensor(mask_rows, device=device)
-        hidden = [h[rows] for h in out.hidden_states]
         states = [
-            brain.states_before(hidden, input_ids[rows], token)
+            brain.states_before(out.hidden_states, input_ids, token, rows=rows)
             for token in (brain.track_token_id, brain.purport_token_id)
         ]
         q_r, q_p = model.queries(*states)
@@ -462,12 +461,8 @@ class TrackGPTTask(Task):
                     model.config = model.config.replace(projection_input_norm=bool(norm))
                     with torch.random.fork_rng(devices=[]):
                         torch.manual_seed(model.config.seed)
-                        model.projection = ReferringProjection(
-                            hidden_size=model.brain.hidden_size,
-                            out_dim=model.config.sam.prompt_embed_dim,
-                            depth=model.config.projection_depth,
-                            input_norm=bool(norm),
-                        ).to(model.perception.dtype)
+                        phi = build_projection(model.config, model.brain.hidden_size)
+                    model.projection = phi.to(model.perception.dtype)
             else:
                 model = TrackGPT.from_config(self.model_config)
         except TrackGPTError as exc:
@@ -490,14 +485,7 @@ class TrackGPTTask(Task):
 
     def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:
         return stream_batches(
-            self.stream,
-            start,
-            batch_size=int(self.config["train"]["batch_size"]),
-            rank=rank,
-            world=world,
-            collate_fn=collate,
-            num_workers=int(self.config["data"]["num_workers"]),
-            generator=generator,
+            self.stream, start, self.config, rank=rank, world=world, collate_fn=collate, generator=generator
         )
 
     def to_device(self, batch: Any, device: torch.device) -> Any:

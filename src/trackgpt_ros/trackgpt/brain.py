@@ -356,17 +356,27 @@ class TrackGPTBrain(nn.Module):
         return prompt + ans, [-100] * len(prompt) + ans
 
     # -------------------------------------------------------------- reasoning
-    def states_before(self, hidden_states: Sequence[torch.Tensor], ids: torch.Tensor, token_id: int) -> torch.Tensor:
+    def states_before(
+        self,
+        hidden_states: Sequence[torch.Tensor],
+        ids: torch.Tensor,
+        token_id: int,
+        *,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """States ``B x H`` read for the last ``token_id`` of each row (training and inference use this rule).
 
         The mean of the ``config.state_window`` states of layer ``config.state_layer`` (an index into the
         model's ``hidden_states``: -1 the last layer, 0 the embeddings) just before that token. The defaults
-        (last layer, 1 state) are LISA's rule: the one state that predicts the token.
+        (last layer, 1 state) are LISA's rule: the one state that predicts the token. ``rows``: read only these
+        batch rows (the others may hold no such token).
         """
         layer = int(self.config.state_layer)
         if not -len(hidden_states) <= layer < len(hidden_states):
             raise BrainError(f"brain.state_layer {layer} is outside the model's {len(hidden_states)} hidden states")
         hidden = hidden_states[layer]
+        if rows is not None:
+            hidden, ids = hidden[rows], ids[rows]
         window = int(self.config.state_window)
         rows = []
         for b in range(ids.shape[0]):

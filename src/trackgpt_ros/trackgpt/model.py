@@ -187,6 +187,16 @@ class Perception(nn.Module):
         return Decoded(mask, logits, float(scores[0]), float(iou[0]), next_query)
 
 
+def build_projection(config: TrackGPTConfig, hidden_size: int) -> ReferringProjection:
+    """phi for ``config`` (depth, input standardisation) from the brain's ``hidden_size`` to the decoder's width."""
+    return ReferringProjection(
+        hidden_size=hidden_size,
+        out_dim=config.sam.prompt_embed_dim,
+        depth=config.projection_depth,
+        input_norm=config.projection_input_norm,
+    )
+
+
 class TrackGPT(nn.Module):
     """The whole tracker model: brain (LLaVA + tokens + LoRA), phi, perception.
 
@@ -203,16 +213,7 @@ class TrackGPT(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.perception = Perception(config=config)
-            self.projection = (
-                ReferringProjection(
-                    hidden_size=brain.hidden_size,
-                    out_dim=config.sam.prompt_embed_dim,
-                    depth=config.projection_depth,
-                    input_norm=config.projection_input_norm,
-                )
-                if brain is not None
-                else None
-            )
+            self.projection = build_projection(config, brain.hidden_size) if brain is not None else None
         dtype = DTYPES[config.precision]
         self.perception.to(dtype)
         if self.projection is not None:
