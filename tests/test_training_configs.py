@@ -149,3 +149,29 @@ def test_metrics_log_drops_rows_after_the_resumed_step_and_plots(tmp_path):
     assert "loss_new" in (tmp_path / "train_log.csv").read_text().splitlines()[0]
     png = plot_curves(tmp_path / "train_log.csv", None, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+EMBEDDED = sorted((CONFIGS / "embedded").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EMBEDDED, ids=[p.stem for p in EMBEDDED])
+def test_embedded_recipe_configs_load_strictly(path):
+    """The shipped models' recipes (scripts/train_embedded.sh runs them) are valid for their trainers."""
+    from training.trackgpt import pretrain_sam
+
+    defaults = (
+        avs_train.DEFAULTS
+        if path.stem.startswith("avs-")
+        else pretrain_sam.DEFAULTS
+        if path.stem == "sam"
+        else tg_train.DEFAULTS
+    )
+    config = load_config(path, defaults)  # strict: an unknown key raises
+    assert config["train"]["steps"] > 0 and config["output_dir"].startswith("data/runs/")
+    assert path.stem in (CONFIGS.parents[1] / "scripts" / "train_embedded.sh").read_text()
+
+
+def test_embedded_recipe_has_its_configs():
+    assert {p.stem for p in EMBEDDED} == {
+        "avs-gated", "avs-baseline", "sam", "trackgpt-sam", "trackgpt-reader", "trackgpt-encoder"
+    }  # fmt: skip
