@@ -17,6 +17,7 @@ Examples::
     python scripts/eval_embedded.py                                   # both shipped models, results/embedded/
     python scripts/eval_embedded.py --avs-max-clips 20 --skip-trackgpt --out /tmp/quick
     python scripts/eval_embedded.py --avs-model data/runs/avs-embedded/model --avs-baseline ''
+    python scripts/eval_embedded.py --avs-model '' --avs-baseline '' --update   # re-score TrackGPT, keep AVS
 
 Writes ``<out>/results.json`` and ``<out>/results.md`` (Markdown tables, also printed).
 """
@@ -234,13 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trackgpt-model", default=str(TRACKGPT_DEFAULT), help="TrackGPT model folder ('' to skip)")
     p.add_argument("--instruction-world", default="data/worlds/instruction", help="instruction world root")
     p.add_argument("--trackgpt-split", default="test", help="instruction world split (default: test, held out)")
-    p.add_argument("--trackgpt-max-videos", type=int, default=40, help="first N videos (0 = all)")
+    p.add_argument("--trackgpt-max-videos", type=int, default=0, help="first N videos (0 = all)")
     p.add_argument("--trackgpt-max-expressions", type=int, default=2, help="instructions per video")
     p.add_argument("--trackgpt-max-frames", type=int, default=0, help="frames per video (0 = all)")
     p.add_argument("--tau", type=float, default=0.5, help="rethinking threshold factor")
     p.add_argument("--skip-trackgpt", action="store_true", help="AVS only")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the results in <out>/results.json of the models not evaluated by this call (e.g. re-score "
+        "TrackGPT only with --avs-model '' --avs-baseline '')",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
 
@@ -259,7 +266,6 @@ def main(argv: list[str] | None = None) -> int:
         res["model"] = str(folder)
         res["eval_seconds"] = round(time.perf_counter() - t0, 1)
         out["avs"][label] = res
-    md = avs_markdown(out["avs"]) if out["avs"] else ""
     if not args.skip_trackgpt and args.trackgpt_model and Path(args.trackgpt_model).is_dir():
         from trackgpt import TrackGPT
 
@@ -274,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
             tau=args.tau,
         )
         out["trackgpt"]["model"] = str(args.trackgpt_model)
+    previous = Path(args.out) / "results.json"
+    if args.update and previous.is_file():
+        kept = json.loads(previous.read_text())
+        out["avs"] = {**kept.get("avs", {}), **out["avs"]}
+        out["trackgpt"] = out["trackgpt"] or kept.get("trackgpt")
+    md = avs_markdown(out["avs"]) if out["avs"] else ""
+    if out["trackgpt"]:
         md += "\n" + trackgpt_markdown(out["trackgpt"])
     elif not args.skip_trackgpt:
         md += "\nTrackGPT: no shipped model folder; not evaluated.\n"
