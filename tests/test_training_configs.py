@@ -17,6 +17,7 @@ from training.common.logs import MetricsLog, plot_curves
 from training.common.loop import lr_factor
 from training.common.state import capture_rng, restore_rng
 from training.common.toydata import write_all
+from training.trackgpt import pretrain_sam
 from training.trackgpt import train as tg_train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
@@ -27,6 +28,8 @@ EXPECTED = {
 
 
 def _defaults(name: str):
+    if name == "sam":  # the small SAM's pre-training (training/configs/embedded/sam.yaml)
+        return pretrain_sam.DEFAULTS
     return avs_train.DEFAULTS if name.startswith("avs-") else tg_train.DEFAULTS
 
 
@@ -157,16 +160,7 @@ EMBEDDED = sorted((CONFIGS / "embedded").glob("*.yaml"))
 @pytest.mark.parametrize("path", EMBEDDED, ids=[p.stem for p in EMBEDDED])
 def test_embedded_recipe_configs_load_strictly(path):
     """The shipped models' recipes (scripts/train_embedded.sh runs them) are valid for their trainers."""
-    from training.trackgpt import pretrain_sam
-
-    defaults = (
-        avs_train.DEFAULTS
-        if path.stem.startswith("avs-")
-        else pretrain_sam.DEFAULTS
-        if path.stem == "sam"
-        else tg_train.DEFAULTS
-    )
-    config = load_config(path, defaults)  # strict: an unknown key raises
+    config = load_config(path, _defaults(path.stem))  # strict: an unknown key raises
     assert config["train"]["steps"] > 0 and config["output_dir"].startswith("data/runs/")
     assert path.stem in (CONFIGS.parents[1] / "scripts" / "train_embedded.sh").read_text()
 
