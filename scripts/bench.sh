@@ -9,7 +9,8 @@
 #   BENCH_DEVICE=cuda     torch device for every part (default cpu)
 #   BENCH_MINUTES=10      length of the node memory phase (default 0.5 keeps `make bench` under ~5 minutes;
 #                         the memory target is stated over 10 minutes)
-# Writes RESULTS_DIR/trackgpt_bench.json, avs_bench.json, node_bench.json (+ node_logs/), summary.txt.
+# Writes RESULTS_DIR/trackgpt_bench.json, avs_bench.json, dds_transport.json, node_bench.json (+ node_logs/),
+# summary.txt.
 # Exit status: non-zero when any part failed; targets not met are reported, not failures.
 set -uo pipefail
 
@@ -44,6 +45,7 @@ run() {
 run trackgpt python -m trackgpt.bench --out "$RESULTS/trackgpt_bench.json" --configs "${TRACKGPT_CONFIGS[@]}" \
   --frames 30 --device "$DEVICE" "${FULL[@]}"
 run avs python -m avs.bench --out "$RESULTS/avs_bench.json" --configs "${AVS_CONFIGS[@]}" --frames 20 --device "$DEVICE"
+run dds perception-dds-check --out "$RESULTS/dds_transport.json" --sizes 640x480,1280x720 --work-ms 20
 echo "== bench: nodes: python -m perception_eval.bench --out $RESULTS --device $DEVICE --memory-minutes $MINUTES ${FULL[*]} $*"
 python -m perception_eval.bench --out "$RESULTS" --device "$DEVICE" --memory-minutes "$MINUTES" "${FULL[@]}" "$@" \
   | tee "$RESULTS/summary.txt"

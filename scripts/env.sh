@@ -29,6 +29,14 @@ export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
 export AMENT_PREFIX_PATH="$_PE_WS/.venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$_PE_WS/.venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 export PERCEPTION_WS="$_PE_WS"
+# Fast DDS profile for camera-sized messages (config/fastdds.xml explains why); the workspace's nodes apply it
+# themselves, this export makes other image publishers started from this shell (camera drivers) use it too.
+case "${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}" in
+  rmw_fastrtps*)
+    if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+      export FASTDDS_DEFAULT_PROFILES_FILE="$_PE_WS/config/fastdds.xml"
+    fi ;;
+esac
 
 if [ "${1:-}" != "--no-workspace" ]; then
   if [ -f "$_PE_WS/install/local_setup.sh" ]; then

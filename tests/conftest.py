@@ -28,6 +28,12 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "42")
 if os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] != "LOCALHOST":
     raise pytest.UsageError("tests must run with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
+try:  # the test process publishes images too: the same Fast DDS profile as the nodes (perception_common.dds)
+    from perception_common.dds import configure_fastdds
+
+    configure_fastdds()
+except ImportError:  # workspace not installed: the ROS tests skip or fail with that reason
+    pass
 
 
 def _ros_missing() -> str | None:

@@ -12,7 +12,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml")),
+        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -31,6 +31,7 @@ setup(
             "bag-from-dataset = perception_eval.bags:main",
             "replay-eval = perception_eval.replay:main",
             "perception-bench = perception_eval.bench.harness:main",
+            "perception-dds-check = perception_eval.bench.transport:main",
         ],
     },
 )

@@ -33,7 +33,7 @@ from perception_common.images import overlay
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 from perception_common.nodes.frame_queue import MODES
 from perception_common.nodes.frame_worker import FrameWorkerNode
-from perception_common.nodes.runtime import parse_help, reliable_qos, run, sensor_qos
+from perception_common.nodes.runtime import IMAGE_QOS_HELP, image_qos, parse_help, reliable_qos, run, sensor_qos
 from perception_common.params import declare_and_read, param
 
 TOPICS = """topics:
@@ -60,8 +60,7 @@ class AVSParams:
     window_seconds: float = param(1.0, "audio window ending at each frame's stamp (VGGish uses its last 0.975 s)")
     buffer_seconds: float = param(10.0, "audio kept in the ring buffer")
     max_audio_wait: float = param(0.5, "seconds a frame waits for its audio to arrive before it is scored NaN")
-    image_qos_reliability: str = param("reliable", "reliable (default; gets nothing from a best-effort camera) or "
-                                      "best_effort (for best-effort camera drivers; see README, QoS)")
+    image_qos_reliability: str = param("auto", IMAGE_QOS_HELP)
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay")
     threads: int = param(1, "torch threads for the model (0 = leave unchanged); 1 leaves a core to the rest")
@@ -100,8 +99,9 @@ class AVSNode(FrameWorkerNode):
         self.score_pub = self.create_publisher(SoundingMask, "~/score", reliable_qos(50))
         self.overlay_pub = self.create_publisher(Image, "~/overlay", sensor_qos(5)) if self.p.publish_overlay else None
         depth = 1 if self.p.mode == "live" else self.p.replay_queue_size
-        self.create_subscription(Image, self.p.image_topic, self.on_frame,
-                                 sensor_qos(depth, self.p.image_qos_reliability))
+        image_qos_profile, reliability = image_qos(self.p.mode, depth, self.p.image_qos_reliability)
+        self.get_logger().info(f"images from {self.p.image_topic}: {reliability}, keep last {depth}")
+        self.create_subscription(Image, self.p.image_topic, self.on_frame, image_qos_profile)
         self.create_subscription(AudioChunk, self.p.audio_topic, self._on_audio, sensor_qos(200, "reliable"))
         self.start_worker(self.p.mode, self.p.replay_queue_size, torch_threads=self.p.threads)
 

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from perception_common.dds import configure_fastdds
 from perception_common.graph import GraphError, apply_overrides, load_graph
 
 
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"executables not on PATH: {missing}; run `make setup` and `source scripts/env.sh` first")
 
+    _, dds_message = configure_fastdds()  # the nodes inherit it (and would apply it themselves)
+    print(f"perception-run: {dds_message}", flush=True)
     discovery = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "(unset: SUBNET)")
     print(f"perception-run: {len(specs)} node(s) from {args.graph}; ROS_DOMAIN_ID="
           f"{os.environ.get('ROS_DOMAIN_ID', '0')}, discovery range {discovery}", flush=True)

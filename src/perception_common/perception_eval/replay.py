@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from perception_common.dds import configure_fastdds
+
 from . import scoring
 from .bags import NS, PLAYED_ROLES, BagError, Episode, read_episode
 
@@ -108,6 +110,9 @@ class NodeRecorder:
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
+        dds_level, dds_message = configure_fastdds()  # this process publishes the bag's images
+        if dds_level != "info":
+            print(f"replay-eval: {dds_message}", file=sys.stderr, flush=True)
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"replay_eval_{os.getpid()}", context=self.context)
         self.lock = threading.Condition()
@@ -598,8 +603,8 @@ def run_nodes(episodes: list[Episode], args, options: ReplayOptions, warnings: l
                     )
                 if rec.node_parameter(name, "image_qos_reliability") == "best_effort":
                     warnings.append(
-                        f"{name} subscribes to images best-effort: large frames (over about 0.5 MB, e.g. 640x480 "
-                        "rgb8) may never arrive; start it with image_qos_reliability:=reliable"
+                        f"{name} subscribes to images best-effort: frames can be lost under load and are then "
+                        "missing from the score; start it with image_qos_reliability:=reliable (or auto in replay mode)"
                     )
         extra.update(
             {

@@ -32,7 +32,7 @@ from perception_common.images import overlay
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 from perception_common.nodes.frame_queue import MODES
 from perception_common.nodes.frame_worker import FrameWorkerNode
-from perception_common.nodes.runtime import parse_help, reliable_qos, run, sensor_qos
+from perception_common.nodes.runtime import IMAGE_QOS_HELP, image_qos, parse_help, reliable_qos, run, sensor_qos
 from perception_common.params import declare_and_read, param
 from trackgpt.errors import TrackGPTError
 from trackgpt.model import TrackGPT
@@ -77,8 +77,7 @@ class TrackerParams:
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     instruction_topic: str = param("/instruction", "instruction topic (std_msgs/String)")
-    image_qos_reliability: str = param("reliable", "reliable (default; gets nothing from a best-effort camera) or "
-                                      "best_effort (for best-effort camera drivers; see README, QoS)")
+    image_qos_reliability: str = param("auto", IMAGE_QOS_HELP)
     image_qos_depth: int = param(1, "image subscription depth in live mode; replay mode uses replay_queue_size")
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay (rgb8 frame with the mask)")
@@ -109,8 +108,9 @@ class TrackerNode(FrameWorkerNode):
         self.overlay_pub = self.create_publisher(Image, "~/overlay", sensor_qos(5)) if self.p.publish_overlay else None
         self.reasoning_pub = self.create_publisher(Reasoning, "~/reasoning", reliable_qos(10))
         depth = self.p.image_qos_depth if self.p.mode == "live" else self.p.replay_queue_size
-        self.create_subscription(Image, self.p.image_topic, self.on_frame,
-                                 sensor_qos(depth, self.p.image_qos_reliability))
+        image_qos_profile, reliability = image_qos(self.p.mode, depth, self.p.image_qos_reliability)
+        self.get_logger().info(f"images from {self.p.image_topic}: {reliability}, keep last {depth}")
+        self.create_subscription(Image, self.p.image_topic, self.on_frame, image_qos_profile)
         self.create_subscription(String, self.p.instruction_topic, self._on_instruction, reliable_qos(10))
         self.create_service(Trigger, "~/cancel", self._on_cancel)
         self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from perception_common.dds import configure_fastdds
 from perception_common.params import ParameterError, help_text
 
 QOS_RELIABILITY = ("best_effort", "reliable")
@@ -32,6 +33,21 @@ def sensor_qos(depth: int = 5, reliability: str = "best_effort"):
         reliability=QoSReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else QoSReliabilityPolicy.RELIABLE,
         durability=QoSDurabilityPolicy.VOLATILE,
     )
+
+
+IMAGE_QOS_HELP = ("auto (default: best_effort in live mode, receiving from reliable and best-effort cameras alike; "
+                  "reliable in replay mode, every frame), best_effort or reliable (see README, QoS)")
+
+
+def image_qos(mode: str, depth: int, reliability: str = "auto"):
+    """A model node's image subscription and the reliability it resolved to.
+
+    ``auto``: best effort in live mode (a best-effort subscription matches reliable and best-effort publishers, and
+    only the newest frame counts) and reliable in replay mode (every frame of a bag is processed).
+    """
+    if reliability == "auto":
+        reliability = "best_effort" if mode == "live" else "reliable"
+    return sensor_qos(depth, reliability), reliability
 
 
 def reliable_qos(depth: int = 10):
@@ -84,6 +100,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, e
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (background jobs)
+    dds_level, dds_message = configure_fastdds()  # before the participant exists
     rclpy.init(args=list(argv) if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
@@ -94,6 +111,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, e
             name = Path(sys.argv[0]).name
             print(f"[FATAL] [{name}]: cannot start: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        getattr(node.get_logger(), dds_level)(dds_message)
         ex = MultiThreadedExecutor(num_threads=3) if executor == "multi" else SingleThreadedExecutor()
         ex.add_node(node)
         while rclpy.ok():  # short waits, so that Python's signal handlers run between them

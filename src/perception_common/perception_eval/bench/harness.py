@@ -604,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=60, help="frames timed in the bare and closed-loop runs")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     p.add_argument("--fps", type=float, default=30.0, help="live input rate")
+    p.add_argument("--image-qos", default="auto", choices=("auto", "best_effort", "reliable"),
+                   help="the nodes' image_qos_reliability (auto = their default: best effort in live mode)")
     p.add_argument(
         "--avs-threads",
         type=int,
@@ -671,10 +673,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 1. the nodes, all started at once (they load in parallel), measured one after the other
     logs = args.out / "node_logs"
     procs: dict[str, NodeProcess] = {}
-    # Reliable image transport: on this machine Fast DDS's default transports deliver NO best-effort image over
-    # about 0.5 MB (measured: 0 of 60 frames of 640x480 rgb8 at 30 fps; 400x300 all), which would measure the
-    # transport, not the node. Keep-last-1 queues stay, so live mode still keeps only the newest frame.
-    common = {"device": args.device, "mode": "live", "image_qos_reliability": "reliable"}
+    # Frames go out reliable (camera_node's default); the nodes subscribe as --image-qos says (default auto: best
+    # effort in live mode). Both sides load config/fastdds.xml (perception_common.dds): with Fast DDS's own 512 KB
+    # shared-memory segment no best-effort 640x480 rgb8 frame arrived (perception-dds-check).
+    common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
     # The AVS node has no thread parameter: it runs with torch's default (all cores) unless OMP_NUM_THREADS says
     # otherwise; --avs-threads sets that for the node and torch.set_num_threads for the bare loop alike.
     avs_threads = args.avs_threads or default_threads
@@ -720,6 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     report["errors"].append(f"bare {kind}: {type(exc).__name__}: {exc}")
                     report[kind] = {"model": getattr(args, f"{kind}_model"), "bare": {"error": str(exc)}}
         bench = Bench(args)
+        report["dds"] = bench.io.dds[1]  # which Fast DDS profile the frames went out with
         if "tracker" in bares:
             print("perception-bench: tracker nodes", flush=True)
             try:

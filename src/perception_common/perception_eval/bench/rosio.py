@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception_common.dds import configure_fastdds
+
 NS = 1_000_000_000
 
 
@@ -47,6 +49,7 @@ class BenchIO:
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
+        self.dds = configure_fastdds()  # this process publishes the frames: same transport as the nodes
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"perception_bench_{os.getpid()}", context=self.context)
         self.lock = threading.Condition()
