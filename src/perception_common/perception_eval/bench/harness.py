@@ -21,7 +21,8 @@ import numpy as np
 from .procs import NodeProcess
 
 NS = 1_000_000_000
-DEFAULT_MODELS = {"tracker": "config:embedded", "avs": "config:embedded"}
+# default: the shipped embedded models (their folders, so the bare loops and the nodes load the same files)
+DEFAULT_MODELS = {"tracker": "shipped embedded model", "avs": "shipped embedded model"}
 FULL_MODELS = {"tracker": "config:llava-7b-sam-vit-h", "avs": "config:pvt-v2-b5-vggish"}
 DECODED = (2, 3)  # TrackResult.STATE_TRACKING, STATE_LOST
 INSTRUCTIONS = ("track the red cup on the table", "follow the person walking to the door")
@@ -641,7 +642,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import bare as bare_loops
 
     args = build_parser().parse_args(argv)
-    models = FULL_MODELS if args.full else DEFAULT_MODELS
+    if args.full:
+        models = FULL_MODELS
+    else:
+        import avs
+        import trackgpt
+        from perception_common.models import shipped_model_dir
+
+        models = {"tracker": str(shipped_model_dir(trackgpt)), "avs": str(shipped_model_dir(avs))}
     args.tracker_model = args.tracker_model or models["tracker"]
     args.avs_model = args.avs_model or models["avs"]
     do_tracker, do_avs = args.only in (None, "tracker"), args.only in (None, "avs")
@@ -677,10 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # effort in live mode). Both sides load config/fastdds.xml (perception_common.dds): with Fast DDS's own 512 KB
     # shared-memory segment no best-effort 640x480 rgb8 frame arrived (perception-dds-check).
     common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
-    # The AVS node has no thread parameter: it runs with torch's default (all cores) unless OMP_NUM_THREADS says
-    # otherwise; --avs-threads sets that for the node and torch.set_num_threads for the bare loop alike.
+    # --avs-threads: the AVS node's `threads` parameter and torch.set_num_threads of the bare loop alike.
     avs_threads = args.avs_threads or default_threads
-    avs_env = {"OMP_NUM_THREADS": str(avs_threads), "MKL_NUM_THREADS": str(avs_threads)} if args.avs_threads else {}
     if do_tracker:
         for name, tau in (("a", 0.0), ("b", 1.0)):
             procs[name] = NodeProcess(
@@ -699,9 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         procs["v"] = NodeProcess(
             "avs_node",
             "/bench_avs",
-            {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio", **common},
+            {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio",
+             "threads": avs_threads, **common},
             logs,
-            env=avs_env,
         )
     report["nodes"] = {
         name: {"node": p.fqn, "pid": p.pid, "command": p.cmd, "log": str(p.log_path)} for name, p in procs.items()

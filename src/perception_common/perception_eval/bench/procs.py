@@ -29,7 +29,7 @@ def rss_bytes(pid: int) -> int | None:
 class NodeProcess:
     """One node started as ``<executable> --ros-args -r __ns:=<namespace> -p k:=v ...``."""
 
-    def __init__(self, executable: str, namespace: str, params: dict, log_dir: Path, env: dict | None = None):
+    def __init__(self, executable: str, namespace: str, params: dict, log_dir: Path):
         self.executable = executable
         self.namespace = namespace
         self.fqn = f"{namespace}/{executable}"
