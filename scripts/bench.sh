@@ -23,7 +23,10 @@ DEVICE="${BENCH_DEVICE:-cpu}"
 MINUTES="${BENCH_MINUTES:-0.5}"
 FULL=()
 TRACKGPT_CONFIGS=(tiny embedded)
-AVS_CONFIGS=(tiny embedded)
+AVS_CONFIGS=(tiny)
+# The shipped AVS model runs at 128 px (the registered `embedded` configuration says 224): time the folder itself.
+# TrackGPT's `embedded` configuration is the shipped model's frame path (same SAM sizes).
+AVS_SHIPPED=$(python -c 'import avs; from perception_common.models import shipped_model_dir; print(shipped_model_dir(avs))')
 if [ -n "${BENCH_FULL:-}" ]; then
   FULL=(--full)
   TRACKGPT_CONFIGS=(tiny embedded llava-7b-sam-vit-h)
@@ -44,7 +47,8 @@ run() {
 
 run trackgpt python -m trackgpt.bench --out "$RESULTS/trackgpt_bench.json" --configs "${TRACKGPT_CONFIGS[@]}" \
   --frames 30 --device "$DEVICE" "${FULL[@]}"
-run avs python -m avs.bench --out "$RESULTS/avs_bench.json" --configs "${AVS_CONFIGS[@]}" --frames 20 --device "$DEVICE"
+run avs python -m avs.bench --out "$RESULTS/avs_bench.json" --configs "${AVS_CONFIGS[@]}" --models "$AVS_SHIPPED" \
+  --frames 20 --device "$DEVICE"
 run dds perception-dds-check --out "$RESULTS/dds_transport.json" --sizes 640x480,1280x720 --work-ms 20
 echo "== bench: nodes: python -m perception_eval.bench --out $RESULTS --device $DEVICE --memory-minutes $MINUTES ${FULL[*]} $*"
 python -m perception_eval.bench --out "$RESULTS" --device "$DEVICE" --memory-minutes "$MINUTES" "${FULL[@]}" "$@" \

@@ -118,3 +118,15 @@ def test_bench_writes_json(tmp_path):
     assert row["parameters"] == build_model("tiny").num_parameters()
     assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] and row["fps"] > 0
     assert bench.main(["--configs", "tiny", "--frames", "0", "--out", str(out)]) == 2
+
+
+def test_bench_times_a_model_folder(tmp_path, capsys):
+    folder = build_model("tiny", image_size=48).save_pretrained(tmp_path / "m")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--configs", "--models", str(folder), "--frames", "2", "--warmup", "0", "--width", "80",
+                       "--height", "60", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["config"] == "folder:m" and row["model_folder"] == str(folder)
+    assert row["image_size"] == 48  # the folder's own configuration, not the registered one
+    assert bench.main(["--configs", "--models", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "avs-bench: error:" in capsys.readouterr().err

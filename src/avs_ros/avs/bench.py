@@ -4,7 +4,9 @@ One iteration is what the ROS node does per frame, without ROS: take a camera
 frame (640 x 480 uint8 by default) and the 0.975 s audio window ending at it
 (44.1 kHz float by default), resample and log-mel the audio, resize the frame,
 run the model, resize the mask back and apply the gate (``AVSModel.predict``).
-Weights are random: they do not change the speed.
+Registered configurations (``--configs``) get random weights: they do not change the speed.
+``--models`` times model folders (``save_pretrained`` output, e.g. the shipped embedded
+model, which runs at 128 px where the ``embedded`` configuration says 224).
 
 Reports per configuration: frames/s over the timed frames, p50/p99/mean ms per
 frame, parameter count; as JSON to ``--out``. With few frames, p99 is close to
@@ -29,7 +31,7 @@ from perception_common.timing import frame_time_stats
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
 from .errors import AVSError
-from .model import build_model
+from .model import AVSModel, build_model
 
 DEFAULT_CONFIGS = ("tiny", "embedded", "resnet50-vggish", "pvt-v2-b5-vggish")
 
@@ -44,10 +46,11 @@ def bench_config(
     audio_rate: int,
     device: str,
     seed: int = 0,
+    folder: Path | None = None,
 ) -> dict:
-    """Time ``frames`` iterations of the per-frame loop for configuration ``name``."""
+    """Time ``frames`` iterations of the per-frame loop for configuration ``name`` (or the model ``folder``)."""
     torch.manual_seed(seed)
-    model = build_model(name).to(device).eval()
+    model = (AVSModel.from_pretrained(folder) if folder else build_model(name)).to(device).eval()
     rng = np.random.default_rng(seed)
     window = int(np.ceil(WINDOW_SAMPLES * audio_rate / 16000)) + audio_rate // 100  # + 10 ms of filter context
     images = rng.integers(0, 256, (4, height, width, 3), dtype=np.uint8)
@@ -65,6 +68,7 @@ def bench_config(
             sounding += int(pred.sounding)
     return {
         "config": name,
+        **({"model_folder": str(folder)} if folder else {}),
         "parameters": model.num_parameters(),
         "image_size": model.config.image_size,
         "frame_size": [height, width],
@@ -78,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avs-bench", description="Time the bare per-frame AVS loop (audio front end + model) on CPU or GPU."
     )
-    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=sorted(CONFIGS),
+    parser.add_argument("--configs", nargs="*", default=list(DEFAULT_CONFIGS), choices=sorted(CONFIGS),
                         help=f"configurations to time (default: {' '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument("--models", nargs="*", type=Path, default=[], metavar="FOLDER",
+                        help="model folders to time too (save_pretrained output, e.g. the shipped embedded model)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
     parser.add_argument("--width", type=int, default=640, help="camera frame width (default 640)")
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.configs and not args.models:
+        print("avs-bench: error: nothing to time (give --configs and/or --models)", file=sys.stderr)
+        return 2
     if args.frames < 1 or args.warmup < 0 or args.width < 1 or args.height < 1:
         print("avs-bench: error: --frames must be >= 1, --warmup >= 0, sizes >= 1", file=sys.stderr)
         return 2
@@ -101,11 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         with torch.inference_mode():
-            for name in args.configs:
+            jobs = [(name, None) for name in args.configs] + [(f"folder:{f.name}", f) for f in args.models]
+            for name, folder in jobs:
                 results.append(
                     bench_config(
                         name, frames=args.frames, warmup=args.warmup, width=args.width, height=args.height,
-                        audio_rate=args.audio_rate, device=args.device,
+                        audio_rate=args.audio_rate, device=args.device, folder=folder,
                     )
                 )
                 r = results[-1]
