@@ -42,6 +42,17 @@ class Feeder:
         self.t0 = 1_000 * NS
         self.seq = 0
         self.rate = 16000
+        self.sent = []  # (start_ns, samples) of every chunk published
+
+    def window(self, chunks, end_ns, seconds=1.0):
+        """The samples of ``chunks`` (contiguous, from ``sent``) in the ``seconds`` ending at ``end_ns``."""
+        data = np.concatenate([c for _, c in chunks])
+        stop = round((end_ns - chunks[0][0]) * self.rate / NS)
+        return data[stop - round(seconds * self.rate):stop]
+
+    @staticmethod
+    def image(stamp_ns, h=48, w=64):
+        return np.random.default_rng(stamp_ns % 1000).integers(0, 255, (h, w, 3), dtype=np.uint8)
 
     def audio(self, seconds, *, value=None, rate=None, nan=False, seq_jump=0):
         from perception_msgs.msg import AudioChunk
@@ -56,6 +67,7 @@ class Feeder:
                          samples_per_channel=n, samples=samples)
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(self.t0, NS)
         self.audio_pub.publish(msg)
+        self.sent.append((self.t0, samples))
         self.seq += 1 + seq_jump
         if not nan and rate > 0:
             self.t0 += round(n * NS / rate)
@@ -65,6 +77,7 @@ class Feeder:
 
         channels = {"rgb8": 3, "mono8": 1, "yuv422": 2}[encoding]
         data = np.random.default_rng(stamp_ns % 1000).integers(0, 255, (h, w, channels), dtype=np.uint8)
+        assert channels != 3 or np.array_equal(data, self.image(stamp_ns, h, w))
         msg = Image(height=h, width=w, encoding=encoding, step=step if step is not None else w * channels,
                     data=data.tobytes())
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, NS)
@@ -151,3 +164,38 @@ def test_bad_input_is_reported_and_the_node_keeps_working(ros_node, processes, t
                      "smaller than width", "scored NaN"):
         assert expected in log, f"no warning about {expected!r} in:\n{log}"
     assert any(math.isnan(m.score) for m in got["score"]), "the frame without audio is reported with NaN"
+
+
+def test_a_new_timeline_is_scored_with_its_own_audio(ros_node, processes, tmp_path):
+    """A second bag with the same stamps (or a looped one): its first frame can arrive before its audio, while the
+    buffer still holds the first timeline's audio at that stamp. The node must score it with the new audio."""
+    from avs.model import AVSModel, build_model
+
+    torch.manual_seed(0)
+    folder = build_model("tiny", gate="scaled_cosine").save_pretrained(tmp_path / "natural")  # the gate as trained
+    ns = "/avs_timeline"
+    proc = _start(processes, folder, ns)
+    got = _subscribe(ros_node, ns)
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    start = feeder.t0
+    for _ in range(8):  # timeline A: 4 s of silence
+        feeder.audio(0.5, value=0.0)
+    first = start + 3 * NS
+    feeder.frame(first)
+    assert spin_until(ros_node, lambda: len(got["score"]) >= 1, timeout=60), processes.log(proc)
+    chunks_a = list(feeder.sent)
+    feeder.t0, feeder.sent = start, []
+    jump = start + 1_200_000_000  # 1.8 s back, more than the 1 s window
+    feeder.frame(jump)  # timeline B: the frame first, its audio (loud noise) 0.1 s later
+    time.sleep(0.1)
+    for _ in range(4):
+        feeder.audio(0.5)
+    assert spin_until(ros_node, lambda: len(got["score"]) >= 2, timeout=60), processes.log(proc)
+    (msg,) = [m for m in got["score"] if m.header.stamp.sec * NS + m.header.stamp.nanosec == jump]
+    model = AVSModel.from_pretrained(folder)
+    own = model.predict(Feeder.image(jump), feeder.window(feeder.sent, jump), feeder.rate).score
+    stale = model.predict(Feeder.image(jump), feeder.window(chunks_a, jump), feeder.rate).score
+    assert abs(own - stale) > 1e-4, "the test needs audio that changes the score"
+    assert msg.score == pytest.approx(own, abs=1e-5), (msg.score, own, stale, processes.log(proc))
+    assert "frame time went back 1.80 s: audio restarted with it" in processes.log(proc)

@@ -93,6 +93,8 @@ class AVSNode(FrameWorkerNode):
         )
         self.audio = AudioRingBuffer(capacity_s=self.p.buffer_seconds)
         self._last_seq: int | None = None
+        self._last_frame_ns: int | None = None
+        self._restarts_seen = 0
         self.lost_chunks = self.bad_chunks = self.no_audio_frames = self.sounding_frames = 0
         self.sounding_pub = self.create_publisher(SoundingMask, "~/sounding", reliable_qos(10))
         self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
@@ -133,9 +135,28 @@ class AVSNode(FrameWorkerNode):
                 time.sleep(0.005)
 
     # ------------------------------------------------------------------ frames
+    def _check_time_jump(self, end_ns: int) -> None:
+        """Frames went back in time by more than the audio window (a new or looped bag, a restarted camera clock)
+        while the audio buffer did not restart: its audio at these stamps may be the earlier timeline's, the new
+        timeline's audio still on its way on the other topic. Wait up to ``max_audio_wait`` for the audio to restart;
+        if it does not (a late frame of the same timeline), the buffer is used as it is: nothing is dropped."""
+        last, self._last_frame_ns = self._last_frame_ns, end_ns
+        seen = self._restarts_seen
+        if last is not None and end_ns < last - self.p.window_seconds * NS and self.audio.restarts == seen:
+            deadline = time.monotonic() + self.p.max_audio_wait
+            while self.audio.restarts == seen and time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.005)
+            restarted = self.audio.restarts != seen
+            self.get_logger().info(
+                f"frame time went back {(last - end_ns) / NS:.2f} s: "
+                + ("audio restarted with it" if restarted else "no new audio; the buffered audio is used")
+            )
+        self._restarts_seen = self.audio.restarts
+
     def process(self, msg: Image, received: float) -> None:
         frame = imgmsg_to_rgb8(msg)
         end_ns = _stamp_ns(msg.header.stamp)
+        self._check_time_jump(end_ns)
         window, why = self._window(end_ns)
         score = SoundingMask()
         score.header = msg.header
@@ -181,7 +202,7 @@ class AVSNode(FrameWorkerNode):
 def main(argv=None) -> None:
     argv = sys.argv if argv is None else argv
     parse_help(argv[1:], "avs_node", __doc__, AVSParams, TOPICS)
-    run(AVSNode, argv, executor="multi")
+    run(AVSNode, argv)
 
 
 if __name__ == "__main__":

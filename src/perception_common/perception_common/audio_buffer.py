@@ -14,10 +14,13 @@ keeps its good data):
   with zeros (reported through :attr:`AudioRingBuffer.gaps`), so sample times
   stay right;
 * a chunk that overlaps what is buffered (clock jump backwards) restarts the buffer.
+
+Thread-safe: the node pushes from its executor thread and reads windows from its frame worker.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,10 +63,15 @@ class AudioRingBuffer:
         self._next_seq: int | None = None
         self.gaps = 0  # count of zero-filled gaps (lost chunks)
         self.restarts = 0
+        self._lock = threading.Lock()
 
     @property
     def end_ns(self) -> int:
         """Capture time just after the newest buffered sample (0 when empty)."""
+        with self._lock:
+            return self._end_ns()
+
+    def _end_ns(self) -> int:
         if self.rate is None or len(self._data) == 0:
             return 0
         return self._start_ns + round(len(self._data) * NS / self.rate)
@@ -89,10 +97,14 @@ class AudioRingBuffer:
         if not np.isfinite(flat).all():
             raise AudioChunkError(f"audio chunk {sequence} contains NaN or Inf samples")
         block = flat.reshape(-1, channels)
+        with self._lock:
+            self._append(block, int(sample_rate), int(channels), start_ns, sequence)
+
+    def _append(self, block: np.ndarray, sample_rate: int, channels: int, start_ns: int, sequence: int | None) -> None:
         if self.rate != sample_rate or self.channels != channels:
-            self._restart(int(sample_rate), int(channels), start_ns)
+            self._restart(sample_rate, channels, start_ns)
         elif len(self._data):
-            gap_ns = start_ns - self.end_ns
+            gap_ns = start_ns - self._end_ns()
             tolerance = max(NS // self.rate, NS // 1000)  # one sample or 1 ms of clock jitter
             lost = sequence is not None and self._next_seq is not None and sequence > self._next_seq
             if gap_ns < -tolerance or gap_ns > self.max_gap_s * NS:
@@ -117,6 +129,10 @@ class AudioRingBuffer:
         Raises:
             NotEnoughAudio: the buffer does not reach ``end_ns`` yet, or its start is already discarded.
         """
+        with self._lock:
+            return self._window(end_ns, duration_s)
+
+    def _window(self, end_ns: int, duration_s: float) -> AudioWindow:
         if self.rate is None or len(self._data) == 0:
             raise NotEnoughAudio("no audio received yet")
         n = round(duration_s * self.rate)

@@ -206,7 +206,7 @@ class TrackerNode(FrameWorkerNode):
 def main(argv=None) -> None:
     argv = sys.argv if argv is None else argv
     parse_help(argv[1:], "tracker_node", __doc__, TrackerParams, TOPICS)
-    run(TrackerNode, argv, executor="multi")
+    run(TrackerNode, argv)
 
 
 if __name__ == "__main__":

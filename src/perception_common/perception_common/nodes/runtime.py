@@ -84,15 +84,21 @@ def parse_help(argv: Sequence[str], prog: str, description: str, params_cls: typ
     parser.parse_known_args(user_args)
 
 
-def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, executor: str = "single") -> None:
+def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -> None:
     """Init rclpy, spin the node until Ctrl-C/SIGTERM or shutdown, then close it cleanly.
+
+    The executor is single-threaded on purpose: callbacks only hand messages to the node's own worker threads,
+    and rclpy's MultiThreadedExecutor, competing for the GIL with a worker running a model, took frames so late
+    that the reader's keep-last-1 history overwrote them (``make bench``, 2 cores, 640x480 at 30 fps: the tracker
+    node received 67-205 of 300 frames, the AVS node 29-33, latency p99 0.9-3 s; single-threaded: 300 of 300,
+    p99 32-35 ms).
 
     rclpy's own signal handler is not installed: it would shut the context down
     before the node could log its summary and release its devices. SIGINT and
     SIGTERM raise KeyboardInterrupt in the spinning thread instead.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     def _interrupt(signum, frame):
@@ -112,7 +118,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None, e
             print(f"[FATAL] [{name}]: cannot start: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         getattr(node.get_logger(), dds_level)(dds_message)
-        ex = MultiThreadedExecutor(num_threads=3) if executor == "multi" else SingleThreadedExecutor()
+        ex = SingleThreadedExecutor()
         ex.add_node(node)
         while rclpy.ok():  # short waits, so that Python's signal handlers run between them
             ex.spin_once(timeout_sec=0.1)

@@ -348,7 +348,9 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
         margin_ns=bench.margin_ns,
         keep=lambda r: r[2] in DECODED and not overlaps(r, spans),
     )
-    idle["node_reported_dropped"] = _diag_delta(before, bench.diag(a.fqn), "frames_dropped")
+    after = bench.diag(a.fqn)
+    for key in ("received", "processed", "dropped"):  # the node's own counts: frames lost before it vs by it
+        idle[f"node_reported_{key}"] = _diag_delta(before, after, f"frames_{key}")
     out["live_idle"] = idle
 
     # B: the brain rethinks over and over; latency of the frames decoded while it works
@@ -440,7 +442,9 @@ def run_avs(bench: Bench, v: NodeProcess, bare, image_pub) -> dict[str, Any]:
     rows = list(log.scores[i0:])
     live = live_stats(stamps, rows, margin_ns=bench.margin_ns)
     live["no_audio"] = sum(1 for r in rows if math.isnan(r[2]))
-    live["node_reported_dropped"] = _diag_delta(before, bench.diag(v.fqn), "frames_dropped")
+    after = bench.diag(v.fqn)
+    for key in ("received", "processed", "dropped"):  # the node's own counts: frames lost before it vs by it
+        live[f"node_reported_{key}"] = _diag_delta(before, after, f"frames_{key}")
     out["live"] = live
     out["audio"] = audio.stats()
     return out
