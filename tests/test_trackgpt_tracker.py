@@ -6,6 +6,7 @@ a fake brain whose speed the test controls; one runs the real tiny TrackGPT.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -357,3 +358,16 @@ def test_reasoning_records_name_every_brain_call():
     assert steps[2].rethinking and steps[2].purport_score < steps[2].purport_threshold
     assert [(r.instruction, r.answer) for r in dropped] == [("the cat", None)]
     assert dropped[0].error.startswith("superseded")
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no per-thread nice values on this OS")
+def test_brain_nice_lowers_only_the_brain_worker():
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain(), brain_nice=5) as tracker:
+        assert tracker.wait_started(5.0) and tracker.brain_nice_error is None
+        assert os.getpriority(os.PRIO_PROCESS, tracker._thread.native_id) == min(base + 5, 19)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the frame side keeps its own
+        tracker.set_instruction("the ball")
+        assert run(tracker, [1, 2])[1].state is TrackState.TRACKING
+    with pytest.raises(ValueError, match="brain_nice"):
+        OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain(), brain_nice=25)

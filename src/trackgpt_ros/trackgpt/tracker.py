@@ -39,6 +39,7 @@ thinks). ``None`` leaves the setting alone.
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections import deque
@@ -172,6 +173,8 @@ class OnlineTracker:
         tau: rethinking threshold as a fraction of the reference S_p (0.5 in the paper).
         brain_threads: torch intra-op threads for the brain worker (None: unchanged).
         frame_threads: torch intra-op threads for the thread that calls :meth:`step` (None: unchanged).
+        brain_nice: raise the brain worker's nice value by this much (Linux: per thread), so that when the CPU is
+            short the frame path runs first; 0 leaves it. A failure is kept in :attr:`brain_nice_error`.
     """
 
     def __init__(
@@ -182,6 +185,7 @@ class OnlineTracker:
         tau: float = 0.5,
         brain_threads: int | None = None,
         frame_threads: int | None = None,
+        brain_nice: int = 0,
     ) -> None:
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {tau}")
@@ -193,6 +197,11 @@ class OnlineTracker:
         self.tau = float(tau)
         self.brain_threads = brain_threads
         self.frame_threads = frame_threads
+        if not 0 <= brain_nice <= 19:
+            raise ValueError(f"brain_nice must be in [0, 19], got {brain_nice}")
+        self.brain_nice = int(brain_nice)
+        self.brain_nice_error: str | None = None
+        self._brain_started = threading.Event()
         self._frame_thread_ids: set[int] = set()
 
         self._cond = threading.Condition()
@@ -325,6 +334,10 @@ class OnlineTracker:
         with self._cond:
             return self._cond.wait_for(lambda: self._pending is None and self._running is None, timeout)
 
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """True once the brain worker has applied its threads and nice value (see :attr:`brain_nice_error`)."""
+        return self._brain_started.wait(timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         """Cancel pending reasoning and stop the worker thread."""
         with self._cond:
@@ -403,6 +416,13 @@ class OnlineTracker:
     def _worker(self) -> None:
         if self.brain_threads is not None:
             set_thread_count(self.brain_threads)
+        if self.brain_nice:
+            try:  # on Linux a thread id names one thread: only the brain worker is lowered
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.brain_nice)
+            except (OSError, AttributeError) as exc:
+                self.brain_nice_error = f"{type(exc).__name__}: {exc}"
+        self._brain_started.set()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending is not None or self._closed)

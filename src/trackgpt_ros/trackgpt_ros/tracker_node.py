@@ -84,6 +84,7 @@ class TrackerParams:
     max_instruction_bytes: int = param(4096, "instructions longer than this (UTF-8 bytes) are rejected")
     brain_threads: int = param(1, "torch threads for the reasoning worker (0 = leave unchanged)")
     frame_threads: int = param(1, "torch threads for per-frame decoding (0 = leave unchanged)")
+    brain_nice: int = param(10, "nice increment of the reasoning worker thread (0-19; 0 = unchanged): frames first")
 
 
 class TrackerNode(FrameWorkerNode):
@@ -98,7 +99,10 @@ class TrackerNode(FrameWorkerNode):
         self.tracker = OnlineTracker(
             perception=model, tau=self.p.tau,
             brain_threads=self.p.brain_threads or None, frame_threads=self.p.frame_threads or None,
+            brain_nice=self.p.brain_nice,
         )
+        if self.tracker.wait_started(5.0) and self.tracker.brain_nice_error:
+            self.get_logger().warning(f"brain_nice {self.p.brain_nice} not applied: {self.tracker.brain_nice_error}")
         self.get_logger().info(
             f"model {source} on {device} ({self.p.precision}) loaded in {time.monotonic() - t0:.1f} s; "
             f"mode {self.p.mode}, tau {self.p.tau}, image conversion: {BACKEND}"
