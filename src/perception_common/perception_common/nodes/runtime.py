@@ -90,8 +90,8 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     The executor is single-threaded on purpose: callbacks only hand messages to the node's own worker threads,
     and rclpy's MultiThreadedExecutor, competing for the GIL with a worker running a model, took frames so late
     that the reader's keep-last-1 history overwrote them (``make bench``, 2 cores, 640x480 at 30 fps: the tracker
-    node received 67-205 of 300 frames, the AVS node 29-33, latency p99 0.9-3 s; single-threaded: 300 of 300,
-    p99 32-35 ms).
+    node received 67-205 of 300 frames, the AVS node 29-33, latency p99 0.9-3 s; single-threaded, 3 runs: 299-300
+    and 294-300 of 300, p99 37-64 and 41-69 ms).
 
     rclpy's own signal handler is not installed: it would shut the context down
     before the node could log its summary and release its devices. SIGINT and

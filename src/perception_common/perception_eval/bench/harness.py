@@ -279,6 +279,12 @@ def _diag_delta(before: dict, after: dict, key: str) -> int | None:
         return None
 
 
+def _node_counts(before: dict, after: dict) -> dict[str, int | None]:
+    """The node's own frame counts over a phase: frames lost before it (DDS) vs by it (its queue)."""
+    keys = ("received", "processed", "dropped")
+    return {f"node_reported_{key}": _diag_delta(before, after, f"frames_{key}") for key in keys}
+
+
 def compare_throughput(bench: Bench, bare, node_run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Bare loop, node closed loop, bare loop again (the nodes idle while the bare loop runs): the bare figure is
     the mean over both bare runs, so load that drifts during the run biases neither side."""
@@ -348,9 +354,7 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
         margin_ns=bench.margin_ns,
         keep=lambda r: r[2] in DECODED and not overlaps(r, spans),
     )
-    after = bench.diag(a.fqn)
-    for key in ("received", "processed", "dropped"):  # the node's own counts: frames lost before it vs by it
-        idle[f"node_reported_{key}"] = _diag_delta(before, after, f"frames_{key}")
+    idle.update(_node_counts(before, bench.diag(a.fqn)))
     out["live_idle"] = idle
 
     # B: the brain rethinks over and over; latency of the frames decoded while it works
@@ -442,9 +446,7 @@ def run_avs(bench: Bench, v: NodeProcess, bare, image_pub) -> dict[str, Any]:
     rows = list(log.scores[i0:])
     live = live_stats(stamps, rows, margin_ns=bench.margin_ns)
     live["no_audio"] = sum(1 for r in rows if math.isnan(r[2]))
-    after = bench.diag(v.fqn)
-    for key in ("received", "processed", "dropped"):  # the node's own counts: frames lost before it vs by it
-        live[f"node_reported_{key}"] = _diag_delta(before, after, f"frames_{key}")
+    live.update(_node_counts(before, bench.diag(v.fqn)))
     out["live"] = live
     out["audio"] = audio.stats()
     return out
