@@ -5,18 +5,20 @@
 #   2. the gated AVS model and its un-gated baseline (training/configs/embedded/avs-{gated,baseline}.yaml),
 #      side by side; the mask logit offset is chosen on VAL clips and the weights are stored in fp16 in the
 #      packages' pretrained/ folders
-#   3. the embedded TrackGPT in four runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
-#      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml on data/worlds/instruction-2400),
-#      copied into src/trackgpt_ros/trackgpt/pretrained/embedded (fp16)
+#   3. the embedded TrackGPT in seven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
+#      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
+#      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
+#      trackgpt-vision-reader.yaml on data/worlds/instruction-2400), copied into
+#      src/trackgpt_ros/trackgpt/pretrained/embedded (fp16)
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
-# The shipped models' first runs were trained on a lent GPU, TrackGPT's last two on 2 CPU cores
+# The shipped models' first runs and TrackGPT's vision stages were trained on a lent GPU, TrackGPT's other runs on 2 CPU cores
 # (results/embedded/README.md gives the steps and times); on a CUDA machine this script runs everything there
 # (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
 # ~15 min, AVS ~0.5 s/step at batch 4 (the recipe uses batch 16), SAM ~0.3 s/step at batch 8, TrackGPT
 # 7-12 s/step at batch 4 with the brain trained, ~1.7 s/step at batch 8 with it frozen (trackgpt-reader.yaml), ~1.9
-# with the image encoder training too (trackgpt-encoder.yaml).
+# with the image encoder training too (trackgpt-encoder.yaml); the text-only vision stages ~12 s/step at batch 32.
 # Training runs and logs go to data/runs/ (gitignored). Runs resume where they stopped (`--resume`), so an
 # interrupted call can be repeated.
 set -euo pipefail
@@ -29,7 +31,7 @@ for arg in "$@"; do
     --no-trackgpt) do_trackgpt=0 ;;
     --no-worlds) do_worlds=0 ;;
     --no-eval) do_eval=0 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "train_embedded.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -123,11 +125,16 @@ if [ "$do_trackgpt" = 1 ]; then
   # 1. the small SAM pre-trained with box / point prompts on the world's object masks (sam.yaml); 2. instruction
   # tuning on it, the brain naming the target before <TK> (trackgpt-sam.yaml); 3. phi and the perception learn to
   # read the frozen brain through 8 layer-15 states (trackgpt-reader.yaml), on the 600-video world; 4. the image
-  # encoder trains too (trackgpt-encoder.yaml), on the 2400-video world (its first 600 videos are the same).
+  # encoder trains too (trackgpt-encoder.yaml), on the 2400-video world (its first 600 videos are the same);
+  # 5. the brain learns to see: vision tower, projector and LoRA on the text loss alone (trackgpt-vision.yaml,
+  # continued by trackgpt-vision-more.yaml on the first 800 videos); 6. phi and the perception re-learn to read
+  # it, the brain frozen (trackgpt-vision-reader.yaml).
   [ "$(train_count data/worlds/instruction-600)" = 600 ] || perception-worlds instruction \
     --out data/worlds/instruction-600 --seed 0 --videos-per-split train=600 val=60 test=0 --overwrite --no-progress
   [ "$(train_count data/worlds/instruction-2400)" = 2400 ] || perception-worlds instruction \
     --out data/worlds/instruction-2400 --seed 0 --videos-per-split train=2400 val=60 test=0 --overwrite --no-progress
+  [ "$(train_count data/worlds/instruction-800)" = 800 ] || perception-worlds instruction \
+    --out data/worlds/instruction-800 --seed 0 --videos-per-split train=800 val=4 test=0 --overwrite --no-progress
   train training.trackgpt.pretrain_sam training/configs/embedded/sam.yaml data/runs/sam-embedded data/runs/sam.log
   train training.trackgpt.train training/configs/embedded/trackgpt-sam.yaml data/runs/trackgpt-sam \
     data/runs/trackgpt-sam.log
@@ -135,9 +142,12 @@ if [ "$do_trackgpt" = 1 ]; then
     data/runs/trackgpt-reader.log
   train training.trackgpt.train training/configs/embedded/trackgpt-encoder.yaml data/runs/trackgpt-encoder \
     data/runs/trackgpt-encoder.log
+  for run in trackgpt-vision trackgpt-vision-more trackgpt-vision-reader; do
+    train training.trackgpt.train "training/configs/embedded/$run.yaml" "data/runs/$run" "data/runs/$run.log"
+  done
   rm -rf src/trackgpt_ros/trackgpt/pretrained/embedded
   mkdir -p src/trackgpt_ros/trackgpt/pretrained
-  cp -r data/runs/trackgpt-encoder/model src/trackgpt_ros/trackgpt/pretrained/embedded
+  cp -r data/runs/trackgpt-vision-reader/model src/trackgpt_ros/trackgpt/pretrained/embedded
   python - <<'EOF2'
 from pathlib import Path
 

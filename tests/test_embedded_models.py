@@ -29,11 +29,11 @@ AVS_MEASURED = {"G-mIoU": 0.720, "G-FPR": 0.021, "mIoU": 0.642}
 AVS_BASELINE_MEASURED = {"mIoU": 0.617}  # its first 3 clips
 MARGIN = 0.10  # absolute: G-mIoU / mIoU may be at most this much lower, G-FPR at most this much higher
 
-# The shipped TrackGPT is far below its target (J&F 0.190 on this sample of 3 instructions, 0.363 on the 167 of the
-# test split); the sample is small and noisy (the previous checkpoints: 0.184 and 0.265 here, 0.328 and 0.249 on the
-# test split), so it guards against a broken checkpoint, not small changes: one that does not localise its target
-# scored 0.037.
-TRACKGPT_MEASURED = {"J&F": 0.190}
+# The shipped TrackGPT is far below its target (J&F 0.278 on this sample of 3 instructions, 0.367 on the 167 of the
+# test split); the sample is small and noisy (the previous checkpoints: 0.190, 0.184 and 0.265 here, 0.363, 0.328
+# and 0.249 on the test split), so it guards against a broken checkpoint, not small changes: one that does not
+# localise its target scored 0.037.
+TRACKGPT_MEASURED = {"J&F": 0.278}
 TRACKGPT_MARGIN = 0.10
 
 

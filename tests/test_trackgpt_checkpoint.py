@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from trackgpt import TrackGPT, get_config
 from trackgpt.brain import build_tiny_llava
 from trackgpt.errors import BrainError, CheckpointError
+from trackgpt.model import _find_module
 from trackgpt.sam import SamParts
 
 
@@ -31,9 +32,18 @@ def _perturb(model: TrackGPT, seed: int = 1) -> None:
         rows = {k: v + torch.randn(v.shape, generator=g) for k, v in model.brain.added_token_rows().items()}
         model.brain.set_added_token_rows(rows)
         saved_projector = model.config.brain.train_vision_projector
+        saved_tower = model.config.brain.train_vision_tower
         for name, p in model.brain.model.named_parameters():
-            if "lora_B" in name or ("multi_modal_projector" in name and saved_projector):
+            if (
+                "lora_B" in name
+                or ("multi_modal_projector" in name and saved_projector)
+                or ("vision_tower." in name and saved_tower)
+            ):
                 p.add_(0.5 * torch.randn(p.shape, generator=g))
+
+
+def _tower(model: TrackGPT):
+    return _find_module(model.brain.model, "vision_tower")
 
 
 def _outputs(model: TrackGPT):
@@ -82,6 +92,37 @@ def test_save_load_gives_identical_outputs(saved):
     fresh = TrackGPT.from_config("tiny", brain={"train_vision_projector": True})
     with pytest.raises(AssertionError):
         _assert_same(expected, _outputs(fresh))
+
+
+def test_trained_vision_tower_is_saved_and_loaded(tmp_path):
+    brain = {"train_vision_projector": True, "train_vision_tower": True}
+    model = TrackGPT.from_config("tiny", brain=brain)
+    _perturb(model, seed=5)
+    model.save_pretrained(tmp_path / "m")
+    keys = set(load_file(tmp_path / "m" / "model.safetensors"))
+    assert any(k.startswith("brain.vision_tower.") for k in keys)
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["vision_tower_saved"] is True
+    expected = _outputs(model)
+    _assert_same(expected, _outputs(TrackGPT.from_pretrained(tmp_path / "m")))
+    # the check above can fail: the same model with its seeded (untrained) tower answers otherwise
+    fresh = TrackGPT.from_pretrained(tmp_path / "m")
+    seeded = _tower(TrackGPT.from_config("tiny", brain=brain)).state_dict()
+    _tower(fresh).load_state_dict(seeded)
+    with pytest.raises(AssertionError):
+        _assert_same(expected, _outputs(fresh))
+
+
+def test_a_folder_saved_without_its_tower_loads_with_the_tower_switched_on(tmp_path):
+    # what model.init_from does when a training stage starts to train the tower (brain override)
+    model = TrackGPT.from_config("tiny", brain={"train_vision_projector": True})
+    _perturb(model, seed=6)
+    model.save_pretrained(tmp_path / "m")
+    assert not any(k.startswith("brain.vision_tower.") for k in load_file(tmp_path / "m" / "model.safetensors"))
+    loaded = TrackGPT.from_pretrained(tmp_path / "m", train_vision_tower=True)
+    assert loaded.config.brain.train_vision_tower
+    _assert_same(_outputs(model), _outputs(loaded))
+    loaded.save_pretrained(tmp_path / "again")  # from now on the folder carries the tower
+    assert any(k.startswith("brain.vision_tower.") for k in load_file(tmp_path / "again" / "model.safetensors"))
 
 
 def test_save_load_without_lora(tmp_path):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from perception_eval.worlds.instruction import InstructionWorldConfig, generate_instruction_world
 from trackgpt import TrackGPT
+from trackgpt.model import _find_module
 from training.common.errors import SetupError
 from training.common.toydata import write_llava_instruct, write_reason_seg, write_refcoco, write_semantic_seg
 from training.trackgpt import data as tg_data
@@ -384,3 +385,31 @@ def test_freeze_brain_trains_phi_and_perception_only(toy, tmp_path):
     # the brain cannot be frozen and trained at once
     bad = _argv(tmp_path / "c", ytvos, "train.steps=1", "model.freeze_brain=true", f"model.init_from={start}")
     assert tg_train.main(bad) == 2
+
+
+def test_text_only_stage_trains_the_vision_tower_projector_and_lora_only(toy, tmp_path):
+    ytvos = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    projector = "model.overrides={brain: {train_vision_projector: true}}"
+    assert tg_train.main(_argv(tmp_path / "a", ytvos, "train.steps=2", projector, frames=1)) == 0
+    start = tmp_path / "a" / "model"
+    text_only = ("loss.lambda_mask=0", "loss.lambda_po=0", "model.train_token_rows=false", f"model.init_from={start}",
+                 "model.overrides={brain: {train_vision_tower: true}}")  # fmt: skip
+    assert tg_train.main(_argv(tmp_path / "b", ytvos, "train.steps=3", *text_only, frames=1)) == 0
+    rows = _rows(tmp_path / "b" / "train_log.csv")
+    assert all(float(r["loss_mask"]) == 0 and float(r["loss_text"]) > 0 for r in rows)
+    before = load_file(str(start / "model.safetensors"))
+    after = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    unchanged = [k for k in before if k.startswith(("perception.", "projection.", "brain.added_tokens."))]
+    assert unchanged and all(torch.equal(before[k], after[k]) for k in unchanged)
+    projector = [k for k in before if k.startswith("brain.multi_modal_projector.")]
+    assert projector and not all(torch.equal(before[k], after[k]) for k in projector)
+    tower = [k for k in after if k.startswith("brain.vision_tower.")]
+    seeded = _find_module(TrackGPT.from_pretrained(start).brain.model, "vision_tower").state_dict()
+    assert tower and not all(torch.equal(seeded[k.removeprefix("brain.vision_tower.")], after[k]) for k in tower)
+    adapter = "brain_adapter/adapter_model.safetensors"
+    a, b = load_file(str(start / adapter)), load_file(str(tmp_path / "b" / "model" / adapter))
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    # nothing would train: a text-only stage with the brain frozen
+    frozen = ("loss.lambda_mask=0", "loss.lambda_po=0", "model.freeze_brain=true", "model.lora=false",
+              "model.train_token_rows=false", f"model.init_from={start}")  # fmt: skip
+    assert tg_train.main(_argv(tmp_path / "c", ytvos, "train.steps=1", *frozen, frames=1)) == 2

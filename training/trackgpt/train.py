@@ -11,13 +11,15 @@ instruction tuning; stage ``k + 1`` starts from stage ``k``'s ``model/`` folder 
 What is trained (paper Sec. 3.5): the mask decoder, the purport head, the cross-frame propagation and phi (the
 MLP projection); LoRA (peft) on the brain's language model (``q_proj`` / ``v_proj``, the model config's r /
 alpha / dropout); the ``<TK>`` / ``<PO>`` embedding rows; the LLaVA projector when the model config says
-``train_vision_projector``. Frozen: the SAM image encoder (``model.train_image_encoder: false``, the paper),
-the prompt encoder, the brain's base weights and vision tower. A trained image encoder (``train_image_encoder:
-true``, its learning rate scaled by ``image_encoder_lr_scale``) is saved in the exported folder, which then
-references no SAM checkpoint. ``model.freeze_brain: true`` trains no brain weight at all (LoRA, token rows and
-projector stay as loaded; ``lora`` and ``train_token_rows`` must be false) and runs the brain without gradients:
-a cheaper stage that teaches phi and the perception to read a brain that already answers well (``L_text`` is then
-logged, not trained).
+``train_vision_projector``, its vision tower when it says ``train_vision_tower`` (the embedded brain's tower has
+no pretrained weights). Frozen: the SAM image encoder (``model.train_image_encoder: false``, the paper),
+the prompt encoder, the brain's base weights and (by default) vision tower. ``loss.lambda_mask`` and
+``loss.lambda_po`` both 0 make a text-only stage: the perception and phi are neither run nor trained. A trained
+image encoder (``train_image_encoder: true``, its learning rate scaled by ``image_encoder_lr_scale``) is saved in
+the exported folder, which then references no SAM checkpoint. ``model.freeze_brain: true`` trains no brain
+weight at all (LoRA, token rows, projector and tower stay as loaded; ``lora`` and ``train_token_rows`` must be
+false) and runs the brain without gradients: a cheaper stage that teaches phi and the perception to read a brain
+that already answers well (``L_text`` is then logged, not trained).
 
 Joint loss (Eq. 4), every lambda 1 by default:
 
@@ -207,17 +209,29 @@ class TrackGPTTrainModule(nn.Module):
                 brain.add_lora()
             for name, p in brain.model.named_parameters():
                 p.requires_grad_("lora_" in name)
-        if model.config.brain.train_vision_projector and not self.freeze_brain:
-            for name, p in brain.model.named_parameters():
-                if "multi_modal_projector" in name:
-                    p.requires_grad_(True)
-        model.projection.requires_grad_(True)
+        trained_parts = [
+            part
+            for part, on in (
+                ("multi_modal_projector", model.config.brain.train_vision_projector),
+                ("vision_tower", model.config.brain.train_vision_tower),
+            )
+            if on and not self.freeze_brain
+        ]
+        for name, p in brain.model.named_parameters():
+            if any(f"{part}." in name for part in trained_parts):
+                p.requires_grad_(True)
+        # L_text alone (lambda_mask = lambda_po = 0): the perception is neither run nor trained
+        self.text_only = not float(loss["lambda_mask"]) and not float(loss["lambda_po"])
+        if self.text_only and self.freeze_brain:
+            raise SetupError("loss.lambda_mask and loss.lambda_po are 0 and the brain is frozen: nothing would train")
         perception = model.perception
-        for part in (perception.sam.mask_decoder, perception.purport_head, perception.propagation):
-            part.requires_grad_(True)
-        perception.sam.prompt_encoder.requires_grad_(bool(options["train_prompt_encoder"]))
-        self.train_image_encoder = bool(options["train_image_encoder"])
-        perception.sam.image_encoder.requires_grad_(self.train_image_encoder)
+        self.train_image_encoder = bool(options["train_image_encoder"]) and not self.text_only
+        if not self.text_only:
+            model.projection.requires_grad_(True)
+            for part in (perception.sam.mask_decoder, perception.purport_head, perception.propagation):
+                part.requires_grad_(True)
+            perception.sam.prompt_encoder.requires_grad_(bool(options["train_prompt_encoder"]))
+            perception.sam.image_encoder.requires_grad_(self.train_image_encoder)
         self.truncated_instructions = 0
 
     # ------------------------------------------------------------------ text
@@ -296,7 +310,7 @@ class TrackGPTTrainModule(nn.Module):
         logits = out.logits[:, :-1].float()
         target = labels[:, 1:]
         loss_text = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
-        mask_rows = [b for b, s in enumerate(samples) if s.kind == "mask"]
+        mask_rows = [b for b, s in enumerate(samples) if s.kind == "mask" and not self.text_only]
         zero = loss_text.new_zeros(())
         if not mask_rows:
             lt = float(self.loss_cfg["lambda_text"]) * loss_text

@@ -167,6 +167,9 @@ class BrainConfig:
         lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA of the language model (LISA's values).
         train_vision_projector: save the LLaVA multi-modal projector with the TrackGPT weights (needed when
             it is trained, as for the ``smollm2`` brain whose projector starts random).
+        train_vision_tower: train the LLaVA vision tower too (``training.trackgpt.train``) and save it with the
+            TrackGPT weights. The paper freezes CLIP; the ``smollm2`` brain's tower starts random (no CLIP
+            weights here), so it cannot see colours or positions until it is trained.
         vision: ``CLIPVisionConfig`` keyword arguments for built brains (``tiny``, ``smollm2``).
         text: ``LlamaConfig`` keyword arguments for the ``tiny`` brain (vocabulary comes from its tokenizer).
         image_mean, image_std: the vision tower's normalisation in 0..1 (CLIP's by default; a folder's
@@ -187,6 +190,7 @@ class BrainConfig:
     lora_dropout: float = 0.05
     lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     train_vision_projector: bool = False
+    train_vision_tower: bool = False
     vision: Mapping[str, Any] = field(default_factory=dict)
     text: Mapping[str, Any] = field(default_factory=dict)
     image_mean: tuple[float, float, float] = CLIP_MEAN

@@ -8,7 +8,8 @@ float32, which takes 10-20 s on a robot CPU, so it is done once:
   the cache; later loads take well under a second;
 * :func:`ensure_embedded_brain` builds (once) the embedded LLaVA folder: a small
   CLIP vision tower and LLaVA projector (random, seeded; they are trained with
-  TrackGPT, see ``BrainConfig.train_vision_projector``), SmolLM2 as the
+  TrackGPT and stored with its weights, see ``BrainConfig.train_vision_projector``
+  and ``train_vision_tower``), SmolLM2 as the
   language model, and SmolLM2's tokenizer with the ``<image>`` token added.
 
 The cache is ``$TRACKGPT_CACHE`` or ``~/.cache/trackgpt``. The package itself is

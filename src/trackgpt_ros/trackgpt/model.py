@@ -15,7 +15,8 @@ Checkpoint folder (:meth:`TrackGPT.save_pretrained` / :meth:`TrackGPT.from_pretr
     model.safetensors    perception.* (decoder, prompt encoder, purport head, propagation;
                          the image encoder too unless the config names a SAM checkpoint),
                          projection.* (phi), brain.added_tokens.* (<TK>/<PO> embedding rows),
-                         brain.multi_modal_projector.* (only when the config trains it)
+                         brain.multi_modal_projector.* (only when the config trains it),
+                         brain.vision_tower.* (only when the config trains it)
     tokenizer/           the brain's tokenizer with <TK> and <PO>
     brain_adapter/       the LoRA adapter in peft's format (only when the brain has one)
 
@@ -281,7 +282,7 @@ class TrackGPT(nn.Module):
     def _image_encoder_saved(self) -> bool:
         return not self.config.sam.checkpoint
 
-    def _saved_view(self, *, image_encoder: bool) -> nn.Module:
+    def _saved_view(self, *, image_encoder: bool, vision_tower: bool | None = None) -> nn.Module:
         """A module tree whose state dict is exactly what ``model.safetensors`` holds."""
         root = nn.Module()
         perception, sam = nn.Module(), nn.Module()
@@ -302,6 +303,8 @@ class TrackGPT(nn.Module):
                 brain.added_tokens.register_parameter(name, nn.Parameter(value, requires_grad=False))
             if self.config.brain.train_vision_projector:
                 brain.multi_modal_projector = _find_module(self.brain.model, "multi_modal_projector")
+            if self.config.brain.train_vision_tower if vision_tower is None else vision_tower:
+                brain.vision_tower = _find_module(self.brain.model, "vision_tower")
             root.brain = brain
         return root
 
@@ -314,6 +317,7 @@ class TrackGPT(nn.Module):
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
             "image_encoder_saved": self._image_encoder_saved(),
+            "vision_tower_saved": self.brain is not None and self.config.brain.train_vision_tower,
             "has_brain": self.brain is not None,
         }
         if self.brain is not None:
@@ -368,7 +372,10 @@ class TrackGPT(nn.Module):
             if meta.get("lora") and not brain.has_lora:
                 brain.load_adapter(folder / ADAPTER_DIR)
         model = cls(config=config, brain=brain)
-        view = model._saved_view(image_encoder=bool(meta.get("image_encoder_saved")))
+        # a folder saved before its vision tower was trained has none (train_vision_tower may be an override)
+        view = model._saved_view(
+            image_encoder=bool(meta.get("image_encoder_saved")), vision_tower=bool(meta.get("vision_tower_saved"))
+        )
         load_strict(view, tensors, f"checkpoint {folder / 'model.safetensors'}")
         if brain is not None:
             rows = {name: p.data for name, p in view.brain.added_tokens.named_parameters()}
