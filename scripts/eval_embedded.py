@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -119,7 +120,9 @@ def evaluate_trackgpt(
 
     The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
     overall, per instruction kind, held-out templates vs seen templates (``heldout_template``), any held-out
-    flag vs none, each with rethinking on and off.
+    flag vs none, each with rethinking on and off. Where the world names the target (its colour and category) and
+    the brain answers "... track the <name>." (the embedded model's answer), each group also has the share of
+    first answers that name the target (``named``) and its category (``category_named``); ``None`` otherwise.
     """
     from perception_eval.datasets import InsTrack
     from perception_eval.metrics import summarize_davis
@@ -140,8 +143,12 @@ def evaluate_trackgpt(
         groups: dict[str, list] = {}
         t0 = time.perf_counter()
         for video, expression in pairs:
-            obj, _ = evaluate_video(model, video, expression, max_frames=max_frames, rethink=rethink, tau=tau)
+            answers: list[str] = []
+            obj, _ = evaluate_video(
+                model, video, expression, max_frames=max_frames, rethink=rethink, tau=tau, answers=answers
+            )
             extra = expression.extra
+            naming = answer_names_target(answers[0] if answers else "", extra.get("colour"), extra.get("category"))
             keys = [
                 "overall",
                 f"kind={expression.kind}",
@@ -149,14 +156,33 @@ def evaluate_trackgpt(
                 "heldout(any)" if expression.heldout else "seen(all)",
             ]
             for k in keys:
-                groups.setdefault(k, []).append(obj)
+                groups.setdefault(k, []).append((obj, naming))
         block = {}
-        for k, objs in sorted(groups.items()):
-            o = summarize_davis(objs).overall
-            block[k] = {"J&F": o["J&F-Mean"], "J": o["J-Mean"], "F": o["F-Mean"], "count": len(objs)}
+        for k, rows in sorted(groups.items()):
+            o = summarize_davis([obj for obj, _ in rows]).overall
+            block[k] = {"J&F": o["J&F-Mean"], "J": o["J-Mean"], "F": o["F-Mean"], "count": len(rows)}
+            named = [n for _, n in rows if n is not None]
+            block[k]["named"] = float(np.mean([n[0] for n in named])) if named else None
+            block[k]["category_named"] = float(np.mean([n[1] for n in named])) if named else None
         block["seconds"] = round(time.perf_counter() - t0, 1)
         res["rethink_on" if rethink else "rethink_off"] = block
     return res
+
+
+def answer_names_target(answer: str, colour: str | None, category: str | None) -> tuple[bool, bool] | None:
+    """``(names colour and category, names the category)`` for an answer "... track the <colour> <category>. ...".
+
+    ``None`` when the world does not name the target or the answer has no "track the <name>." part (the paper's
+    answer, "Sure, I track the object.", names nothing).
+    """
+    if not category:
+        return None
+    match = re.search(r"track the ([a-z][a-z ]*?)\s*\.", answer.lower())
+    if match is None or match.group(1).split() == ["object"]:
+        return None
+    words = match.group(1).split()
+    target = f"{colour or ''} {category}".lower().split()
+    return words == target, words[-1] == category.lower()
 
 
 def trackgpt_markdown(res: dict[str, Any]) -> str:
@@ -166,15 +192,16 @@ def trackgpt_markdown(res: dict[str, Any]) -> str:
         f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
         f"{res['instructions']} instructions, tau {res['tau']})",
         "",
-        "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes) + " | J (on) | F (on) |",
-        "|---|---|" + "---|" * len(modes) + "---|---|",
+        "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes)
+        + " | J (on) | F (on) | named | category named |",
+        "|---|---|" + "---|" * len(modes) + "---|---|---|---|",
     ]
     for g in groups:
         b = res[modes[0]][g]
         lines.append(
             f"| {g} | {b['count']} | "
             + " | ".join(_fmt(res[m][g]["J&F"]) for m in modes)
-            + f" | {_fmt(b['J'])} | {_fmt(b['F'])} |"
+            + f" | {_fmt(b['J'])} | {_fmt(b['F'])} | {_fmt(b.get('named'))} | {_fmt(b.get('category_named'))} |"
         )
     return "\n".join(lines) + "\n"
 

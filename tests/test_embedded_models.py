@@ -105,4 +105,17 @@ def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
     )
     score = res["rethink_on"]["overall"]["J&F"]
     assert 0.0 <= score <= 1.0, res
+    # the shipped brain names its target ("Sure, I track the red cup."): the table reports how often it is right
+    overall = res["rethink_on"]["overall"]
+    assert overall["named"] is not None and 0.0 <= overall["named"] <= overall["category_named"] <= 1.0, res
     assert score >= TRACKGPT_MEASURED["J&F"] - TRACKGPT_MARGIN, res
+
+
+def test_naming_is_read_from_the_named_answer():
+    names = _eval_module().answer_names_target
+    assert names("Sure, I track the red apple. <TK>, <PO>", "red", "apple") == (True, True)
+    assert names("Sure, I track the brown book. ,", "orange", "book") == (False, True)
+    # an orange (the fruit) is not named by "orange book": the category is the name's last word
+    assert names("Sure, I track the orange book.", "orange", "orange") == (False, False)
+    assert names("Sure, I track the object. <TK>, <PO>", "red", "apple") is None  # the paper's answer
+    assert names("Sure, I track the red apple.", None, None) is None  # a world that does not name its targets

@@ -575,10 +575,20 @@ def _clean(text: str) -> str:
         return "object"
 
 
-def evaluate_video(model: TrackGPT, video, expression, *, max_frames: int = 0, rethink: bool = True, tau: float = 0.5):
+def evaluate_video(
+    model: TrackGPT,
+    video,
+    expression,
+    *,
+    max_frames: int = 0,
+    rethink: bool = True,
+    tau: float = 0.5,
+    answers: list[str] | None = None,
+):
     """Track one (video, expression) like the tracker (paper Alg. 1, synchronous) and score it with DAVIS J/F.
 
-    Returns ``(DavisObjectScore, mean purport score)``.
+    Returns ``(DavisObjectScore, mean purport score)``; the brain's answer of each reasoning (the first, then one per
+    rethinking) is appended to ``answers`` when given.
     """
     n = len(video) if max_frames <= 0 else min(len(video), max_frames)
     text = _clean(expression.text)
@@ -590,6 +600,8 @@ def evaluate_video(model: TrackGPT, video, expression, *, max_frames: int = 0, r
         if q_r is None:
             reasoning = model.reason(frame, text)
             q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
+            if answers is not None:
+                answers.append(reasoning.answer)
         decoded = model.decode(model.encode_frame(frame), referring_query=q_r, online_query=q_t, purport_query=q_p)
         q_t = decoded.next_query
         if reference is None:
@@ -599,6 +611,8 @@ def evaluate_video(model: TrackGPT, video, expression, *, max_frames: int = 0, r
             # and the next frame's S_p becomes the new reference
             reasoning = model.reason(frame, text)
             q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
+            if answers is not None:
+                answers.append(reasoning.answer)
             reference = None
         preds.append(decoded.mask)
         gts.append(video.load_mask(i) == int(expression.obj_id))
