@@ -121,7 +121,7 @@ def evaluate_trackgpt(
     The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
     overall, per instruction kind, held-out templates vs seen templates (``heldout_template``), any held-out
     flag vs none, each with rethinking on and off. Where the world names the target (its colour and category) and
-    the brain answers "... track the <name>." (the embedded model's answer), each group also has the share of
+    the model's answer template names it (``{target}``, the embedded model's), each group also has the share of
     first answers that name the target (``named``) and its category (``category_named``); ``None`` otherwise.
     """
     from perception_eval.datasets import InsTrack
@@ -139,6 +139,7 @@ def evaluate_trackgpt(
         for expression in video.expressions[:max_expressions]:
             pairs.append((video, expression))
     res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau}
+    template = model.config.brain.answer_template
     for rethink in rethink_modes:
         groups: dict[str, list] = {}
         t0 = time.perf_counter()
@@ -148,7 +149,9 @@ def evaluate_trackgpt(
                 model, video, expression, max_frames=max_frames, rethink=rethink, tau=tau, answers=answers
             )
             extra = expression.extra
-            naming = answer_names_target(answers[0] if answers else "", extra.get("colour"), extra.get("category"))
+            naming = answer_names_target(
+                answers[0] if answers else "", template, extra.get("colour"), extra.get("category")
+            )
             keys = [
                 "overall",
                 f"kind={expression.kind}",
@@ -169,20 +172,25 @@ def evaluate_trackgpt(
     return res
 
 
-def answer_names_target(answer: str, colour: str | None, category: str | None) -> tuple[bool, bool] | None:
-    """``(names colour and category, names the category)`` for an answer "... track the <colour> <category>. ...".
+def answer_names_target(
+    answer: str, template: str, colour: str | None, category: str | None
+) -> tuple[bool, bool] | None:
+    """``(names colour and category, names the category)`` for an answer made from ``template`` (the brain's
+    ``answer_template``, e.g. "Sure, I track the {target}. <TK>, <PO>").
 
-    ``None`` when the world does not name the target or the answer has no "track the <name>." part (the paper's
-    answer, "Sure, I track the object.", names nothing).
+    ``None`` when the world does not name the target, the template has no ``{target}`` (the paper's answer,
+    "Sure, I track the object.", names nothing) or the answer does not follow it.
     """
-    if not category:
+    if not category or "{target}" not in template:
         return None
-    match = re.search(r"track the ([a-z][a-z ]*?)\s*\.", answer.lower())
-    if match is None or match.group(1).split() == ["object"]:
+    before, after = template.lower().split("{target}", 1)
+    stop = after.split("<")[0].strip()  # the text between the name and the special tokens, e.g. "."
+    pattern = re.escape(before.strip()) + r"\s*(.+?)\s*" + (re.escape(stop) if stop else "$")
+    match = re.search(pattern, answer.lower())
+    if match is None:
         return None
     words = match.group(1).split()
-    target = f"{colour or ''} {category}".lower().split()
-    return words == target, words[-1] == category.lower()
+    return words == f"{colour or ''} {category}".lower().split(), words[-1] == category.lower()
 
 
 def trackgpt_markdown(res: dict[str, Any]) -> str:

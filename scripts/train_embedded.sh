@@ -13,9 +13,9 @@
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
-# The shipped models' first runs and TrackGPT's vision stages were trained on a lent GPU, TrackGPT's other runs on 2 CPU cores
-# (results/embedded/README.md gives the steps and times); on a CUDA machine this script runs everything there
-# (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
+# The shipped models' first runs and TrackGPT's vision stages were trained on a lent GPU, TrackGPT's other runs on
+# 2 CPU cores (results/embedded/README.md gives the steps and times); on a CUDA machine this script runs everything
+# there (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
 # ~15 min, AVS ~0.5 s/step at batch 4 (the recipe uses batch 16), SAM ~0.3 s/step at batch 8, TrackGPT
 # 7-12 s/step at batch 4 with the brain trained, ~1.7 s/step at batch 8 with it frozen (trackgpt-reader.yaml), ~1.9
 # with the image encoder training too (trackgpt-encoder.yaml); the text-only vision stages ~12 s/step at batch 32.

@@ -112,10 +112,12 @@ def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
 
 
 def test_naming_is_read_from_the_named_answer():
-    names = _eval_module().answer_names_target
-    assert names("Sure, I track the red apple. <TK>, <PO>", "red", "apple") == (True, True)
-    assert names("Sure, I track the brown book. ,", "orange", "book") == (False, True)
+    from trackgpt.config import NAMED_ANSWER, PAPER_ANSWER
+
+    names, named = _eval_module().answer_names_target, NAMED_ANSWER.strip()
+    assert names("Sure, I track the red apple. <TK>, <PO>", named, "red", "apple") == (True, True)
+    assert names("Sure, I track the brown book. ,", named, "orange", "book") == (False, True)
     # an orange (the fruit) is not named by "orange book": the category is the name's last word
-    assert names("Sure, I track the orange book.", "orange", "orange") == (False, False)
-    assert names("Sure, I track the object. <TK>, <PO>", "red", "apple") is None  # the paper's answer
-    assert names("Sure, I track the red apple.", None, None) is None  # a world that does not name its targets
+    assert names("Sure, I track the orange book.", named, "orange", "orange") == (False, False)
+    assert names("Sure, I track the object. <TK>, <PO>", PAPER_ANSWER, "red", "apple") is None  # the paper's answer
+    assert names("Sure, I track the red apple.", named, None, None) is None  # a world that does not name its targets

@@ -209,16 +209,14 @@ class TrackGPTTrainModule(nn.Module):
                 brain.add_lora()
             for name, p in brain.model.named_parameters():
                 p.requires_grad_("lora_" in name)
-        trained_parts = [
-            part
-            for part, on in (
-                ("multi_modal_projector", model.config.brain.train_vision_projector),
-                ("vision_tower", model.config.brain.train_vision_tower),
-            )
-            if on and not self.freeze_brain
-        ]
+        trained_parts = []
+        if not self.freeze_brain:
+            if model.config.brain.train_vision_projector:
+                trained_parts.append("multi_modal_projector.")
+            if model.config.brain.train_vision_tower:
+                trained_parts.append("vision_tower.")
         for name, p in brain.model.named_parameters():
-            if any(f"{part}." in name for part in trained_parts):
+            if any(part in name for part in trained_parts):
                 p.requires_grad_(True)
         # L_text alone (lambda_mask = lambda_po = 0): the perception is neither run nor trained
         self.text_only = not float(loss["lambda_mask"]) and not float(loss["lambda_po"])
