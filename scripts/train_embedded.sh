@@ -2,9 +2,10 @@
 # Regenerate the shipped embedded models from scratch with fixed seeds (what `make train-embedded` runs):
 #   1. the generated worlds (seed 0) into data/worlds/{avs,instruction}: AVS with the 3000-clip train split its
 #      recipe uses, the instruction world at its default sizes (its test split scores TrackGPT)
-#   2. the gated AVS model and its un-gated baseline (training/configs/embedded/avs-{gated,baseline}.yaml),
-#      side by side; the mask logit offset is chosen on VAL clips and the weights are stored in fp16 in the
-#      packages' pretrained/ folders
+#   2. the AVS models: a first gated run and the un-gated baseline (training/configs/embedded/avs-gated.yaml,
+#      avs-baseline.yaml) side by side, then the baseline continued with a fresh gate and without one
+#      (avs-gated-more.yaml, avs-baseline-more.yaml); the mask logit offset is chosen on VAL clips and the
+#      weights are stored in fp16 in the packages' pretrained/ folders
 #   3. the embedded TrackGPT in seven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
@@ -13,14 +14,14 @@
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
-# The shipped models' first runs and TrackGPT's vision stages were trained on a lent GPU, TrackGPT's other runs on
-# 2 CPU cores (results/embedded/README.md gives the steps and times); on a CUDA machine this script runs everything
-# there (accelerate picks the GPU). On 2 CPU cores expect hours: worlds
-# ~15 min, AVS ~0.5 s/step at batch 4 (the recipe uses batch 16), SAM ~0.3 s/step at batch 8, TrackGPT
-# 7-12 s/step at batch 4 with the brain trained, ~1.7 s/step at batch 8 with it frozen (trackgpt-reader.yaml), ~1.9
-# with the image encoder training too (trackgpt-encoder.yaml); the text-only vision stages ~12 s/step at batch 32.
-# Training runs and logs go to data/runs/ (gitignored). Runs resume where they stopped (`--resume`), so an
-# interrupted call can be repeated.
+# The shipped models' first runs and TrackGPT's vision stages were trained on a lent GPU; TrackGPT's other runs and
+# the AVS second stages on 2 CPU cores (results/embedded/README.md gives the steps and times). On a CUDA machine
+# this script runs everything there (accelerate picks the GPU). On 2 CPU cores expect hours: worlds ~15 min, AVS
+# ~0.5 s/step at batch 4 (the recipe uses batch 16: ~4-6 s/step with two runs side by side), SAM ~0.3 s/step at
+# batch 8, TrackGPT 7-12 s/step at batch 4 with the brain trained, ~1.7 s/step at batch 8 with it frozen
+# (trackgpt-reader.yaml), ~1.9 with the image encoder training too (trackgpt-encoder.yaml); the text-only vision
+# stages ~12 s/step at batch 32. Training runs and logs go to data/runs/ (gitignored). Runs resume where they
+# stopped (`--resume`), so an interrupted call can be repeated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ for arg in "$@"; do
     --no-trackgpt) do_trackgpt=0 ;;
     --no-worlds) do_worlds=0 ;;
     --no-eval) do_eval=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "train_embedded.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -70,10 +71,20 @@ if [ "$do_avs" = 1 ]; then
     data/runs/avs-baseline.log &
   baseline=$!
   wait "$gated" "$baseline"
+  # Second stage, side by side: the baseline's weights go on training with a fresh gate (avs-gated-more.yaml,
+  # what ships as the gated model) and without one (avs-baseline-more.yaml, its comparison); the first gated run
+  # (avs-gated.yaml) is kept as a reference, its masks were weaker than the baseline's.
+  train training.avs.train training/configs/embedded/avs-gated-more.yaml data/runs/avs-gated-more \
+    data/runs/avs-gated-more.log &
+  gated=$!
+  train training.avs.train training/configs/embedded/avs-baseline-more.yaml data/runs/avs-baseline-more \
+    data/runs/avs-baseline-more.log &
+  baseline=$!
+  wait "$gated" "$baseline"
   # Ship: a constant offset is added to decoder.head_out.bias, chosen on the first 25 VAL clips' positives
   # (0..6 in steps of 0.5; 0 keeps the trained logits; short schedules leave the mask logits under-confident),
   # then the weights are stored in fp16.
-  for spec in avs-embedded:embedded avs-embedded-baseline:embedded-baseline; do
+  for spec in avs-gated-more:embedded avs-baseline-more:embedded-baseline; do
     python - "data/runs/${spec%%:*}/model" "src/avs_ros/avs/pretrained/${spec#*:}" <<'EOF'
 import shutil
 import sys

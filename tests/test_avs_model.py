@@ -143,6 +143,32 @@ def test_save_load_gives_identical_outputs(tmp_path, gate):
         assert torch.equal(before.score, after.score)
 
 
+def test_gated_model_starts_from_a_baseline_with_gate_overrides(tmp_path):
+    torch.manual_seed(2)
+    baseline = build_model("tiny", gate="off").eval()
+    frames, audio = torch.rand(2, 3, 64, 64), torch.randn(2, 1, 96, 64)
+    with torch.no_grad():
+        before = baseline(frames, audio)
+    folder = baseline.save_pretrained(tmp_path / "baseline")
+    gated = AVSModel.from_pretrained(folder, gate_overrides={"gate": "scaled_cosine", "gate_audio_term": True})
+    assert gated.config.gate == "scaled_cosine" and gated.config.gate_audio_term
+    assert gated.config.channels == baseline.config.channels
+    report = gated.gate_load_report
+    assert "gate.audio_term.weight" in report["initialised"] and "gate.log_scale" in report["initialised"]
+    assert report["dropped"] == []
+    with torch.no_grad():
+        after = gated(frames, audio)
+    assert torch.equal(before.mask_logits, after.mask_logits)  # every non-gate weight came from the baseline
+    assert after.score is not None and after.score.shape == (2,)
+    # and back: a gated folder loaded with the gate off drops the gate's weights, and names them
+    back = AVSModel.from_pretrained(gated.save_pretrained(tmp_path / "gated"), gate_overrides={"gate": "off"})
+    assert back.gate is None and "gate.audio_term.weight" in back.gate_load_report["dropped"]
+    # a plain load is strict and reports nothing; any other field is refused by name
+    assert AVSModel.from_pretrained(folder).gate_load_report == {"initialised": [], "dropped": []}
+    with pytest.raises(ConfigError, match="channels"):
+        AVSModel.from_pretrained(folder, gate_overrides={"gate": "cosine", "channels": 12})
+
+
 def test_bad_checkpoints(tmp_path):
     model = build_model("tiny")
     folder = model.save_pretrained(tmp_path / "good")

@@ -127,6 +127,25 @@ def test_exported_model_loads_in_the_library_and_the_node_spec(toy, tmp_path):
     assert pred.mask.shape == (48, 64) and pred.sounding
 
 
+def test_a_gated_run_starts_from_a_baseline_folder(toy, tmp_path, capsys):
+    base = tmp_path / "base"
+    assert avs_train.main(_args(toy, base, "train.steps=1", "model.overrides={gate: 'off'}")) == 0
+    start = load_file(str(base / "model" / "model.safetensors"))
+    gated = tmp_path / "gated"
+    extra = ("train.steps=2", f"model.init_from={base / 'model'}", "model.overrides={gate: scaled_cosine}")
+    assert avs_train.main(_args(toy, gated, *extra)) == 0
+    assert "gate weights initialised: gate.audio_proj.bias" in capsys.readouterr().err
+    assert all(float(r["loss_bce"]) > 0.0 for r in _rows(gated / "train_log.csv"))  # the fresh gate trains
+    model = AVSModel.from_pretrained(gated / "model")
+    assert model.config.gate == "scaled_cosine" and model.config.channels == 8
+    after = model.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in start.items() if k.startswith("decoder."))  # all of it trains
+    # with init_from, overrides may change the gate only
+    bad = ("train.steps=1", f"model.init_from={base / 'model'}", "model.overrides={channels: 16}")
+    assert avs_train.main(_args(toy, tmp_path / "bad", *bad)) == 2
+    assert "gate_overrides may only change" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [

@@ -54,7 +54,9 @@ DEFAULTS: dict[str, Any] = deep_merge(
         "model": {
             "config": "tiny",  # avs registry: tiny | embedded | resnet50-vggish | pvt-v2-b5-vggish
             "overrides": {},  # AVSConfig fields, e.g. {gate: "off"} (baseline) or {gate: "scaled_cosine"}
-            "init_from": None,  # a model folder (save_pretrained) to start from instead of random weights
+            # a model folder (save_pretrained) to start from instead of random weights; with it, overrides may only
+            # change the gate's fields (e.g. a gated model started from an un-gated baseline: the gate starts fresh)
+            "init_from": None,
             "backbone_weights": None,  # torchvision ResNet-50 / timm or official PVT-v2 weights (.pth/.safetensors)
             "audio_weights": None,  # torchvggish vggish-*.pth
             "pca_params": None,  # torchvggish PCA parameters (only with vggish_postprocess)
@@ -155,11 +157,9 @@ class AVSTask(Task):
                 raise SetupError(
                     f"model.init_from {str(folder)!r} is not an AVS model folder (config.json + model.safetensors)"
                 )
-            if m.get("overrides"):
-                raise SetupError("model.overrides cannot change a model loaded with model.init_from")
         try:
             self.model_config = (
-                AVSModel.from_pretrained(m["init_from"]).config
+                AVSModel.from_pretrained(m["init_from"], gate_overrides=m.get("overrides")).config
                 if m.get("init_from")
                 else get_config(m["config"], **dict(m.get("overrides") or {}))
             )
@@ -184,7 +184,10 @@ class AVSTask(Task):
         m = self.config["model"]
         try:
             if m.get("init_from"):
-                model = AVSModel.from_pretrained(m["init_from"])
+                model = AVSModel.from_pretrained(m["init_from"], gate_overrides=m.get("overrides"))
+                for what, keys in model.gate_load_report.items():
+                    if keys:
+                        print(f"model.init_from: gate weights {what}: {', '.join(keys)}", file=sys.stderr)
             else:
                 model = build_model(m["config"], **dict(m.get("overrides") or {}))
             if m.get("backbone_weights"):

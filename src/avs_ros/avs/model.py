@@ -15,8 +15,10 @@ reported as ``sounding`` (the baseline cannot say otherwise).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,6 +39,8 @@ from .gate import SimilarityGate
 from .vggish import build_vggish, load_pca_params, load_vggish_state_dict
 
 MODEL_TYPE = "avs"
+# AVSConfig fields that only concern the gate (what from_pretrained(gate_overrides=...) may change)
+GATE_FIELDS = frozenset({"gate", "gate_init_scale", "gate_visual_proj", "gate_audio_term", "threshold"})
 MIN_INPUT_SIDE = 32
 
 
@@ -126,6 +130,8 @@ class AVSModel(nn.Module):
         )
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
+        # gate weights that from_pretrained(gate_overrides=...) left freshly initialised or dropped
+        self.gate_load_report: dict[str, list[str]] = {"initialised": [], "dropped": []}
 
     # ------------------------------------------------------------------ forward
     def _check_inputs(self, frames: torch.Tensor, audio: torch.Tensor, clip_length: int) -> None:
@@ -262,16 +268,46 @@ class AVSModel(nn.Module):
         return save_folder(folder, {"model_type": MODEL_TYPE, **self.config.to_dict()}, self.state_dict())
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, device: str | torch.device = "cpu") -> AVSModel:
-        """Load a folder written by :meth:`save_pretrained`; returned in eval mode."""
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        gate_overrides: Mapping[str, Any] | None = None,
+    ) -> AVSModel:
+        """Load a folder written by :meth:`save_pretrained`; returned in eval mode.
+
+        Args:
+            folder: the model folder (``config.json`` + ``model.safetensors``).
+            device: where the model goes.
+            gate_overrides: change the gate's fields (:data:`GATE_FIELDS`) of the saved config, e.g.
+                ``{"gate": "scaled_cosine"}`` to start a gated model from an un-gated baseline's weights. Every
+                other weight must be in the folder; gate weights the new config has and the folder lacks keep their
+                fresh initialisation, gate weights the new config drops are ignored, and both are named in
+                ``model.gate_load_report``. Any other field is an error.
+        """
         config = read_config(folder, MODEL_TYPE)
         config.pop("model_type", None)
+        overrides = dict(gate_overrides or {})
+        other = sorted(set(overrides) - GATE_FIELDS)
+        if other:
+            raise ConfigError(
+                f"gate_overrides may only change {', '.join(sorted(GATE_FIELDS))}; got {', '.join(other)}"
+            )
         try:
-            cfg = AVSConfig.from_dict(config)
+            cfg = AVSConfig.from_dict({**config, **overrides})
         except ConfigError as exc:
             raise CheckpointError(f"{Path(folder) / 'config.json'}: {exc}") from None
         model = cls(config=cfg)
-        load_strict(model, read_tensors(folder), str(folder))
+        state = read_tensors(folder)
+        if overrides:
+            own = model.state_dict()
+            fresh = sorted(k for k in own if k.startswith("gate.") and k not in state)
+            dropped = sorted(k for k in state if k.startswith("gate.") and k not in own)
+            state = {k: v for k, v in state.items() if k not in dropped}
+            state.update({k: own[k] for k in fresh})
+            model.gate_load_report = {"initialised": fresh, "dropped": dropped}
+        load_strict(model, state, str(folder))
         return model.to(device).eval()
 
     def load_backbone_weights(self, path_or_state) -> None:
