@@ -4,8 +4,9 @@
 #      recipe uses, the instruction world at its default sizes (its test split scores TrackGPT)
 #   2. the AVS models: a first gated run and the un-gated baseline (training/configs/embedded/avs-gated.yaml,
 #      avs-baseline.yaml) side by side, then the baseline continued with a fresh gate and without one
-#      (avs-gated-more.yaml, avs-baseline-more.yaml); the mask logit offset is chosen on VAL clips and the
-#      weights are stored in fp16 in the packages' pretrained/ folders
+#      (avs-gated-more.yaml, avs-baseline-more.yaml), then both with the auxiliary category loss
+#      (avs-gated-category.yaml, avs-baseline-category.yaml); after each of the last two stages the mask logit
+#      offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages' pretrained/)
 #   3. the embedded TrackGPT in seven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
@@ -64,28 +65,10 @@ train() {  # train <module> <config> <output_dir> <log>
   fi
 }
 
-if [ "$do_avs" = 1 ]; then
-  train training.avs.train training/configs/embedded/avs-gated.yaml data/runs/avs-embedded data/runs/avs-gated.log &
-  gated=$!
-  train training.avs.train training/configs/embedded/avs-baseline.yaml data/runs/avs-embedded-baseline \
-    data/runs/avs-baseline.log &
-  baseline=$!
-  wait "$gated" "$baseline"
-  # Second stage, side by side: the baseline's weights go on training with a fresh gate (avs-gated-more.yaml,
-  # what ships as the gated model) and without one (avs-baseline-more.yaml, its comparison); the first gated run
-  # (avs-gated.yaml) is kept as a reference, its masks were weaker than the baseline's.
-  train training.avs.train training/configs/embedded/avs-gated-more.yaml data/runs/avs-gated-more \
-    data/runs/avs-gated-more.log &
-  gated=$!
-  train training.avs.train training/configs/embedded/avs-baseline-more.yaml data/runs/avs-baseline-more \
-    data/runs/avs-baseline-more.log &
-  baseline=$!
-  wait "$gated" "$baseline"
-  # Ship: a constant offset is added to decoder.head_out.bias, chosen on the first 25 VAL clips' positives
-  # (0..6 in steps of 0.5; 0 keeps the trained logits; short schedules leave the mask logits under-confident),
-  # then the weights are stored in fp16.
-  for spec in avs-gated-more:embedded avs-baseline-more:embedded-baseline; do
-    python - "data/runs/${spec%%:*}/model" "src/avs_ros/avs/pretrained/${spec#*:}" <<'EOF'
+ship_avs() {  # ship_avs <run model folder> <destination>: a constant offset is added to decoder.head_out.bias,
+  # chosen on the first 25 VAL clips' positives (0..6 in steps of 0.5; 0 keeps the trained logits; short
+  # schedules leave the mask logits under-confident), then the weights are stored in fp16.
+  python - "$1" "$2" <<'EOF'
 import shutil
 import sys
 from pathlib import Path
@@ -129,7 +112,40 @@ state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in 
 save_file(state, str(dst / "model.safetensors"))
 AVSModel.from_pretrained(dst)
 EOF
+}
+
+if [ "$do_avs" = 1 ]; then
+  train training.avs.train training/configs/embedded/avs-gated.yaml data/runs/avs-embedded data/runs/avs-gated.log &
+  gated=$!
+  train training.avs.train training/configs/embedded/avs-baseline.yaml data/runs/avs-embedded-baseline \
+    data/runs/avs-baseline.log &
+  baseline=$!
+  wait "$gated" "$baseline"
+  # Second stage, side by side: the baseline's weights go on training with a fresh gate (avs-gated-more.yaml)
+  # and without one (avs-baseline-more.yaml, its comparison); the first gated run (avs-gated.yaml) is kept as a
+  # reference, its masks were weaker than the baseline's.
+  train training.avs.train training/configs/embedded/avs-gated-more.yaml data/runs/avs-gated-more \
+    data/runs/avs-gated-more.log &
+  gated=$!
+  train training.avs.train training/configs/embedded/avs-baseline-more.yaml data/runs/avs-baseline-more \
+    data/runs/avs-baseline-more.log &
+  baseline=$!
+  wait "$gated" "$baseline"
+  for run in avs-gated-more avs-baseline-more; do
+    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
   done
+  # Third stage, side by side, from the second as shipped: the auxiliary category loss and off-screen audio
+  # that avoids every visible category; avs-gated-category.yaml ships as the gated model, avs-baseline-category.yaml
+  # (the same without the gate) as the baseline.
+  train training.avs.train training/configs/embedded/avs-gated-category.yaml data/runs/avs-gated-category \
+    data/runs/avs-gated-category.log &
+  gated=$!
+  train training.avs.train training/configs/embedded/avs-baseline-category.yaml data/runs/avs-baseline-category \
+    data/runs/avs-baseline-category.log &
+  baseline=$!
+  wait "$gated" "$baseline"
+  ship_avs data/runs/avs-gated-category/model src/avs_ros/avs/pretrained/embedded
+  ship_avs data/runs/avs-baseline-category/model src/avs_ros/avs/pretrained/embedded-baseline
 fi
 
 if [ "$do_trackgpt" = 1 ]; then

@@ -37,6 +37,13 @@ def test_forward_shapes(tiny):
     torch.testing.assert_close(out.sounding, out.score > tiny.config.threshold)
     assert tuple(out.audio_embedding.shape) == (2, 128)
     assert len(out.fused) == 4 and all(a is not None and a.shape == (2, 8) for a in out.audio_aligned)
+    # visual_pooled: the last backbone stage averaged over space (the gate's visual input, before its projection)
+    with torch.no_grad():
+        x = torch.rand(2, 3, 64, 96)
+        f4 = tiny.backbone((x - tiny.pixel_mean) / tiny.pixel_std)[3]
+        pooled = tiny(x, torch.randn(2, 1, 96, 64)).visual_pooled
+    assert tuple(pooled.shape) == (2, tiny.backbone.channels[3])
+    torch.testing.assert_close(pooled, f4.mean(dim=(2, 3)))
 
 
 def test_audio_changes_the_mask_and_clips_mix_segments():

@@ -146,6 +146,57 @@ def test_a_gated_run_starts_from_a_baseline_folder(toy, tmp_path, capsys):
     assert "gate_overrides may only change" in capsys.readouterr().err
 
 
+def test_category_loss_trains_a_head_that_is_not_exported(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert avs_train.main(_args(toy, out, "train.steps=12", "loss.lambda_category=1.0")) == 0
+    assert "auxiliary category loss: 4 categories" in capsys.readouterr().err
+    rows = _rows(out / "train_log.csv")
+    category = [float(r["loss_category"]) for r in rows]
+    assert all(c > 0.0 for c in category)
+    assert np.mean(category[-3:]) < np.mean(category[:3])  # the head and the backbone learn the categories
+    exported = load_file(str(out / "model" / "model.safetensors"))
+    assert not any("category_head" in k for k in exported)  # training only: the model folder is unchanged
+    AVSModel.from_pretrained(out / "model")
+    off = tmp_path / "off"
+    assert avs_train.main(_args(toy, off, "train.steps=1")) == 0  # default lambda_category 0: no term
+    assert float(_rows(off / "train_log.csv")[0]["loss_category"]) == 0.0
+
+
+def test_visible_csv_keeps_off_screen_audio_off_screen(toy, tmp_path, capsys):
+    import csv
+
+    from training.common.config import apply_overrides
+
+    names = [r["name"] for r in _rows(toy / "s4" / "s4_meta_data.csv") if r["split"] == "train"]
+    cats = {r["name"]: r["category"] for r in _rows(toy / "s4" / "s4_meta_data.csv")}
+    every = sorted(set(cats.values()))
+    visible = tmp_path / "visible.csv"
+    with open(visible, "w", newline="") as handle:  # each clip shows its own category and the next one
+        writer = csv.DictWriter(handle, fieldnames=["name", "visible"])
+        writer.writeheader()
+        for name in names:
+            nxt = every[(every.index(cats[name]) + 1) % len(every)]
+            writer.writerow({"name": name, "visible": f"{cats[name]};{nxt}"})
+    base = [f"data.s4_root={toy / 's4'}", "data.ms3_root=null", "data.negatives.category_groups=null"]
+    partners = {}
+    for extra in ([], [f"data.visible_csv={visible}"]):
+        task = avs_train.AVSTask(apply_overrides(avs_train.DEFAULTS, [*base, *extra]))
+        task.setup()
+        negatives = task.train_data.negatives
+        partners[bool(extra)] = {
+            key: {cats[c.sample_id.split("/", 1)[1]] for c in negatives.generator.offscreen_candidates(sample)}
+            for key, sample in negatives.samples.items()
+        }
+    for key in partners[True]:
+        name = key.split("/", 1)[1]
+        nxt = every[(every.index(cats[name]) + 1) % len(every)]
+        assert nxt in partners[False][key]  # without the CSV the silent visible object's sound can be "off-screen"
+        assert partners[True][key] and not partners[True][key] & {cats[name], nxt}
+    missing = tmp_path / "missing.csv"
+    assert avs_train.main(_args(toy, tmp_path / "bad", "train.steps=1", f"data.visible_csv={missing}")) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [

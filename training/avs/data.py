@@ -12,7 +12,10 @@ processes agree):
   negative;
 * off-screen audio comes from another training clip sharing no category (and, with ``category_groups: s4``, no
   AVSBench-Robust major category) with the visible one; a clip with no category (MS3) or no such partner
-  gets a noise negative instead (counted in ``offscreen_fallbacks``);
+  gets a noise negative instead (counted in ``offscreen_fallbacks``). A clip's categories are its sounding
+  category, plus, with ``data.visible_csv`` (columns ``name``, ``visible``: ``;``-separated categories on
+  screen, as the audio-visual world's ``robust_<split>.csv`` has), every category on screen, so an off-screen
+  sound is never that of a visible silent object;
 * optionally (``mixed.proportion``, default 0) a positive gets white noise mixed in at ``mixed.snr_db`` (the
   paper's Table 4 control; it stays a positive);
 * per-sample randomness (noise samples, off-screen partner, mixing, flips) comes from
@@ -20,7 +23,8 @@ processes agree):
 
 A sample is one clip: 5 frames, 5 log-mel examples (one per frame, VGGish front end from the clip's wav, or
 the clip's ``.pkl`` examples when there is no wav), the ground truth of the annotated frames (S4 train: frame
-1 only, as AVSBench trains; MS3: all 5) and the pair label.
+1 only, as AVSBench trains; MS3: all 5), the pair label and the index of the clip's category in
+:attr:`AVSTrainData.categories` (-1 without one: MS3), whatever the audio (the auxiliary category loss).
 
 Evaluation set: the clips of ``eval_split`` (at most ``max_clips``), each under the positive audio and the three
 negative conditions. With ``robust_root`` the conditions' audio files come from an AVSBench-Robust CSV
@@ -30,6 +34,7 @@ with a fixed seed (off-screen: another evaluation clip of a disjoint category).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +95,25 @@ def read_clips(data: Mapping[str, Any], split: str) -> list[tuple[str, AVSClip]]
     return clips
 
 
+def read_visible(path: Any) -> dict[str, frozenset[str]]:
+    """``name -> categories on screen`` from a CSV with ``name`` and ``visible`` (``;``-separated) columns."""
+    if not path:
+        return {}
+    import csv
+
+    file = Path(path)
+    if not file.is_file():
+        raise SetupError(f"data.visible_csv {str(file)!r} does not exist")
+    with file.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "name" not in rows[0] or "visible" not in rows[0]:
+        raise SetupError(f"data.visible_csv {str(file)!r} needs a header with 'name' and 'visible' columns")
+    visible: dict[str, set[str]] = {}
+    for row in rows:
+        visible.setdefault(row["name"], set()).update(c for c in (row["visible"] or "").split(";") if c)
+    return {k: frozenset(v) for k, v in visible.items()}
+
+
 def category_groups(spec: Any) -> dict[str, str] | None:
     if spec in (None, "none", False):
         return None
@@ -111,16 +135,19 @@ class Sample:
     label: float  # 1 positive / mixed, 0 negative
     kind: str  # positive, mixed, silence, noise, offscreen
     name: str
+    category: int = -1  # index in AVSTrainData.categories of the clip's (visual) category; -1 unknown
 
 
 def collate(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Clip-major batch: ``frames B*5 x 3 x S x S``, ``audio B*5 x 1 x 96 x 64``, ``gt``, ``has_gt``, ``label``."""
+    """Clip-major batch: ``frames B*5 x 3 x S x S``, ``audio B*5 x 1 x 96 x 64``, ``gt``, ``has_gt``, ``label``,
+    ``category`` (per frame)."""
     return {
         "frames": torch.cat([s.frames for s in samples]),
         "audio": torch.cat([s.audio for s in samples]),
         "gt": torch.cat([s.gt for s in samples]),
         "has_gt": torch.cat([s.has_gt for s in samples]),
         "label": torch.cat([torch.full((FRAMES,), s.label) for s in samples]),
+        "category": torch.cat([torch.full((FRAMES,), s.category, dtype=torch.long) for s in samples]),
         "kind": [s.kind for s in samples],
         "name": [s.name for s in samples],
     }
@@ -129,10 +156,21 @@ def collate(samples: Sequence[Sample]) -> dict[str, Any]:
 class _Negatives:
     """Negative audio for clips, through :class:`NegativeAudioGenerator` (seeded per call)."""
 
-    def __init__(self, clips: Sequence[tuple[str, AVSClip]], cfg: Mapping[str, Any]):
+    def __init__(
+        self,
+        clips: Sequence[tuple[str, AVSClip]],
+        cfg: Mapping[str, Any],
+        visible: Mapping[str, frozenset[str]] | None = None,
+    ):
         self.clips = {f"{subset}/{c.name}": c for subset, c in clips}
+        visible = visible or {}
         pool = [
-            AudioSample(key, np.zeros(1, np.float32), 16000, {c.category} if c.category else set())
+            AudioSample(
+                key,
+                np.zeros(1, np.float32),
+                16000,
+                ({c.category} if c.category else set()) | set(visible.get(c.name, ())),
+            )
             for key, c in self.clips.items()
         ]
         self.samples = {s.sample_id: s for s in pool}
@@ -182,7 +220,18 @@ class AVSTrainData(torch.utils.data.Dataset):
                 f"data.ms3_root={data.get('ms3_root')!r} (check the meta-data CSV's split column)"
             )
         self.seed = int(seed)
-        self.negatives = _Negatives(self.clips, data["negatives"])
+        visible = read_visible(data.get("visible_csv"))
+        if visible:
+            missing = sum(c.name not in visible for _, c in self.clips)
+            if missing:
+                print(
+                    f"warning: data.visible_csv lists no visible categories for {missing} training clips",
+                    file=sys.stderr,
+                )
+        self.negatives = _Negatives(self.clips, data["negatives"], visible)
+        #: the training clips' categories (sorted); a sample's ``category`` indexes this
+        self.categories: tuple[str, ...] = tuple(sorted({c.category for _, c in self.clips if c.category}))
+        self._category_index = {c: i for i, c in enumerate(self.categories)}
         self.mixed = data.get("mixed") or {}
         self.transform = ClipTransform(image_size=image_size, hflip=float(data.get("hflip", 0.0)))
         self._epochs: dict[int, tuple[np.ndarray, list[str | None]]] = {}
@@ -225,7 +274,8 @@ class AVSTrainData(torch.utils.data.Dataset):
         has_gt[:count] = True
         if not negative:
             gt[:count] = masks[:count]
-        return Sample(frames, audio, gt, has_gt, 0.0 if negative else 1.0, kind, key)
+        category = self._category_index.get(clip.category, -1) if clip.category else -1
+        return Sample(frames, audio, gt, has_gt, 0.0 if negative else 1.0, kind, key, category)
 
 
 class BatchKeys:

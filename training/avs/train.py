@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from avs import AVSModel, build_model, get_config
@@ -78,11 +79,13 @@ DEFAULTS: dict[str, Any] = deep_merge(
                 "category_groups": "s4",  # off-screen audio from another major category: s4 | null | {label: group}
             },
             "mixed": {"proportion": 0.0, "snr_db": 0.0},  # positives with noise mixed in (stay positive)
+            "visible_csv": None,  # CSV name,visible (on-screen categories, ";"-separated): off-screen audio avoids them
         },
         "loss": {
             "lambda_bce": 1.0,  # lambda1 (paper gives no value)
             "lambda_avm": 0.5,  # lambda2 (AVSBench MS3 --lambda_1 0.5)
             "avm_reduction": "sum",  # sum (AVSBench code) | batchmean
+            "lambda_category": 0.0,  # auxiliary: clip category from pooled F_4 (training-only head); 0 = off
         },
         "optim": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8},
         "schedule": {"name": "constant", "warmup_steps": 0, "min_lr_ratio": 0.0},
@@ -103,17 +106,37 @@ DEFAULTS: dict[str, Any] = deep_merge(
 
 
 class AVSTrainModule(nn.Module):
-    """The model plus its loss: ``forward(batch) -> {"loss", "loss_seg", "loss_avm", "loss_bce"}``.
+    """The model plus its loss: ``forward(batch) -> {"loss", "loss_seg", "loss_avm", "loss_bce", "loss_category"}``.
 
     Frozen parts (``freeze_*``) stay in eval mode, so their normalisation statistics do not drift.
+
+    With ``loss.lambda_category > 0`` and ``num_categories`` classes, a linear head (``category_head``, training
+    only: not exported) classifies each frame's clip category from the average-pooled last backbone stage F_4,
+    the features the gate compares with the audio (cross-entropy, frames without a category ignored). Why: a
+    backbone trained from scratch for segmentation does not encode which categories are on screen (measured on
+    the generated world: a linear probe of the visible categories from pooled F_4 was at chance), so the gate's
+    cosine has nothing to tell an off-screen sound from an on-screen one; the paper's backbones are pretrained
+    on ImageNet and do.
     """
 
-    def __init__(self, model: AVSModel, *, loss: dict[str, Any], clip_length: int, frozen: Sequence[str] = ()):
+    def __init__(
+        self,
+        model: AVSModel,
+        *,
+        loss: dict[str, Any],
+        clip_length: int,
+        frozen: Sequence[str] = (),
+        num_categories: int = 0,
+    ):
         super().__init__()
         self.model = model
         self.loss_cfg = dict(loss)
         self.clip_length = int(clip_length)
         self.frozen = tuple(frozen)
+        weight = float(self.loss_cfg.get("lambda_category", 0.0))
+        self.category_head = (
+            nn.Linear(model.backbone.channels[3], num_categories) if weight > 0 and num_categories > 1 else None
+        )
         for name in self.frozen:
             getattr(model, name).requires_grad_(False)
 
@@ -136,7 +159,13 @@ class AVSTrainModule(nn.Module):
         else:
             bce = seg.new_zeros(())
         total = float(self.loss_cfg["lambda_bce"]) * bce + seg + float(self.loss_cfg["lambda_avm"]) * avm
-        return {"loss": total, "loss_seg": seg, "loss_avm": avm, "loss_bce": bce}
+        category = seg.new_zeros(())
+        known = batch["category"] >= 0 if "category" in batch else None
+        if self.category_head is not None and known is not None and bool(known.any()):
+            logits = self.category_head(out.visual_pooled[known])
+            category = F.cross_entropy(logits, batch["category"][known])
+            total = total + float(self.loss_cfg["lambda_category"]) * category
+        return {"loss": total, "loss_seg": seg, "loss_avm": avm, "loss_bce": bce, "loss_category": category}
 
 
 class AVSTask(Task):
@@ -202,8 +231,23 @@ class AVSTask(Task):
             if flag
         ]
         module = AVSTrainModule(
-            model, loss=self.config["loss"], clip_length=self.config["data"]["clip_length"], frozen=frozen
+            model,
+            loss=self.config["loss"],
+            clip_length=self.config["data"]["clip_length"],
+            frozen=frozen,
+            num_categories=len(self.train_data.categories),
         )
+        if module.category_head is not None:
+            print(
+                f"auxiliary category loss: {len(self.train_data.categories)} categories "
+                f"({', '.join(self.train_data.categories)}), lambda {self.config['loss']['lambda_category']}",
+                file=sys.stderr,
+            )
+        elif float(self.config["loss"].get("lambda_category", 0.0)) > 0:
+            print(
+                "warning: loss.lambda_category > 0 but the training clips have < 2 categories: no category loss",
+                file=sys.stderr,
+            )
         return module.train()
 
     def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:

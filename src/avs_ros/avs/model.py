@@ -57,6 +57,8 @@ class AVSOutput:
         audio_embedding: ``B x 128`` F_A.
         fused: per stage, ``B x C x h_i x w_i`` features after ASPP (and TPAVI where used): Z_i.
         audio_aligned: per stage, ``B x C`` aligned audio A_i (None where the stage has no TPAVI).
+        visual_pooled: ``B x C_4`` last backbone stage F_4 average-pooled over space (what the gate's visual side
+            starts from; training's auxiliary category loss reads it).
     """
 
     mask_logits: torch.Tensor
@@ -67,6 +69,7 @@ class AVSOutput:
     audio_embedding: torch.Tensor
     fused: list[torch.Tensor] = field(default_factory=list)
     audio_aligned: list[torch.Tensor | None] = field(default_factory=list)
+    visual_pooled: torch.Tensor | None = None
 
 
 @dataclass
@@ -187,14 +190,22 @@ class AVSModel(nn.Module):
                 aligned.append(None)
             fused.append(v)
         mask_logits = self.decoder(fused, (h, w))
+        pooled = feats[3].mean(dim=(2, 3))
         if self.gate is None:
             return AVSOutput(
-                mask_logits, None, None, None, torch.ones(b, dtype=torch.bool, device=frames.device),
-                audio_embedding, fused, aligned,
+                mask_logits,
+                None,
+                None,
+                None,
+                torch.ones(b, dtype=torch.bool, device=frames.device),
+                audio_embedding,
+                fused,
+                aligned,
+                pooled,
             )
         g = self.gate(audio_embedding, feats[3])
         sounding = g.score > self.config.threshold
-        return AVSOutput(mask_logits, g.similarity, g.logit, g.score, sounding, audio_embedding, fused, aligned)
+        return AVSOutput(mask_logits, g.similarity, g.logit, g.score, sounding, audio_embedding, fused, aligned, pooled)
 
     # ------------------------------------------------------------- convenience
     def preprocess_frame(self, frame_rgb: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
