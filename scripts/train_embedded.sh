@@ -114,36 +114,29 @@ AVSModel.from_pretrained(dst)
 EOF
 }
 
+avs_pair() {  # avs_pair <config a> <run a> <config b> <run b>: two AVS runs side by side (1 thread each)
+  train training.avs.train "training/configs/embedded/$1.yaml" "data/runs/$2" "data/runs/$1.log" &
+  local first=$!
+  train training.avs.train "training/configs/embedded/$3.yaml" "data/runs/$4" "data/runs/$3.log" &
+  local second=$! rc=0
+  wait "$first" || rc=$?  # both finish before a failure of either stops the script
+  wait "$second" || rc=$?
+  return "$rc"
+}
+
 if [ "$do_avs" = 1 ]; then
-  train training.avs.train training/configs/embedded/avs-gated.yaml data/runs/avs-embedded data/runs/avs-gated.log &
-  gated=$!
-  train training.avs.train training/configs/embedded/avs-baseline.yaml data/runs/avs-embedded-baseline \
-    data/runs/avs-baseline.log &
-  baseline=$!
-  wait "$gated" "$baseline"
+  avs_pair avs-gated avs-embedded avs-baseline avs-embedded-baseline
   # Second stage, side by side: the baseline's weights go on training with a fresh gate (avs-gated-more.yaml)
   # and without one (avs-baseline-more.yaml, its comparison); the first gated run (avs-gated.yaml) is kept as a
   # reference, its masks were weaker than the baseline's.
-  train training.avs.train training/configs/embedded/avs-gated-more.yaml data/runs/avs-gated-more \
-    data/runs/avs-gated-more.log &
-  gated=$!
-  train training.avs.train training/configs/embedded/avs-baseline-more.yaml data/runs/avs-baseline-more \
-    data/runs/avs-baseline-more.log &
-  baseline=$!
-  wait "$gated" "$baseline"
+  avs_pair avs-gated-more avs-gated-more avs-baseline-more avs-baseline-more
   for run in avs-gated-more avs-baseline-more; do
     [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
   done
   # Third stage, side by side, from the second as shipped: the auxiliary category loss and off-screen audio
   # that avoids every visible category; avs-gated-category.yaml ships as the gated model, avs-baseline-category.yaml
   # (the same without the gate) as the baseline.
-  train training.avs.train training/configs/embedded/avs-gated-category.yaml data/runs/avs-gated-category \
-    data/runs/avs-gated-category.log &
-  gated=$!
-  train training.avs.train training/configs/embedded/avs-baseline-category.yaml data/runs/avs-baseline-category \
-    data/runs/avs-baseline-category.log &
-  baseline=$!
-  wait "$gated" "$baseline"
+  avs_pair avs-gated-category avs-gated-category avs-baseline-category avs-baseline-category
   ship_avs data/runs/avs-gated-category/model src/avs_ros/avs/pretrained/embedded
   ship_avs data/runs/avs-baseline-category/model src/avs_ros/avs/pretrained/embedded-baseline
 fi
