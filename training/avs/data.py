@@ -46,7 +46,14 @@ import torch
 from avs.audio import waveform_to_examples
 from avs.errors import NegativeAudioError
 from avs.negatives import NEGATIVE_KINDS, S4_MAJOR_CATEGORIES, AudioSample, NegativeAudioGenerator
-from perception_eval.datasets import AVSBenchMS3, AVSBenchRobust, AVSBenchS4, AVSClip, DatasetError
+from perception_eval.datasets import (
+    AVSBenchMS3,
+    AVSBenchRobust,
+    AVSBenchS4,
+    AVSClip,
+    DatasetError,
+    read_csv_table,
+)
 
 from ..common.errors import SetupError
 from ..common.state import item_rng
@@ -96,18 +103,12 @@ def read_clips(data: Mapping[str, Any], split: str) -> list[tuple[str, AVSClip]]
 
 
 def read_visible(path: Any) -> dict[str, frozenset[str]]:
-    """``name -> categories on screen`` from a CSV with ``name`` and ``visible`` (``;``-separated) columns."""
+    """``name -> categories on screen`` from a CSV with ``name`` and ``visible`` (``;``-separated) columns.
+
+    A missing file or column raises :class:`DatasetError` naming the file."""
     if not path:
         return {}
-    import csv
-
-    file = Path(path)
-    if not file.is_file():
-        raise SetupError(f"data.visible_csv {str(file)!r} does not exist")
-    with file.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "name" not in rows[0] or "visible" not in rows[0]:
-        raise SetupError(f"data.visible_csv {str(file)!r} needs a header with 'name' and 'visible' columns")
+    _, rows = read_csv_table(path, ("name", "visible"), "data.visible_csv")
     visible: dict[str, set[str]] = {}
     for row in rows:
         visible.setdefault(row["name"], set()).update(c for c in (row["visible"] or "").split(";") if c)
@@ -274,7 +275,7 @@ class AVSTrainData(torch.utils.data.Dataset):
         has_gt[:count] = True
         if not negative:
             gt[:count] = masks[:count]
-        category = self._category_index.get(clip.category, -1) if clip.category else -1
+        category = self._category_index.get(clip.category, -1)
         return Sample(frames, audio, gt, has_gt, 0.0 if negative else 1.0, kind, key, category)
 
 

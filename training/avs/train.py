@@ -160,8 +160,7 @@ class AVSTrainModule(nn.Module):
             bce = seg.new_zeros(())
         total = float(self.loss_cfg["lambda_bce"]) * bce + seg + float(self.loss_cfg["lambda_avm"]) * avm
         category = seg.new_zeros(())
-        known = batch["category"] >= 0 if "category" in batch else None
-        if self.category_head is not None and known is not None and bool(known.any()):
+        if self.category_head is not None and bool((known := batch["category"] >= 0).any()):
             logits = self.category_head(out.visual_pooled[known])
             category = F.cross_entropy(logits, batch["category"][known])
             total = total + float(self.loss_cfg["lambda_category"]) * category
