@@ -73,6 +73,16 @@ def ros_node(ros_available, request):
     rclpy.shutdown(context=context)
 
 
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` (not a package) as a module, for tests of its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def spin_until(node, predicate, timeout: float = 20.0, period: float = 0.05) -> bool:
     """Spin ``node`` until ``predicate()`` is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

@@ -8,11 +8,11 @@ come from ``scripts/eval_embedded.py``.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from perception_eval.worlds.audiovisual import generate_audiovisual_world
 
@@ -38,10 +38,7 @@ TRACKGPT_MARGIN = 0.10
 
 
 def _eval_module():
-    spec = importlib.util.spec_from_file_location("eval_embedded", REPO / "scripts" / "eval_embedded.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("eval_embedded")
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ the chance rate it is to be read against; a world without the ``visible`` column
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from perception_eval.worlds.audiovisual import generate_audiovisual_world
 
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("probe_avs_features", REPO / "scripts" / "probe_avs_features.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("probe_avs_features")
 
 
 @pytest.fixture(scope="module")
