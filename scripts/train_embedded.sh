@@ -5,8 +5,10 @@
 #   2. the AVS models: a first gated run and the un-gated baseline (training/configs/embedded/avs-gated.yaml,
 #      avs-baseline.yaml) side by side, then the baseline continued with a fresh gate and without one
 #      (avs-gated-more.yaml, avs-baseline-more.yaml), then both with the auxiliary category loss
-#      (avs-gated-category.yaml, avs-baseline-category.yaml); after each of the last two stages the mask logit
-#      offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages' pretrained/)
+#      (avs-gated-category.yaml, avs-baseline-category.yaml) and with it stronger and longer
+#      (avs-gated-category-strong.yaml, avs-baseline-category-strong.yaml); after each of the last three stages the
+#      mask logit offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages'
+#      pretrained/)
 #   3. the embedded TrackGPT in seven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
@@ -134,11 +136,18 @@ if [ "$do_avs" = 1 ]; then
     [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
   done
   # Third stage, side by side, from the second as shipped: the auxiliary category loss and off-screen audio
-  # that avoids every visible category; avs-gated-category.yaml ships as the gated model, avs-baseline-category.yaml
-  # (the same without the gate) as the baseline.
+  # that avoids every visible category (avs-gated-category.yaml, avs-baseline-category.yaml).
   avs_pair avs-gated-category avs-gated-category avs-baseline-category avs-baseline-category
-  ship_avs data/runs/avs-gated-category/model src/avs_ros/avs/pretrained/embedded
-  ship_avs data/runs/avs-baseline-category/model src/avs_ros/avs/pretrained/embedded-baseline
+  for run in avs-gated-category avs-baseline-category; do
+    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
+  done
+  # Fourth stage, side by side, from the third as shipped: the category loss at weight 1.0 for 700 steps;
+  # avs-gated-category-strong.yaml ships as the gated model, avs-baseline-category-strong.yaml (the same without
+  # the gate) as the baseline.
+  avs_pair avs-gated-category-strong avs-gated-category-strong avs-baseline-category-strong \
+    avs-baseline-category-strong
+  ship_avs data/runs/avs-gated-category-strong/model src/avs_ros/avs/pretrained/embedded
+  ship_avs data/runs/avs-baseline-category-strong/model src/avs_ros/avs/pretrained/embedded-baseline
 fi
 
 if [ "$do_trackgpt" = 1 ]; then

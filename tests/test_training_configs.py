@@ -168,7 +168,7 @@ def test_embedded_recipe_configs_load_strictly(path):
 def test_embedded_recipe_has_its_configs():
     assert {p.stem for p in EMBEDDED} == {
         "avs-gated", "avs-baseline", "avs-gated-more", "avs-baseline-more", "avs-gated-category",
-        "avs-baseline-category",
+        "avs-baseline-category", "avs-gated-category-strong", "avs-baseline-category-strong",
         "sam", "trackgpt-sam", "trackgpt-reader", "trackgpt-encoder",
         "trackgpt-vision", "trackgpt-vision-more", "trackgpt-vision-reader",
     }  # fmt: skip
