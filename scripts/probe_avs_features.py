@@ -18,13 +18,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,14 +48,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def pooled_features(model, world: Path, split: str, limit: int) -> tuple[list[torch.Tensor], list[set[str]]]:
     """Per stage, mean- and max-pooled backbone features of every frame, and each frame's visible categories."""
-    from perception_eval.datasets import AVSBenchS4
+    from perception_eval.datasets import AVSBenchS4, DatasetError
 
-    csv_path = world / f"robust_{split}.csv"
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "visible" not in rows[0]:
-        raise SystemExit(f"error: {csv_path} has no 'visible' column (regenerate the world with perception-worlds)")
-    visible = {r["name"]: set(filter(None, r["visible"].split(";"))) for r in rows}
+    if str(REPO) not in sys.path:  # the training package lives at the repository root
+        sys.path.insert(0, str(REPO))
+    from training.avs.data import read_visible
+
+    try:  # the table the trainer's off-screen rule reads (data.visible_csv)
+        visible = read_visible(world / f"robust_{split}.csv")
+    except DatasetError as err:
+        hint = "no 'visible' column, no probe: write the world with perception-worlds"
+        raise SystemExit(f"error: {err} ({hint})") from None
     clips = list(AVSBenchS4(world, split))[:limit]
     pooled: list[list[torch.Tensor]] = []
     labels: list[set[str]] = []
