@@ -6,9 +6,9 @@
 #      avs-baseline.yaml) side by side, then the baseline continued with a fresh gate and without one
 #      (avs-gated-more.yaml, avs-baseline-more.yaml), then both with the auxiliary category loss
 #      (avs-gated-category.yaml, avs-baseline-category.yaml) and with it stronger and longer
-#      (avs-gated-category-strong.yaml, avs-baseline-category-strong.yaml); after each of the last three stages the
-#      mask logit offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages'
-#      pretrained/)
+#      (avs-gated-category-strong.yaml, avs-baseline-category-strong.yaml), then twice at a higher learning rate
+#      (avs-*-category-lr3.yaml, avs-*-category-lr3-more.yaml); after each of the last five stages the mask logit
+#      offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages' pretrained/)
 #   3. the embedded TrackGPT in seven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
@@ -141,13 +141,23 @@ if [ "$do_avs" = 1 ]; then
   for run in avs-gated-category avs-baseline-category; do
     [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
   done
-  # Fourth stage, side by side, from the third as shipped: the category loss at weight 1.0 for 700 steps;
-  # avs-gated-category-strong.yaml ships as the gated model, avs-baseline-category-strong.yaml (the same without
-  # the gate) as the baseline.
+  # Fourth stage, side by side, from the third as shipped: the category loss at weight 1.0 for 700 steps.
   avs_pair avs-gated-category-strong avs-gated-category-strong avs-baseline-category-strong \
     avs-baseline-category-strong
-  ship_avs data/runs/avs-gated-category-strong/model src/avs_ros/avs/pretrained/embedded
-  ship_avs data/runs/avs-baseline-category-strong/model src/avs_ros/avs/pretrained/embedded-baseline
+  for run in avs-gated-category-strong avs-baseline-category-strong; do
+    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
+  done
+  # Fifth and sixth stages, side by side, each from the one before as shipped: lr 3e-4, 500 steps each
+  # (avs-*-category-lr3.yaml, then avs-*-category-lr3-more.yaml); the sixth ships: gated and baseline (the same
+  # without the gate).
+  avs_pair avs-gated-category-lr3 avs-gated-category-lr3 avs-baseline-category-lr3 avs-baseline-category-lr3
+  for run in avs-gated-category-lr3 avs-baseline-category-lr3; do
+    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
+  done
+  avs_pair avs-gated-category-lr3-more avs-gated-category-lr3-more avs-baseline-category-lr3-more \
+    avs-baseline-category-lr3-more
+  ship_avs data/runs/avs-gated-category-lr3-more/model src/avs_ros/avs/pretrained/embedded
+  ship_avs data/runs/avs-baseline-category-lr3-more/model src/avs_ros/avs/pretrained/embedded-baseline
 fi
 
 if [ "$do_trackgpt" = 1 ]; then

@@ -169,6 +169,8 @@ def test_embedded_recipe_has_its_configs():
     assert {p.stem for p in EMBEDDED} == {
         "avs-gated", "avs-baseline", "avs-gated-more", "avs-baseline-more", "avs-gated-category",
         "avs-baseline-category", "avs-gated-category-strong", "avs-baseline-category-strong",
+        "avs-gated-category-lr3", "avs-baseline-category-lr3", "avs-gated-category-lr3-more",
+        "avs-baseline-category-lr3-more",
         "sam", "trackgpt-sam", "trackgpt-reader", "trackgpt-encoder",
         "trackgpt-vision", "trackgpt-vision-more", "trackgpt-vision-reader",
     }  # fmt: skip
