@@ -126,34 +126,30 @@ avs_pair() {  # avs_pair <config a> <run a> <config b> <run b>: two AVS runs sid
   return "$rc"
 }
 
+avs_stage() {  # avs_stage <gated config> <baseline config>: avs_pair with run folder = config name, then each
+  # model shipped to data/runs/<run>/shipped (val logit offset, fp16), where the next stage starts from it
+  avs_pair "$1" "$1" "$2" "$2"
+  local run
+  for run in "$1" "$2"; do
+    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
+  done
+}
+
 if [ "$do_avs" = 1 ]; then
   avs_pair avs-gated avs-embedded avs-baseline avs-embedded-baseline
   # Second stage, side by side: the baseline's weights go on training with a fresh gate (avs-gated-more.yaml)
   # and without one (avs-baseline-more.yaml, its comparison); the first gated run (avs-gated.yaml) is kept as a
   # reference, its masks were weaker than the baseline's.
-  avs_pair avs-gated-more avs-gated-more avs-baseline-more avs-baseline-more
-  for run in avs-gated-more avs-baseline-more; do
-    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
-  done
+  avs_stage avs-gated-more avs-baseline-more
   # Third stage, side by side, from the second as shipped: the auxiliary category loss and off-screen audio
   # that avoids every visible category (avs-gated-category.yaml, avs-baseline-category.yaml).
-  avs_pair avs-gated-category avs-gated-category avs-baseline-category avs-baseline-category
-  for run in avs-gated-category avs-baseline-category; do
-    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
-  done
+  avs_stage avs-gated-category avs-baseline-category
   # Fourth stage, side by side, from the third as shipped: the category loss at weight 1.0 for 700 steps.
-  avs_pair avs-gated-category-strong avs-gated-category-strong avs-baseline-category-strong \
-    avs-baseline-category-strong
-  for run in avs-gated-category-strong avs-baseline-category-strong; do
-    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
-  done
+  avs_stage avs-gated-category-strong avs-baseline-category-strong
   # Fifth and sixth stages, side by side, each from the one before as shipped: lr 3e-4, 500 steps each
   # (avs-*-category-lr3.yaml, then avs-*-category-lr3-more.yaml); the sixth ships: gated and baseline (the same
   # without the gate).
-  avs_pair avs-gated-category-lr3 avs-gated-category-lr3 avs-baseline-category-lr3 avs-baseline-category-lr3
-  for run in avs-gated-category-lr3 avs-baseline-category-lr3; do
-    [ -f "data/runs/$run/shipped/model.safetensors" ] || ship_avs "data/runs/$run/model" "data/runs/$run/shipped"
-  done
+  avs_stage avs-gated-category-lr3 avs-baseline-category-lr3
   avs_pair avs-gated-category-lr3-more avs-gated-category-lr3-more avs-baseline-category-lr3-more \
     avs-baseline-category-lr3-more
   ship_avs data/runs/avs-gated-category-lr3-more/model src/avs_ros/avs/pretrained/embedded
