@@ -6,7 +6,9 @@ AVS (AVSBench-Robust, ``perception_eval.metrics.evaluate_robust``): every clip o
 frame is run as ``avs_node`` runs it (one frame, ``clip_length`` 1, the model's own threshold), the mask is
 upsampled to the frame's size and published only when the gate says "sounding" (the un-gated baseline
 publishes every mask). Figures: mIoU / F on positives, G-mIoU, G-F, G-FPR, per-condition FPR, mixed-audio
-mIoU, the un-gated mIoU on positives and the gate accuracy.
+mIoU, the un-gated mIoU on positives and the gate accuracy (``training.avs.calibrate``'s ``predict_robust`` and
+``robust_figures``, with which the gate threshold was chosen on VAL). A gated model whose threshold is not 0.5
+is also scored at 0.5 on the same predictions, in a column of its own.
 
 TrackGPT (when a model folder exists): the instruction world's held-out split, tracked as the tracker does
 (reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score), DAVIS J&F overall,
@@ -34,73 +36,31 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 AVS_DEFAULT = REPO / "src/avs_ros/avs/pretrained/embedded"
 AVS_BASELINE_DEFAULT = REPO / "src/avs_ros/avs/pretrained/embedded-baseline"
 TRACKGPT_DEFAULT = REPO / "src/trackgpt_ros/trackgpt/pretrained/embedded"
-CONDITIONS = ("positive", "silence", "noise", "offscreen", "mixed")
+if str(REPO) not in sys.path:  # the training package lives at the repository root
+    sys.path.insert(0, str(REPO))
 
 
 def evaluate_avs(
-    model, root: str | Path, split: str = "test", *, max_clips: int | None = None, batch_frames: int = 20
+    model, root: str | Path, split: str = "test", *, max_clips: int | None = None, also_thresholds=()
 ) -> dict[str, Any]:
-    """AVSBench-Robust figures of ``model`` on ``root``'s ``robust_<split>.csv`` (see the module docstring)."""
-    from avs.audio import waveform_to_examples
-    from perception_eval.datasets import AVSBenchRobust
-    from perception_eval.metrics import RobustClip, avs_miou, evaluate_robust
+    """AVSBench-Robust figures of ``model`` on ``root``'s ``robust_<split>.csv`` (see the module docstring).
 
-    robust = AVSBenchRobust(root, split, subset="s4", avs_root=root)
-    names = list(dict.fromkeys(s.name for s in robust))[:max_clips]
-    keep = set(names)
-    model.eval()
+    ``also_thresholds``: further gate thresholds scored on the same predictions (gated models), under
+    ``res["at_threshold"][str(t)]``, e.g. 0.5 beside a threshold calibrated on VAL.
+    """
+    from training.avs.calibrate import predict_robust, robust_figures
+
+    preds = predict_robust(model, root, split, max_clips=max_clips)
     gated = model.config.gate != "off"
-    clips: list[RobustClip] = []
-    ungated: list[tuple[np.ndarray, np.ndarray]] = []
-    correct = total = 0
-    cache: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
-    for s in robust:
-        if s.name not in keep or s.condition not in CONDITIONS:
-            continue
-        if s.name not in cache:
-            frames = s.clip.load_frames()
-            x = torch.cat([model.preprocess_frame(f) for f in frames])
-            cache = {s.name: (x, s.reference_masks().astype(bool))}
-        x, ref = cache[s.name]
-        wave, rate = s.load_audio()
-        audio = waveform_to_examples(wave, rate, num_examples=x.shape[0]).examples
-        with torch.inference_mode():
-            out = model(x, audio, clip_length=1)
-            logits = F.interpolate(out.mask_logits.float(), size=ref.shape[-2:], mode="bilinear", align_corners=False)
-            prob = torch.sigmoid(logits[:, 0]).numpy()
-        m = ref.shape[0]
-        if gated:
-            sounding = out.sounding.numpy().astype(bool)
-        else:
-            sounding = np.ones(x.shape[0], dtype=bool)
-        published = prob * sounding[:, None, None]
-        clips.append(RobustClip(s.condition, published[:m], ref, s.name))
-        if s.condition == "positive":
-            ungated.append((prob[:m], ref))
-        positive = s.condition in ("positive", "mixed")
-        correct += int(np.sum(sounding == positive))
-        total += len(sounding)
-    report = evaluate_robust(clips)
-    res: dict[str, Any] = {
-        "clips": len(names),
-        "samples": len(clips),
-        "mIoU": report.positive["mIoU"],
-        "F": report.positive["F"],
-        "G-mIoU": report.overall["G-mIoU"],
-        "G-F": report.overall["G-F"],
-        "G-FPR": report.overall["G-FPR"],
-        "mIoU_N": report.overall["mIoU_N"],
-        "mIoU_ungated": avs_miou([p for p, _ in ungated], [g for _, g in ungated]),
-        "mIoU_mixed": report.mixed["mIoU"] if report.mixed else None,
-        "gate_acc": correct / max(total, 1) if gated else None,
-        "per_condition": {c: {k: v for k, v in b.items()} for c, b in report.per_condition.items()},
-    }
+    res = robust_figures(preds, threshold=float(model.config.threshold) if gated else None)
+    res["threshold"] = float(model.config.threshold) if gated else None
+    if gated:
+        res["at_threshold"] = {str(t): robust_figures(preds, threshold=float(t)) for t in also_thresholds}
     return res
 
 
@@ -126,9 +86,6 @@ def evaluate_trackgpt(
     """
     from perception_eval.datasets import InsTrack
     from perception_eval.metrics import summarize_davis
-
-    if str(REPO) not in sys.path:  # the training package lives at the repository root
-        sys.path.insert(0, str(REPO))
     from training.trackgpt.train import evaluate_video
 
     ds = InsTrack(root, split, require_masks=True)
@@ -233,6 +190,7 @@ def avs_markdown(results: dict[str, dict]) -> str:
     keys = [
         "clips",
         "samples",
+        "threshold",
         "G-mIoU",
         "G-F",
         "G-FPR",
@@ -297,10 +255,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         t0 = time.perf_counter()
         model = AVSModel.from_pretrained(folder)
-        res = evaluate_avs(model, args.avs_world, args.avs_split, max_clips=args.avs_max_clips or None)
+        also = () if model.config.gate == "off" or model.config.threshold == 0.5 else (0.5,)
+        res = evaluate_avs(
+            model, args.avs_world, args.avs_split, max_clips=args.avs_max_clips or None, also_thresholds=also
+        )
         res["model"] = str(folder)
         res["eval_seconds"] = round(time.perf_counter() - t0, 1)
         out["avs"][label] = res
+        for t, other in res.pop("at_threshold", {}).items():  # the same predictions at another threshold
+            out["avs"][f"{label}, threshold {t}"] = {**other, "threshold": float(t), "model": str(folder)}
     if not args.skip_trackgpt and args.trackgpt_model and Path(args.trackgpt_model).is_dir():
         from trackgpt import TrackGPT
 

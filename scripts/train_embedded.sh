@@ -8,7 +8,8 @@
 #      (avs-gated-category.yaml, avs-baseline-category.yaml) and with it stronger and longer
 #      (avs-gated-category-strong.yaml, avs-baseline-category-strong.yaml), then twice at a higher learning rate
 #      (avs-*-category-lr3.yaml, avs-*-category-lr3-more.yaml); after each of the last five stages the mask logit
-#      offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages' pretrained/)
+#      offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages' pretrained/,
+#      where the gated model's gate threshold is chosen on VAL too: training.avs.calibrate)
 #   3. the embedded TrackGPT in seven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
@@ -67,53 +68,11 @@ train() {  # train <module> <config> <output_dir> <log>
   fi
 }
 
-ship_avs() {  # ship_avs <run model folder> <destination>: a constant offset is added to decoder.head_out.bias,
-  # chosen on the first 25 VAL clips' positives (0..6 in steps of 0.5; 0 keeps the trained logits; short
-  # schedules leave the mask logits under-confident), then the weights are stored in fp16.
-  python - "$1" "$2" <<'EOF'
-import shutil
-import sys
-from pathlib import Path
-
-import numpy as np
-import torch
-import torch.nn.functional as F
-from safetensors.torch import save_file
-
-from avs import AVSModel
-from avs.audio import waveform_to_examples
-from perception_eval.datasets import AVSBenchRobust
-from perception_eval.metrics import avs_miou
-
-torch.set_num_threads(1)
-model = AVSModel.from_pretrained(sys.argv[1])
-robust = AVSBenchRobust("data/worlds/avs", "val", subset="s4", avs_root="data/worlds/avs")
-names = list(dict.fromkeys(s.name for s in robust))[:25]
-logits, refs = [], []
-for s in robust:
-    if s.name not in names or s.condition != "positive":
-        continue
-    x = torch.cat([model.preprocess_frame(f) for f in s.clip.load_frames()])
-    ref = s.reference_masks().astype(bool)
-    wave, rate = s.load_audio()
-    audio = waveform_to_examples(wave, rate, num_examples=x.shape[0]).examples
-    with torch.no_grad():
-        out = model(x, audio, clip_length=1)
-        up = F.interpolate(out.mask_logits.float(), size=ref.shape[-2:], mode="bilinear", align_corners=False)
-    logits.append(up[: ref.shape[0], 0].numpy())
-    refs.append(ref)
-scores = {float(o): avs_miou([1 / (1 + np.exp(-(lg + o))) for lg in logits], refs) for o in np.arange(0, 6.01, 0.5)}
-offset = max(scores, key=scores.get)
-print(f"{sys.argv[1]}: logit offset {offset} (val mIoU {scores[offset]:.3f})")
-with torch.no_grad():
-    model.decoder.head_out.bias += offset
-dst = Path(sys.argv[2])
-shutil.rmtree(dst, ignore_errors=True)
-model.save_pretrained(dst)
-state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-save_file(state, str(dst / "model.safetensors"))
-AVSModel.from_pretrained(dst)
-EOF
+ship_avs() {  # ship_avs <run model folder> <destination> [calibrate options]: training.avs.calibrate adds a
+  # constant offset to decoder.head_out.bias, chosen on the first 25 VAL clips' positives (0..6 in steps of 0.5;
+  # 0 keeps the trained logits; short schedules leave the mask logits under-confident), with --gate-threshold
+  # also chooses the gate threshold on every VAL clip (best G-mIoU with G-FPR <= 0.01), and stores fp16 weights
+  python -m training.avs.calibrate "$1" "$2" --no-progress "${@:3}"
 }
 
 avs_pair() {  # avs_pair <config a> <run a> <config b> <run b>: two AVS runs side by side (1 thread each)
@@ -152,7 +111,8 @@ if [ "$do_avs" = 1 ]; then
   avs_stage avs-gated-category-lr3 avs-baseline-category-lr3
   avs_pair avs-gated-category-lr3-more avs-gated-category-lr3-more avs-baseline-category-lr3-more \
     avs-baseline-category-lr3-more
-  ship_avs data/runs/avs-gated-category-lr3-more/model src/avs_ros/avs/pretrained/embedded
+  ship_avs data/runs/avs-gated-category-lr3-more/model src/avs_ros/avs/pretrained/embedded --gate-threshold \
+    --plot results/embedded/avs-gate-threshold.png
   ship_avs data/runs/avs-baseline-category-lr3-more/model src/avs_ros/avs/pretrained/embedded-baseline
 fi
 

@@ -24,8 +24,9 @@ TRACKGPT_DIR = REPO / "src/trackgpt_ros/trackgpt/pretrained/embedded"
 SAMPLE_SEED = 9001  # never used for training (the worlds the models were trained on use seed 0)
 AVS_SAMPLE_CLIPS = 6  # test clips, each under positive, silence, noise, off-screen and mixed audio
 
-# Measured on this very sample (seed 9001, 6 clips) with the shipped weights; margin below.
-AVS_MEASURED = {"G-mIoU": 0.813, "G-FPR": 0.005, "mIoU": 0.725}
+# Measured on this very sample (seed 9001, 6 clips) with the shipped weights and gate threshold (0.2, chosen on VAL;
+# at 0.5 the sample gives G-mIoU 0.813, G-FPR 0.005, mIoU 0.725); margin below.
+AVS_MEASURED = {"G-mIoU": 0.809, "G-FPR": 0.006, "mIoU": 0.725}
 AVS_BASELINE_MEASURED = {"mIoU": 0.643}  # its first 3 clips
 MARGIN = 0.10  # absolute: G-mIoU / mIoU may be at most this much lower, G-FPR at most this much higher
 
