@@ -37,7 +37,7 @@ def _model_param(explicit: str | None, shipped: Path, fallback: str) -> tuple[st
     if explicit:
         return explicit, explicit
     if shipped.is_dir():
-        return "", f"shipped embedded model ({shipped}; its figures against the targets: README, 'Shipped embedded models')"
+        return "", f"shipped embedded model ({shipped}; figures vs targets: README, 'Shipped embedded models')"
     return f"config:{fallback}", f"UNTRAINED config:{fallback} (no shipped model at {shipped}: masks are random)"
 
 
