@@ -208,7 +208,7 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
         cond_of[s] = "lead-in" if i < LEAD_IN else conditions[(i - LEAD_IN) % len(conditions)]
     sounding = {_ns(m): m for m in rec.sounding}
     per_cond: dict[str, dict] = {}
-    tiles = []
+    candidates: dict[str, list] = {}
     for m in sorted(rec.scores, key=_ns):
         cond = cond_of.get(_ns(m), "unknown")
         c = per_cond.setdefault(cond, {"frames": 0, "masks_published": 0, "scores": [], "no_audio": 0,
@@ -222,14 +222,22 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
         mask = _decode_mask(s.mask) if s is not None else None
         c["masks_published"] += s is not None
         c["foreground_fraction"].append(0.0 if mask is None else float(mask.mean()))
-        if cond in CONDITIONS and len([t for t in tiles if t[0] == cond]) == 0 and _ns(m) in rec.av_frames:
-            frame = imgmsg_to_rgb8(rec.av_frames[_ns(m)])
-            shown = overlay(frame, mask) if mask is not None else frame.copy()
-            label = f"{cond}: {'mask' if mask is not None else 'no mask'} s={m.score:.2f}"
-            cv2.putText(shown, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
-            tiles.append((cond, shown))
+        if cond in CONDITIONS and _ns(m) in rec.av_frames:
+            candidates.setdefault(cond, []).append((m, mask))
+    # one tile per condition: its middle frame, whose audio window lies inside the condition (the first one's
+    # window still holds the previous condition's sound: the camera and microphone are not aligned)
+    tiles = []
+    for cond in CONDITIONS:
+        if cond not in candidates:
+            continue
+        m, mask = candidates[cond][len(candidates[cond]) // 2]
+        frame = imgmsg_to_rgb8(rec.av_frames[_ns(m)])
+        shown = overlay(frame, mask) if mask is not None else frame.copy()
+        label = f"{cond}: {'mask' if mask is not None else 'no mask'} s={m.score:.2f}"
+        cv2.putText(shown, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        tiles.append(shown)
     if tiles:
-        cv2.imwrite(str(out / "avs.png"), np.concatenate([t[1] for t in tiles], axis=1)[:, :, ::-1])
+        cv2.imwrite(str(out / "avs.png"), np.concatenate(tiles, axis=1)[:, :, ::-1])
     for c in per_cond.values():
         c["mean_score"] = float(np.mean(c["scores"])) if c["scores"] else None
         c["fpr_mean"] = float(np.mean(c["foreground_fraction"]))
