@@ -84,26 +84,30 @@ def evaluate_trackgpt(
     the model's answer template names it (``{target}``, the embedded model's), each group also has the share of
     first answers that name the target (``named``) and its category (``category_named``); ``None`` otherwise.
     """
-    from perception_eval.datasets import InsTrack
     from perception_eval.metrics import summarize_davis
+    from training.trackgpt.calibrate import instruction_pairs, score_record, track_record
     from training.trackgpt.train import evaluate_video
 
-    ds = InsTrack(root, split, require_masks=True)
-    pairs = []
-    for v, video in enumerate(ds):
-        if max_videos is not None and v >= max_videos:
-            break
-        for expression in video.expressions[:max_expressions]:
-            pairs.append((video, expression))
-    res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau}
+    pairs = instruction_pairs(root, split, max_videos=max_videos, max_expressions=max_expressions)
+    threshold = float(model.perception.mask_threshold)
+    res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau, "mask_threshold": threshold}
     template = model.config.brain.answer_template
     for rethink in rethink_modes:
         groups: dict[str, list] = {}
+        at_zero: dict[str, list] = {}  # the same masks at SAM's threshold 0, when the model's differs
         t0 = time.perf_counter()
         for video, expression in pairs:
             answers: list[str] = []
+            logits: list[np.ndarray] | None = [] if threshold != 0.0 else None
             obj, _ = evaluate_video(
-                model, video, expression, max_frames=max_frames, rethink=rethink, tau=tau, answers=answers
+                model,
+                video,
+                expression,
+                max_frames=max_frames,
+                rethink=rethink,
+                tau=tau,
+                answers=answers,
+                logits=logits,
             )
             extra = expression.extra
             naming = answer_names_target(
@@ -115,12 +119,17 @@ def evaluate_trackgpt(
                 "templates=heldout" if extra.get("heldout_template") else "templates=seen",
                 "heldout(any)" if expression.heldout else "seen(all)",
             ]
+            zero = score_record(track_record(video, expression, logits), 0.0) if logits else None
             for k in keys:
                 groups.setdefault(k, []).append((obj, naming))
+                if zero is not None:
+                    at_zero.setdefault(k, []).append(zero)
         block = {}
         for k, rows in sorted(groups.items()):
             o = summarize_davis([obj for obj, _ in rows]).overall
             block[k] = {"J&F": o["J&F-Mean"], "J": o["J-Mean"], "F": o["F-Mean"], "count": len(rows)}
+            if k in at_zero:
+                block[k]["J&F_mask_threshold_0"] = summarize_davis(at_zero[k]).overall["J&F-Mean"]
             named = [n for _, n in rows if n is not None]
             block[k]["named"] = float(np.mean([n[0] for n in named])) if named else None
             block[k]["category_named"] = float(np.mean([n[1] for n in named])) if named else None
@@ -153,19 +162,22 @@ def answer_names_target(
 def trackgpt_markdown(res: dict[str, Any]) -> str:
     modes = [m for m in ("rethink_on", "rethink_off") if m in res]
     groups = [k for k in res[modes[0]] if k != "seconds"]
+    zero = int(any("J&F_mask_threshold_0" in res[modes[0]][g] for g in groups))
     lines = [
         f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
-        f"{res['instructions']} instructions, tau {res['tau']})",
+        f"{res['instructions']} instructions, tau {res['tau']}, mask threshold {res.get('mask_threshold', 0.0):g})",
         "",
         "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes)
+        + (" | J&F (on, mask threshold 0)" if zero else "")
         + " | J (on) | F (on) | named | category named |",
-        "|---|---|" + "---|" * len(modes) + "---|---|---|---|",
+        "|---|---|" + "---|" * (len(modes) + zero) + "---|---|---|---|",
     ]
     for g in groups:
         b = res[modes[0]][g]
         lines.append(
             f"| {g} | {b['count']} | "
             + " | ".join(_fmt(res[m][g]["J&F"]) for m in modes)
+            + (f" | {_fmt(b.get('J&F_mask_threshold_0'))}" if zero else "")
             + f" | {_fmt(b['J'])} | {_fmt(b['F'])} | {_fmt(b.get('named'))} | {_fmt(b.get('category_named'))} |"
         )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,8 @@
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
 #      trackgpt-vision-reader.yaml on data/worlds/instruction-2400), copied into
-#      src/trackgpt_ros/trackgpt/pretrained/embedded (fp16)
+#      src/trackgpt_ros/trackgpt/pretrained/embedded (fp16), its mask threshold chosen on VAL
+#      (training.trackgpt.calibrate)
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
@@ -152,6 +153,9 @@ for f in Path("src/trackgpt_ros/trackgpt/pretrained/embedded").rglob("*.safetens
     state = load_file(str(f))
     save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(f))
 EOF2
+  # the mask threshold (SAM's 0 by default) chosen on the default instruction world's VAL split (60 videos)
+  python -m training.trackgpt.calibrate src/trackgpt_ros/trackgpt/pretrained/embedded --data data/worlds/instruction \
+    --write --plot results/embedded/trackgpt-mask-threshold.png --no-progress
 fi
 
 if [ "$do_eval" = 1 ]; then

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common.config import float_grid
+
 CONDITIONS = ("positive", "silence", "noise", "offscreen", "mixed")
 
 
@@ -183,19 +185,6 @@ def plot_thresholds(table: dict[float, dict[str, Any]], chosen: float | None, ma
     plt.close(fig)
 
 
-def _grid(text: str) -> list[float]:
-    """``start:stop:step`` (stop included) or a comma-separated list."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0:
-                raise ValueError
-            return [round(float(v), 6) for v in np.arange(start, stop + step / 2, step)]
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected start:stop:step or a,b,c; got {text!r}") from None
-
-
 def save_shipped(model, dst: Path, *, fp16: bool) -> None:
     """Write ``model`` to ``dst`` (replacing it), the weights in fp16 when asked, and load it back."""
     from safetensors.torch import save_file
@@ -221,10 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=Path("data/worlds/avs"), help="AVSBench-Robust S4 root")
     p.add_argument("--split", default="val", help="the split calibrated on (default: val)")
     p.add_argument("--offset-clips", type=int, default=25, help="clips whose positives choose the offset")
-    p.add_argument("--offsets", type=_grid, default=_grid("0:6:0.5"), help="offsets tried (default 0:6:0.5)")
+    p.add_argument("--offsets", type=float_grid, default=float_grid("0:6:0.5"), help="offsets tried (default 0:6:0.5)")
     p.add_argument("--gate-threshold", action="store_true", help="also choose config.threshold (gated models)")
     p.add_argument("--threshold-clips", type=int, default=0, help="clips for the threshold (0: all)")
-    p.add_argument("--thresholds", type=_grid, default=_grid("0.05:0.95:0.05"), help="default 0.05:0.95:0.05")
+    p.add_argument("--thresholds", type=float_grid, default=float_grid("0.05:0.95:0.05"), help="default 0.05:0.95:0.05")
     p.add_argument("--max-fpr", type=float, default=0.01, help="largest VAL G-FPR accepted (default 0.01)")
     p.add_argument("--plot", type=Path, default=None, help="write VAL figures against the threshold here (PNG)")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights (default: fp16 on disk)")

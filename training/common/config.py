@@ -193,3 +193,19 @@ def diff_keys(a: Any, b: Any, where: str = "") -> list[str]:
                 out.extend(diff_keys(a[key], b[key], path))
         return out
     return [] if a == b else [where]
+
+
+def float_grid(text: str) -> list[float]:
+    """An argparse type: ``start:stop:step`` (stop included, e.g. ``0.05:0.95:0.05``) or ``a,b,c``."""
+    import argparse
+
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            return [round(start + i * step, 6) for i in range(max(count, 0))]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected start:stop:step or a,b,c; got {text!r}") from None

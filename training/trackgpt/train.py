@@ -582,11 +582,13 @@ def evaluate_video(
     rethink: bool = True,
     tau: float = 0.5,
     answers: list[str] | None = None,
+    logits: list[np.ndarray] | None = None,
 ):
     """Track one (video, expression) like the tracker (paper Alg. 1, synchronous) and score it with DAVIS J/F.
 
     Returns ``(DavisObjectScore, mean purport score)``; the brain's answer of each reasoning (the first, then one per
-    rethinking) is appended to ``answers`` when given.
+    rethinking) is appended to ``answers`` when given, and each frame's ``H x W`` mask logits (float32) to
+    ``logits`` (the masks are ``logits > model.mask_threshold``; ``training.trackgpt.calibrate`` re-thresholds them).
     """
     n = len(video) if max_frames <= 0 else min(len(video), max_frames)
     text = _clean(expression.text)
@@ -613,6 +615,8 @@ def evaluate_video(
                 answers.append(reasoning.answer)
             reference = None
         preds.append(decoded.mask)
+        if logits is not None:
+            logits.append(decoded.mask_logits[0, 0].float().cpu().numpy())
         gts.append(video.load_mask(i) == int(expression.obj_id))
         scores.append(decoded.purport_score)
     obj = evaluate_object(
