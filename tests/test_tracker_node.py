@@ -102,10 +102,11 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
     img_pub = ros_node.create_publisher(Image, f"{ns}/image", reliable_qos(50))
     tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "model:=config:tiny",
                                "-p", "device:=cpu", "-p", f"image_topic:={ns}/image", "-p", "mode:=replay",
-                               "-p", "image_qos_reliability:=reliable",
+                               "-p", "image_qos_reliability:=reliable", "-p", "mask_threshold:=-2.5",
                                "-p", f"instruction_topic:={ns}/instruction"])
     pub, String = _instruction_pub(ros_node, ns)
     assert spin_until(ros_node, lambda: img_pub.get_subscription_count() > 0, timeout=30)
+    assert "mask threshold -2.5" in processes.log(tracker)  # the parameter replaces the model's own
     time.sleep(0.3)
 
     def image(k, encoding="rgb8", h=48, w=64, step=None):
@@ -141,3 +142,12 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
     assert last.instruction == "the object number 29" and last.state != TrackResult.STATE_IDLE
     assert spin_until(ros_node, lambda: any(r.instruction == "the object number 29" and r.success
                                             for r in got["reasoning"]), timeout=30)
+
+
+@pytest.mark.parametrize("value", ["abc", ".inf"])
+def test_a_bad_mask_threshold_names_the_parameter_and_exits(processes, ros_available, value):
+    proc = processes.start(["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "device:=cpu",
+                            "-p", f"mask_threshold:={value}"])
+    assert proc.wait(timeout=60) == 2
+    log = processes.log(proc)
+    assert "mask_threshold" in log and "cannot start" in log and "Traceback" not in log, log

@@ -17,6 +17,7 @@ keeps running.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class TrackerParams:
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     precision: str = param("fp32", "fp32 | bf16 | fp16 | int8 | int4 (int8/int4: CUDA + bitsandbytes)")
     tau: float = param(0.5, "rethink when the purport score falls below tau x its first value")
+    mask_threshold: float = param(math.nan, "mask logit threshold; nan = the model's own (config.sam.mask_threshold)")
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     instruction_topic: str = param("/instruction", "instruction topic (std_msgs/String)")
@@ -93,9 +95,13 @@ class TrackerNode(FrameWorkerNode):
         self.p = declare_and_read(self, TrackerParams)
         if self.p.mode not in MODES:
             raise ValueError(f"parameter 'mode' must be one of {MODES}, got {self.p.mode!r}")
+        if math.isinf(self.p.mask_threshold):
+            raise ValueError(f"parameter 'mask_threshold' must be finite or nan, got {self.p.mask_threshold}")
         device = resolve_device(self.p.device)
         t0 = time.monotonic()
         model, source = load_model(self.p.model, device=device, precision=self.p.precision)
+        if not math.isnan(self.p.mask_threshold):
+            model.perception.mask_threshold = self.p.mask_threshold
         self.tracker = OnlineTracker(
             perception=model, tau=self.p.tau,
             brain_threads=self.p.brain_threads or None, frame_threads=self.p.frame_threads or None,
@@ -105,7 +111,8 @@ class TrackerNode(FrameWorkerNode):
             self.get_logger().warning(f"brain_nice {self.p.brain_nice} not applied: {self.tracker.brain_nice_error}")
         self.get_logger().info(
             f"model {source} on {device} ({self.p.precision}) loaded in {time.monotonic() - t0:.1f} s; "
-            f"mode {self.p.mode}, tau {self.p.tau}, image conversion: {BACKEND}"
+            f"mode {self.p.mode}, tau {self.p.tau}, mask threshold {model.perception.mask_threshold:g}, "
+            f"image conversion: {BACKEND}"
         )
         self.result_pub = self.create_publisher(TrackResult, "~/result", reliable_qos(10))
         self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
