@@ -64,6 +64,15 @@ def test_track_frame_folder_with_a_checkpoint(frame_dir, model_dir, tmp_path, ca
     assert summary["frames"][0]["state"] == "reasoning"
     assert all(f["state"] in ("tracking", "lost") for f in summary["frames"][1:])
     assert summary["answers"] and summary["answers"][0]["frame"] == 1
+    assert summary["mask_threshold"] == TrackGPT.from_pretrained(model_dir).perception.mask_threshold
+    # a threshold above every logit leaves every mask empty, and the summary says which threshold ran
+    high = tmp_path / "high"
+    rc = cli.main(["--video", str(frame_dir), "--instruction", "the red car", "--model", str(model_dir),
+                   "--out", str(high), "--mask-threshold", "1e9", "--max-frames", "3"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads((high / "track.json").read_text())
+    assert summary["mask_threshold"] == 1e9
+    assert all(not cv2.imread(str(high / f["mask"]), cv2.IMREAD_GRAYSCALE).any() for f in summary["frames"])
 
 
 def test_track_video_file_with_a_config(frames, tmp_path, capsys):

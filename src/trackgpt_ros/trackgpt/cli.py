@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--config", choices=sorted(CONFIGS), help="build a configuration with random weights (demo)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--tau", type=float, default=0.5, help="rethink when S_p < tau x the first S_p after reasoning")
+    p.add_argument("--mask-threshold", type=float, default=None,
+                   help="mask logit threshold (default: the model's config.sam.mask_threshold)")
     p.add_argument("--live", action="store_true", help="do not wait for the brain (robot timing)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--brain-threads", type=int, default=None, help="torch threads of the brain worker")
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Track and write the outputs; returns the JSON summary."""
     source = FrameSource(args.video)
     model = _load_model(args)
+    if args.mask_threshold is not None:
+        model.perception.mask_threshold = args.mask_threshold
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(source)
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "instruction": args.instruction,
         "model": str(args.model) if args.model is not None else f"config:{args.config}",
         "tau": args.tau,
+        "mask_threshold": model.perception.mask_threshold,
         "live": args.live,
         "fps": source.fps,
         "frames": frames,
