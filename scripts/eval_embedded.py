@@ -168,7 +168,7 @@ def trackgpt_markdown(res: dict[str, Any]) -> str:
         f"{res['instructions']} instructions, tau {res['tau']}, mask threshold {res.get('mask_threshold', 0.0):g})",
         "",
         "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes)
-        + (" | J&F (on, mask threshold 0)" if zero else "")
+        + (f" | J&F ({modes[0].replace('_', ' ')}, mask threshold 0)" if zero else "")
         + " | J (on) | F (on) | named | category named |",
         "|---|---|" + "---|" * (len(modes) + zero) + "---|---|---|---|",
     ]

@@ -37,7 +37,7 @@ for arg in "$@"; do
     --no-trackgpt) do_trackgpt=0 ;;
     --no-worlds) do_worlds=0 ;;
     --no-eval) do_eval=0 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "train_embedded.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done

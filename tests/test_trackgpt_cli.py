@@ -65,14 +65,19 @@ def test_track_frame_folder_with_a_checkpoint(frame_dir, model_dir, tmp_path, ca
     assert all(f["state"] in ("tracking", "lost") for f in summary["frames"][1:])
     assert summary["answers"] and summary["answers"][0]["frame"] == 1
     assert summary["mask_threshold"] == TrackGPT.from_pretrained(model_dir).perception.mask_threshold
-    # a threshold above every logit leaves every mask empty, and the summary says which threshold ran
-    high = tmp_path / "high"
-    rc = cli.main(["--video", str(frame_dir), "--instruction", "the red car", "--model", str(model_dir),
-                   "--out", str(high), "--mask-threshold", "1e9", "--max-frames", "3"])
-    assert rc == 0, capsys.readouterr().err
-    summary = json.loads((high / "track.json").read_text())
-    assert summary["mask_threshold"] == 1e9
-    assert all(not cv2.imread(str(high / f["mask"]), cv2.IMREAD_GRAYSCALE).any() for f in summary["frames"])
+    # the threshold is the one given: above every logit every decoded mask is empty, below every logit full
+    for value, full in (("1e9", False), ("-1e9", True)):
+        out = tmp_path / f"t{value}"
+        rc = cli.main(["--video", str(frame_dir), "--instruction", "the red car", "--model", str(model_dir),
+                       "--out", str(out), f"--mask-threshold={value}", "--max-frames", "3"])
+        assert rc == 0, capsys.readouterr().err
+        summary = json.loads((out / "track.json").read_text())
+        assert summary["mask_threshold"] == float(value)
+        masks = [cv2.imread(str(out / f["mask"]), cv2.IMREAD_GRAYSCALE) > 0 for f in summary["frames"][1:]]
+        assert len(masks) == 2 and all(m.all() if full else not m.any() for m in masks)
+    rc = cli.main(["--video", str(frame_dir), "--instruction", "x", "--model", str(model_dir),
+                   "--out", str(tmp_path / "bad"), "--mask-threshold", "inf"])
+    assert rc == 2 and "--mask-threshold must be finite" in capsys.readouterr().err
 
 
 def test_track_video_file_with_a_config(frames, tmp_path, capsys):

@@ -25,11 +25,11 @@ def _pred(name, condition, score, *, inside=4.0, size=16):
 
 
 def _world():
-    """Positives that the gate scores 0.6 and 0.3, negatives 0.4 (silence) and 0.2 (off-screen), per clip."""
+    """Positives that the gate scores 0.6 (2 clips) and 0.3 (4), negatives 0.4 (silence) and 0.2 (off-screen)."""
     preds = []
     for i in range(6):
         name = f"c{i}"
-        preds.append(_pred(name, "positive", 0.6 if i < 4 else 0.3))
+        preds.append(_pred(name, "positive", 0.6 if i < 2 else 0.3))
         preds.append(_pred(name, "silence", 0.4))
         preds.append(_pred(name, "offscreen", 0.2))
     return preds
@@ -39,16 +39,18 @@ def test_threshold_rule_is_best_g_miou_under_the_fpr_limit():
     preds = _world()
     thresholds = [0.1, 0.25, 0.35, 0.5, 0.7]
     chosen, table = choose_threshold(preds, thresholds, max_fpr=1.0)
-    # 0.25 publishes every positive and the silences but no off-screen; 0.35 loses two positives
+    # 0.25 publishes every positive and the silences but no off-screen; 0.35 loses four positives
     assert table[0.25]["mIoU"] > table[0.35]["mIoU"] > table[0.7]["mIoU"] == 0.0
     assert table[0.1]["mIoU_N"] > table[0.25]["mIoU_N"] > table[0.5]["mIoU_N"] == 0.0
-    assert chosen == max(table, key=lambda t: table[t]["G-mIoU"])
+    # G-mIoU = 2 mIoU (1 - mIoU_N) / (mIoU + 1 - mIoU_N): 0.25 gives 2 x 1 x 0.5 / 1.5, 0.5 gives 2 x 1/3 x 1 / (4/3)
+    assert table[0.25]["G-mIoU"] == pytest.approx(2 / 3) and table[0.5]["G-mIoU"] == pytest.approx(0.5)
+    assert chosen == 0.25
     # a tight FPR limit leaves only the thresholds above every negative score
     strict, table = choose_threshold(preds, thresholds, max_fpr=0.0)
     assert strict == 0.5 and table[0.35]["G-FPR"] > 0.0 and table[0.5]["G-FPR"] == 0.0
     assert choose_threshold(preds, [0.1], max_fpr=0.0)[0] is None  # nothing qualifies: the caller keeps its own
     # gate accuracy counts what should pass (positive) and what should not
-    assert robust_figures(preds, threshold=0.5)["gate_acc"] == pytest.approx((4 + 12) / 18)
+    assert robust_figures(preds, threshold=0.5)["gate_acc"] == pytest.approx((2 + 12) / 18)
     assert robust_figures(preds, threshold=None)["gate_acc"] is None
 
 
@@ -109,3 +111,6 @@ def test_cli_refuses_a_model_without_gate_and_a_missing_folder(toy, tmp_path, ca
     with pytest.raises(SystemExit) as exc:
         calibrate.main([str(src), str(tmp_path / "o"), "--data", str(toy), "--offsets", "a:b"])
     assert exc.value.code == 2 and "expected start:stop:step" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a gate threshold is a probability: refused before anything runs
+        calibrate.main([str(src), str(tmp_path / "o"), "--data", str(toy), "--thresholds", "0.5,1"])
+    assert exc.value.code == 2 and "must lie in (0, 1)" in capsys.readouterr().err

@@ -86,5 +86,12 @@ def test_cli_names_a_missing_model_and_an_empty_split(trained, tmp_path, capsys)
 
 
 def test_float_grid():
+    import argparse
+
     assert float_grid("0:1:0.25") == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert float_grid("0.05:0.95:0.05")[-1] == 0.95 and len(float_grid("0.05:0.95:0.05")) == 19
+    assert float_grid("0:1:0.35") == [0.0, 0.35, 0.7]  # never past stop
     assert float_grid("-1,0.5") == [-1.0, 0.5]
+    for bad in ("1:0:0.5", "", "0:inf:1", "0:1:0", "a,b", "1,nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            float_grid(bad)

@@ -209,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out", type=Path, help="where the calibrated model is written (replaced)")
     p.add_argument("--data", type=Path, default=Path("data/worlds/avs"), help="AVSBench-Robust S4 root")
     p.add_argument("--split", default="val", help="the split calibrated on (default: val)")
-    p.add_argument("--offset-clips", type=int, default=25, help="clips whose positives choose the offset")
+    p.add_argument(
+        "--offset-clips", type=int, default=25, help="first clips whose positives choose the offset (0: all)"
+    )
     p.add_argument("--offsets", type=float_grid, default=float_grid("0:6:0.5"), help="offsets tried (default 0:6:0.5)")
     p.add_argument("--gate-threshold", action="store_true", help="also choose config.threshold (gated models)")
     p.add_argument("--threshold-clips", type=int, default=0, help="clips for the threshold (0: all)")
@@ -220,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    if not all(0.0 < t < 1.0 for t in args.thresholds):
+        p.error(f"--thresholds must lie in (0, 1), got {args.thresholds}")
 
     from avs import AVSModel
     from avs.errors import AVSError
@@ -235,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model,
             args.data,
             args.split,
-            max_clips=args.offset_clips,
+            max_clips=args.offset_clips or None,
             conditions=("positive",),
             progress=not args.no_progress,
         )

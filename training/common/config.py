@@ -196,16 +196,24 @@ def diff_keys(a: Any, b: Any, where: str = "") -> list[str]:
 
 
 def float_grid(text: str) -> list[float]:
-    """An argparse type: ``start:stop:step`` (stop included, e.g. ``0.05:0.95:0.05``) or ``a,b,c``."""
+    """An argparse type: ``start:stop:step`` (stop included when on the grid, e.g. ``0.05:0.95:0.05``) or ``a,b,c``;
+    finite numbers, at least one."""
     import argparse
+    import math
 
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0:
+            if not (step > 0 and stop >= start and math.isfinite(stop - start)):
                 raise ValueError
-            count = int(round((stop - start) / step)) + 1
-            return [round(start + i * step, 6) for i in range(max(count, 0))]
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected start:stop:step or a,b,c; got {text!r}") from None
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            values = [round(start + i * step, 6) for i in range(count)]
+        else:
+            values = [float(v) for v in text.split(",") if v.strip()]
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ValueError
+        return values
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"expected start:stop:step (step > 0, stop >= start) or a,b,c of finite numbers; got {text!r}"
+        ) from None

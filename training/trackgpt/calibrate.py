@@ -6,8 +6,9 @@ Usage::
     python -m training.trackgpt.calibrate RUN/model --data data/worlds/instruction --write --plot RUN/mask.png
 
 The tracker's mask is ``logits > sam.mask_threshold`` (0, as in SAM). A small decoder trained for a few thousand
-steps is not calibrated around 0, so this tool tracks every (video, instruction) of the split once, as the tracker
-does (``training.trackgpt.train.evaluate_video``: reasoning on frame 0, propagation, rethinking below ``tau`` x the
+steps is not calibrated around 0, so this tool tracks the split's (video, instruction) pairs once (every video,
+up to ``--max-expressions`` instructions each, the evaluation's selection) as the tracker does
+(``training.trackgpt.train.evaluate_video``: reasoning on frame 0, propagation, rethinking below ``tau`` x the
 reference purport score; the threshold changes none of these, only which pixels are in the mask), keeps each
 frame's logits, and scores DAVIS J&F at every threshold of ``--thresholds``. ``--write`` stores the best one in the
 model folder's ``config.json`` (``config.sam.mask_threshold``); weights are not touched. Choose on VAL, never on the

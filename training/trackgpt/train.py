@@ -588,7 +588,8 @@ def evaluate_video(
 
     Returns ``(DavisObjectScore, mean purport score)``; the brain's answer of each reasoning (the first, then one per
     rethinking) is appended to ``answers`` when given, and each frame's ``H x W`` mask logits (float32) to
-    ``logits`` (the masks are ``logits > model.mask_threshold``; ``training.trackgpt.calibrate`` re-thresholds them).
+    ``logits`` (the masks are ``logits > model.perception.mask_threshold``; ``training.trackgpt.calibrate``
+    re-thresholds them).
     """
     n = len(video) if max_frames <= 0 else min(len(video), max_frames)
     text = _clean(expression.text)

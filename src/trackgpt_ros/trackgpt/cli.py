@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Track and write the outputs; returns the JSON summary."""
     source = FrameSource(args.video)
     model = _load_model(args)
-    if args.mask_threshold is not None:
+    if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0.0 <= args.tau <= 1.0:
         print(f"{PROG}: error: --tau must be in [0, 1], got {args.tau}", file=sys.stderr)
+        return 2
+    if args.mask_threshold is not None and not math.isfinite(args.mask_threshold):
+        print(f"{PROG}: error: --mask-threshold must be finite, got {args.mask_threshold}", file=sys.stderr)
         return 2
     try:
         summary = run(args)
