@@ -413,3 +413,23 @@ def test_text_only_stage_trains_the_vision_tower_projector_and_lora_only(toy, tm
     frozen = ("loss.lambda_mask=0", "loss.lambda_po=0", "model.freeze_brain=true", "model.lora=false",
               "model.train_token_rows=false", f"model.init_from={start}")  # fmt: skip
     assert tg_train.main(_argv(tmp_path / "c", ytvos, "train.steps=1", *frozen, frames=1)) == 2
+
+
+def test_colour_noise_names_another_colour_of_the_dataset_and_keeps_the_category(toy):
+    spec = {"type": "instrack", "root": str(toy / "world"), "split": "train"}
+    clean = tg_data.build_dataset(spec, frames_per_clip=1, reference_frame="first")
+    noisy = tg_data.build_dataset({**spec, "colour_noise": 1.0}, frames_per_clip=1, reference_frame="first")
+    half = tg_data.build_dataset({**spec, "colour_noise": 0.5}, frames_per_clip=1, reference_frame="first")
+    flips = 0
+    for index, (_, expression) in enumerate(noisy.items):
+        for k in range(8):
+            colour, category = expression.extra["colour"], expression.extra["category"]
+            a = clean.sample(index, np.random.default_rng(k)).target
+            b = noisy.sample(index, np.random.default_rng(k)).target
+            assert a == f"{colour} {category}"
+            assert b.endswith(f" {category}") and b.split()[0] != colour and b.split()[0] in noisy.colours
+            flips += half.sample(index, np.random.default_rng(k)).target != a
+    total = 8 * len(noisy.items)
+    assert 0.2 * total < flips < 0.8 * total
+    with pytest.raises(SetupError, match="colour_noise must be in"):
+        tg_data.build_dataset({**spec, "colour_noise": 1.5}, frames_per_clip=1, reference_frame="first")

@@ -149,15 +149,29 @@ class VideoReferring(TrainingDataset):
     for instructions that are decided on the first frame, like the generated world's relational ones) or a
     random frame where the target is visible (``random``, the paper); then ``frames_per_clip - 1``
     consecutive frames from a random later start. Short videos repeat their last frame.
+
+    ``colour_noise`` (generated worlds, whose expressions name the target's colour and category): the share of
+    samples whose taught answer names another colour of the dataset ("Sure, I track the green book." for an orange
+    book), so a reader trained on a frozen brain learns not to follow a wrongly named colour (the brain's most
+    frequent error on implicit instructions). 0 (default) draws nothing from ``rng``.
     """
 
     def __init__(
-        self, name: str, reader, *, frames_per_clip: int, reference_frame: str, kinds: Sequence[str] | None = None
+        self,
+        name: str,
+        reader,
+        *,
+        frames_per_clip: int,
+        reference_frame: str,
+        kinds: Sequence[str] | None = None,
+        colour_noise: float = 0.0,
     ):
         if reference_frame not in ("first", "random"):
             raise SetupError(f"data.reference_frame must be 'first' or 'random', got {reference_frame!r}")
         if frames_per_clip < 1:
             raise SetupError(f"data.frames_per_clip must be at least 1, got {frames_per_clip}")
+        if not 0.0 <= float(colour_noise) <= 1.0:
+            raise SetupError(f"dataset {name!r}: colour_noise must be in [0, 1], got {colour_noise}")
         self.name = name
         self.frames_per_clip = int(frames_per_clip)
         self.reference_frame = reference_frame
@@ -169,6 +183,10 @@ class VideoReferring(TrainingDataset):
         if not self.items:
             wanted = f" of kind {list(kinds)}" if kinds else ""
             raise SetupError(f"dataset {name!r}: no expression{wanted} with an obj_id and annotated frames")
+        self.colour_noise = float(colour_noise)
+        self.colours = sorted({str(e.extra["colour"]) for _, e in self.items if (e.extra or {}).get("colour")})
+        if self.colour_noise > 0 and len(self.colours) < 2:
+            raise SetupError(f"dataset {name!r}: colour_noise needs expressions naming at least two colours")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -200,13 +218,17 @@ class VideoReferring(TrainingDataset):
             void = ids == VOID
             ignore.append(void if void.any() else None)
         extra = expression.extra or {}
-        target = " ".join(str(extra[k]) for k in ("colour", "category") if extra.get(k))
+        colour = extra.get("colour")
+        if colour and self.colour_noise > 0 and rng.random() < self.colour_noise:
+            others = [c for c in self.colours if c != str(colour)]
+            colour = others[int(rng.integers(len(others)))]
+        target = " ".join(str(v) for v in (colour, extra.get("category")) if v)
         return Sample("mask", frames, masks, ignore, text=expression.text, source=self.name, target=target)
 
 
 def _video_reader(spec: Mapping[str, Any]):
     kind = spec["type"]
-    opts = _keys(spec, ["root"], {"split": "train", "kinds": None})
+    opts = _keys(spec, ["root"], {"split": "train", "kinds": None, "colour_noise": 0.0})
     if kind == "ref_youtube_vos":
         return RefYouTubeVOS(opts["root"], opts["split"], require_masks=True)
     if kind == "instrack":
@@ -542,6 +564,7 @@ def build_dataset(spec: Mapping[str, Any], *, frames_per_clip: int, reference_fr
                 frames_per_clip=frames_per_clip,
                 reference_frame=reference_frame,
                 kinds=spec.get("kinds"),
+                colour_noise=float(spec.get("colour_noise", 0.0)),
             )
         if kind == "semantic_seg":
             return SemanticSeg(name, spec)
