@@ -94,9 +94,7 @@ def _probabilities(pred: RobustPrediction, offset: float) -> np.ndarray:
     return torch.sigmoid(up[:, 0] + offset).numpy()
 
 
-def robust_figures(
-    preds: Sequence[RobustPrediction], *, threshold: float | None, offset: float = 0.0
-) -> dict[str, Any]:
+def robust_figures(preds: Sequence[RobustPrediction], *, threshold: float | None) -> dict[str, Any]:
     """AVSBench-Robust figures of what the node would publish at gate ``threshold`` (None: no gate, all publish).
 
     Keys: clips, samples, mIoU, F (positives), G-mIoU, G-F, G-FPR, mIoU_N, mIoU_ungated (positives, gate
@@ -109,7 +107,7 @@ def robust_figures(
     ungated: list[tuple[np.ndarray, np.ndarray]] = []
     correct = total = 0
     for p in preds:
-        prob = _probabilities(p, offset)
+        prob = _probabilities(p, 0.0)
         sounding = np.ones(len(prob), dtype=bool) if threshold is None else p.score > threshold
         clips.append(RobustClip(p.condition, prob * sounding[:, None, None], p.reference, p.name))
         if p.condition == "positive":
@@ -148,12 +146,12 @@ def choose_offset(preds: Sequence[RobustPrediction], offsets: Sequence[float]) -
 
 
 def choose_threshold(
-    preds: Sequence[RobustPrediction], thresholds: Sequence[float], *, offset: float = 0.0, max_fpr: float = 0.01
+    preds: Sequence[RobustPrediction], thresholds: Sequence[float], *, max_fpr: float = 0.01
 ) -> tuple[float | None, dict[float, dict[str, Any]]]:
     """The threshold of the best G-mIoU with G-FPR <= ``max_fpr`` (None when none qualifies), and every figure."""
     if any(p.score is None for p in preds):
         raise ValueError("the model has no gate (gate: off): there is no threshold to choose")
-    table = {float(t): robust_figures(preds, threshold=float(t), offset=offset) for t in thresholds}
+    table = {float(t): robust_figures(preds, threshold=float(t)) for t in thresholds}
     ok = [t for t, r in table.items() if r["G-FPR"] <= max_fpr]
     best = max(ok, key=lambda t: table[t]["G-mIoU"]) if ok else None
     return best, table
