@@ -35,7 +35,7 @@ with a fixed seed (off-screen: another evaluation clip of a disjoint category).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -277,20 +277,6 @@ class AVSTrainData(torch.utils.data.Dataset):
             gt[:count] = masks[:count]
         category = self._category_index.get(clip.category, -1)
         return Sample(frames, audio, gt, has_gt, 0.0 if negative else 1.0, kind, key, category)
-
-
-class BatchKeys:
-    """Infinite batch sampler: micro-batch ``m`` holds sample numbers ``m*B*W + rank*B + i``."""
-
-    def __init__(self, start: int, *, batch_size: int, rank: int, world: int):
-        self.start, self.batch_size, self.rank, self.world = int(start), int(batch_size), int(rank), int(world)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        m = self.start
-        while True:
-            base = m * self.batch_size * self.world + self.rank * self.batch_size
-            yield list(range(base, base + self.batch_size))
-            m += 1
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -44,9 +44,9 @@ from perception_eval.metrics import RobustClip, avs_miou, evaluate_robust
 
 from ..common.config import deep_merge
 from ..common.errors import SetupError
-from ..common.loop import COMMON_DEFAULTS, Task
+from ..common.loop import COMMON_DEFAULTS, BatchKeys, Task
 from ..common.loop import main as loop_main
-from .data import FRAMES, AVSEvalData, AVSTrainData, BatchKeys, collate
+from .data import FRAMES, AVSEvalData, AVSTrainData, collate
 
 DEFAULTS: dict[str, Any] = deep_merge(
     COMMON_DEFAULTS,

@@ -82,6 +82,20 @@ RESUME_MUTABLE = (
 )
 
 
+class BatchKeys:
+    """Infinite batch sampler, the data position rule above: micro-batch ``m`` holds samples ``m*B*W + rank*B + i``."""
+
+    def __init__(self, start: int, *, batch_size: int, rank: int, world: int):
+        self.start, self.batch_size, self.rank, self.world = int(start), int(batch_size), int(rank), int(world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        m = self.start
+        while True:
+            base = m * self.batch_size * self.world + self.rank * self.batch_size
+            yield list(range(base, base + self.batch_size))
+            m += 1
+
+
 class Task:
     """What a training script provides to :func:`run` (see the module docstring)."""
 

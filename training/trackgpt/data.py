@@ -73,6 +73,7 @@ import torch
 from perception_eval.datasets import DatasetError, InsTrack, ReferDavis17, RefYouTubeVOS, read_index_mask, read_rgb
 
 from ..common.errors import SetupError
+from ..common.loop import BatchKeys
 from ..common.state import item_rng
 
 VOID = 255
@@ -605,26 +606,12 @@ class MixedStream:
         return self.datasets[d].sample(index, rng)
 
 
-class SampleKeys:
-    """Infinite batch sampler: micro-batch ``m`` holds sample numbers ``m*B*W + rank*B + i``."""
-
-    def __init__(self, start: int, *, batch_size: int, rank: int, world: int):
-        self.start, self.batch_size, self.rank, self.world = int(start), int(batch_size), int(rank), int(world)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        m = self.start
-        while True:
-            base = m * self.batch_size * self.world + self.rank * self.batch_size
-            yield list(range(base, base + self.batch_size))
-            m += 1
-
-
 def stream_batches(
     stream, start: int, config: Mapping[str, Any], *, rank: int, world: int, collate_fn, generator
 ) -> Iterator[Any]:
-    """Micro-batches ``start, start + 1, ...`` of a numbered sample stream for one process (:class:`SampleKeys`),
+    """Micro-batches ``start, start + 1, ...`` of a numbered sample stream for one process (:class:`BatchKeys`),
     ``config["train"]["batch_size"]`` samples each, loaded by ``config["data"]["num_workers"]`` workers."""
-    keys = SampleKeys(start, batch_size=int(config["train"]["batch_size"]), rank=rank, world=world)
+    keys = BatchKeys(start, batch_size=int(config["train"]["batch_size"]), rank=rank, world=world)
     loader = torch.utils.data.DataLoader(
         stream,
         batch_sampler=keys,
