@@ -172,5 +172,5 @@ def test_embedded_recipe_has_its_configs():
         "avs-gated-category-lr3", "avs-baseline-category-lr3", "avs-gated-category-lr3-more",
         "avs-baseline-category-lr3-more",
         "sam", "trackgpt-sam", "trackgpt-reader", "trackgpt-encoder",
-        "trackgpt-vision", "trackgpt-vision-more", "trackgpt-vision-reader",
+        "trackgpt-vision", "trackgpt-vision-more", "trackgpt-vision-reader", "trackgpt-colour-reader",
     }  # fmt: skip
