@@ -15,6 +15,7 @@ from trackgpt.brain import (
     build_tiny_llava,
     load_brain,
     resolve_precision,
+    tidy_answer,
 )
 from trackgpt.config import CONFIGS, SAM_SIZES, BrainConfig, TrackGPTConfig
 from trackgpt.decoder import ReferringMaskDecoder
@@ -277,6 +278,17 @@ def test_cancelled_reasoning_raises(tiny):
     event.set()
     with pytest.raises(ReasoningCancelled):
         tiny.reason(_frame(), "the dog", cancel_event=event)
+
+
+def test_answer_text_drops_the_separator_left_by_the_special_tokens(tiny):
+    tok = tiny.brain.tokenizer
+    ids = tok("Sure, I track the red cup. <TK>, <PO>", add_special_tokens=False)["input_ids"]
+    assert tiny.brain.track_token_id in ids and tiny.brain.purport_token_id in ids
+    decoded = tok.decode(ids, skip_special_tokens=True)
+    assert decoded.rstrip().endswith(",")  # what a plain decode leaves behind
+    assert tidy_answer(decoded) == "Sure, I track the red cup."
+    assert tidy_answer(" who, me? ") == "who, me?"  # punctuation inside or ending a sentence stays
+    assert tidy_answer(" ,; ") == ""
 
 
 # --------------------------------------------------------------------- pipeline

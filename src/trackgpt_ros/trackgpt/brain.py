@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ class BrainAnswer:
     """What the brain returns for one (frame, instruction).
 
     Attributes:
-        answer: the text feedback T (special tokens removed).
+        answer: the text feedback T (special tokens removed, with the separator they leave at the end:
+            "Sure, I track the red cup. <TK>, <PO>" reads "Sure, I track the red cup.").
         track_state: ``1 x H`` last-layer hidden state predicting ``<TK>``.
         purport_state: ``1 x H`` last-layer hidden state predicting ``<PO>``.
         forced: True when ``<TK>`` / ``<PO>`` were appended because the brain did not generate them.
@@ -88,6 +90,12 @@ class BrainForward:
     loss: torch.Tensor | None
     track_states: torch.Tensor
     purport_states: torch.Tensor
+
+
+def tidy_answer(text: str) -> str:
+    """The answer as a person reads it: whitespace and the commas / semicolons / colons that separated the removed
+    ``<TK>`` and ``<PO>`` are stripped from its end ("Sure, I track the red cup. ," -> "Sure, I track the red cup.")."""
+    return re.sub(r"[\s,;:]+$", "", text.strip())
 
 
 def validate_instruction(text: str | bytes) -> str:
@@ -464,7 +472,7 @@ class TrackGPTBrain(nn.Module):
                 forced = True
         seq_ids = torch.tensor([ids + full], dtype=torch.long, device=self.device)
         result = self.forward(seq_ids, pixel_values, attention_mask=torch.ones_like(seq_ids))
-        text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
+        text = tidy_answer(self.tokenizer.decode(kept, skip_special_tokens=True))
         return BrainAnswer(text, result.track_states, result.purport_states, forced, generated)
 
     # ------------------------------------------------------------------- LoRA
