@@ -42,7 +42,18 @@ fi
 mkdir -p "$STAMP_DIR"
 req_hash=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [[ "$(cat "$STAMP_DIR/requirements" 2>/dev/null)" != "$req_hash" ]]; then
-  log "installing pinned Python requirements (first time: several minutes, ~7 GB)"
+  # torch's CUDA build and its NVIDIA runtime libraries are most of it (~6 GB); pip unpacks wheels under TMPDIR.
+  NEED_GB=${SETUP_NEED_GB:-9}
+  for dir in "$VENV" "${TMPDIR:-/tmp}"; do
+    free_gb=$(df -Pk "$dir" | awk 'NR==2 {print int($4 / 1048576)}')
+    if ((free_gb < NEED_GB)); then
+      echo "setup: installing the Python requirements needs about ${NEED_GB} GB free; $(df -Ph "$dir" | awk 'NR==2 {print $6}')" \
+           "(holding $dir) has ${free_gb} GB. Free some space (df -h), or point TMPDIR elsewhere;" \
+           "SETUP_NEED_GB=N changes the limit." >&2
+      exit 1
+    fi
+  done
+  log "installing pinned Python requirements (first time: several minutes, ~8 GB)"
   "$VENV/bin/pip" install --disable-pip-version-check -q -r requirements.txt
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
   echo "$req_hash" > "$STAMP_DIR/requirements"
