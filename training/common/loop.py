@@ -207,7 +207,7 @@ def build_optimizer(groups: list[dict[str, Any]], optim: Mapping[str, Any]) -> t
     if name == "adam":
         return torch.optim.Adam(prepared, lr=lr, betas=betas, eps=eps)
     if name == "sgd":
-        return torch.optim.SGD(prepared, lr=lr, momentum=float(optim.get("momentum", 0.9)))
+        return torch.optim.SGD(prepared, lr=lr, momentum=0.9)
     raise ConfigError(f"optim.name must be adamw, adam or sgd, got {optim['name']!r}")
 
 
