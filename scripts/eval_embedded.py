@@ -74,15 +74,18 @@ def evaluate_trackgpt(
     max_frames: int = 0,
     tau: float = 0.5,
     rethink_modes: tuple[bool, ...] = (True, False),
+    propagation_off: bool = True,
 ) -> dict[str, Any]:
     """DAVIS J&F of a TrackGPT model on the instruction world, tracked as ``training.trackgpt``'s evaluator does
     (reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score).
 
     The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
     overall, per instruction kind, held-out templates vs seen templates (``heldout_template``), any held-out
-    flag vs none, each with rethinking on and off. Where the world names the target (its colour and category) and
-    the model's answer template names it (``{target}``, the embedded model's), each group also has the share of
-    first answers that name the target (``named``) and its category (``category_named``); ``None`` otherwise.
+    flag vs none, each with rethinking on and off, and (``propagation_off``) with rethinking on and the cross-frame
+    referring propagation off (Q_t = Q_R every frame; the paper's Table 3 ablation). Where the world names the
+    target (its colour and category) and the model's answer template names it (``{target}``, the embedded model's),
+    each group also has the share of first answers that name the target (``named``) and its category
+    (``category_named``); ``None`` otherwise.
     """
     from perception_eval.metrics import summarize_davis
     from training.trackgpt.calibrate import instruction_pairs, score_record, track_record
@@ -92,7 +95,10 @@ def evaluate_trackgpt(
     threshold = float(model.perception.mask_threshold)
     res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau, "mask_threshold": threshold}
     template = model.config.brain.answer_template
-    for rethink in rethink_modes:
+    passes = [("rethink_on" if r else "rethink_off", r, True) for r in rethink_modes]
+    if propagation_off:
+        passes.append(("propagation_off", True, False))
+    for label, rethink, propagate in passes:
         groups: dict[str, list] = {}
         at_zero: dict[str, list] = {}  # the same masks at SAM's threshold 0, when the model's differs
         t0 = time.perf_counter()
@@ -108,6 +114,7 @@ def evaluate_trackgpt(
                 tau=tau,
                 answers=answers,
                 logits=logits,
+                propagate=propagate,
             )
             extra = expression.extra
             naming = answer_names_target(
@@ -134,7 +141,7 @@ def evaluate_trackgpt(
             block[k]["named"] = float(np.mean([n[0] for n in named])) if named else None
             block[k]["category_named"] = float(np.mean([n[1] for n in named])) if named else None
         block["seconds"] = round(time.perf_counter() - t0, 1)
-        res["rethink_on" if rethink else "rethink_off"] = block
+        res[label] = block
     return res
 
 
@@ -160,14 +167,15 @@ def answer_names_target(
 
 
 def trackgpt_markdown(res: dict[str, Any]) -> str:
-    modes = [m for m in ("rethink_on", "rethink_off") if m in res]
+    modes = [m for m in ("rethink_on", "rethink_off", "propagation_off") if m in res]
     groups = [k for k in res[modes[0]] if k != "seconds"]
     zero = int(any("J&F_mask_threshold_0" in res[modes[0]][g] for g in groups))
     lines = [
         f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
         f"{res['instructions']} instructions, tau {res['tau']}, mask threshold {res.get('mask_threshold', 0.0):g})",
         "",
-        "| group | n | " + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes)
+        "| group | n | "
+        + " | ".join(f"J&F ({m.replace('_', ' ')})" for m in modes)
         + (f" | J&F ({modes[0].replace('_', ' ')}, mask threshold 0)" if zero else "")
         + " | J (on) | F (on) | named | category named |",
         "|---|---|" + "---|" * (len(modes) + zero) + "---|---|---|---|",
@@ -244,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trackgpt-max-expressions", type=int, default=2, help="instructions per video")
     p.add_argument("--trackgpt-max-frames", type=int, default=0, help="frames per video (0 = all)")
     p.add_argument("--tau", type=float, default=0.5, help="rethinking threshold factor")
+    p.add_argument(
+        "--no-propagation-ablation",
+        action="store_true",
+        help="skip the TrackGPT pass with the cross-frame propagation off (Q_t = Q_R every frame)",
+    )
     p.add_argument("--skip-trackgpt", action="store_true", help="AVS only")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
@@ -288,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             max_expressions=args.trackgpt_max_expressions,
             max_frames=args.trackgpt_max_frames,
             tau=args.tau,
+            propagation_off=not args.no_propagation_ablation,
         )
         out["trackgpt"]["model"] = str(args.trackgpt_model)
     previous = Path(args.out) / "results.json"

@@ -99,7 +99,14 @@ def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
     root = tmp_path / "world"
     generate_instruction_world(root, seed=SAMPLE_SEED, videos={"train": 1, "val": 1, "test": 3}, progress=False)
     res = _eval_module().evaluate_trackgpt(
-        model, root, "test", max_videos=3, max_expressions=1, max_frames=12, rethink_modes=(True,)
+        model,
+        root,
+        "test",
+        max_videos=3,
+        max_expressions=1,
+        max_frames=12,
+        rethink_modes=(True,),
+        propagation_off=False,
     )
     score = res["rethink_on"]["overall"]["J&F"]
     assert 0.0 <= score <= 1.0, res

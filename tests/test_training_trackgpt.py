@@ -387,6 +387,23 @@ def test_freeze_brain_trains_phi_and_perception_only(toy, tmp_path):
     assert tg_train.main(bad) == 2
 
 
+def test_propagation_stage_trains_the_propagation_only(toy, tmp_path):
+    ytvos = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    window = "model.overrides={projection_input_norm: true}"
+    assert tg_train.main([*_argv(tmp_path / "a", ytvos, "train.steps=2", frames=2), "--set", window]) == 0
+    start = tmp_path / "a" / "model"
+    frozen = ("model.freeze_brain=true", "model.lora=false", "model.train_token_rows=false",
+              f"model.init_from={start}", "model.train_perception=[propagation]")  # fmt: skip
+    assert tg_train.main(_argv(tmp_path / "b", ytvos, "train.steps=3", *frozen, frames=3)) == 0
+    before = load_file(str(start / "model.safetensors"))
+    after = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    moved = {k.split(".")[0] + "." + k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"perception.propagation"}  # phi's running statistics, decoder, purport head: as they were
+    # a part that does not exist is named
+    bad = _argv(tmp_path / "c", ytvos, "train.steps=1", *frozen[:-1], "model.train_perception=[decoder]")
+    assert tg_train.main(bad) == 2
+
+
 def test_text_only_stage_trains_the_vision_tower_projector_and_lora_only(toy, tmp_path):
     ytvos = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
     projector = "model.overrides={brain: {train_vision_projector: true}}"

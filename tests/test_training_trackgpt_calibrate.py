@@ -56,6 +56,27 @@ def test_sweep_matches_the_tracker_at_each_threshold(trained):
         assert table[t]["overall"] == pytest.approx(summarize_davis(objs).overall["J&F-Mean"], abs=1e-3)
 
 
+def test_propagation_ablation_decodes_every_frame_with_the_referring_query(trained, monkeypatch):
+    world, folder = trained
+    model = TrackGPT.from_pretrained(folder)
+    video, expression = calibrate.instruction_pairs(world, "val", max_expressions=1)[0]
+    seen: list[tuple] = []
+    decode = model.decode
+
+    def spy(features, *, referring_query, online_query, purport_query):
+        seen.append((referring_query.clone(), online_query.clone()))
+        return decode(features, referring_query=referring_query, online_query=online_query, purport_query=purport_query)
+
+    monkeypatch.setattr(model, "decode", spy)
+    for propagate in (True, False):
+        seen.clear()
+        tg_train.evaluate_video(model, video, expression, rethink=False, propagate=propagate)
+        assert len(seen) == len(video) >= 3
+        same = [bool(np.allclose(q_r.numpy(), q_t.numpy())) for q_r, q_t in seen]
+        assert same[0]  # frame 0 decodes with Q_t = Q_R either way
+        assert all(same[1:]) if not propagate else not any(same[1:])
+
+
 def test_cli_writes_the_best_threshold_only(trained, tmp_path, capsys):
     world, folder = trained
     copy = tmp_path / "model"

@@ -21,6 +21,10 @@ weight at all (LoRA, token rows, projector and tower stay as loaded; ``lora`` an
 false) and runs the brain without gradients: a cheaper stage that teaches phi and the perception to read a brain
 that already answers well (``L_text`` is then logged, not trained).
 
+``model.train_perception`` lists which of phi (``projection``), ``mask_decoder``, ``purport_head`` and
+``propagation`` train (all four by default, the paper); ``[propagation]`` with three-frame clips (I_0, I_t,
+I_{t+1}) teaches only the cross-frame propagation, leaving every frame-0 mask as it was.
+
 Joint loss (Eq. 4), every lambda 1 by default:
 
 * ``L_text``: the auto-regressive cross-entropy of the answer tokens ("Sure, I track the object. <TK>, <PO>" and
@@ -74,6 +78,9 @@ from ..common.loop import main as loop_main
 from ..common.state import item_rng
 from .data import VIDEO_TYPES, MixedStream, Sample, TrainingDataset, build_dataset, collate, stream_batches
 
+#: What of phi and the perception ``model.train_perception`` may name (all of them train by default).
+PERCEPTION_PARTS: tuple[str, ...] = ("projection", "mask_decoder", "purport_head", "propagation")
+
 DEFAULTS: dict[str, Any] = deep_merge(
     COMMON_DEFAULTS,
     {
@@ -82,13 +89,16 @@ DEFAULTS: dict[str, Any] = deep_merge(
         "model": {
             "config": "tiny",  # trackgpt registry: tiny | embedded | llava-7b-sam-vit-h | llava-13b-sam-vit-h
             "overrides": {},  # TrackGPTConfig changes, e.g. {brain: {path: /data/llava-1.5-7b-hf}}
-            "init_from": None,  # the previous stage's model folder (save_pretrained); overrides must then be empty
+            # the previous stage's model folder (save_pretrained); overrides may then set brain / projection_input_norm
+            "init_from": None,
             "lora": True,  # LoRA on the brain (peft); false trains no brain weights except the token rows
             "train_image_encoder": False,  # the paper freezes SAM's encoder (true only without pretrained SAM)
             "image_encoder_lr_scale": 1.0,  # its learning rate x this (a pre-trained encoder fine-tuned gently)
             "train_prompt_encoder": False,
             "train_token_rows": True,  # the <TK>/<PO> embedding rows
             "freeze_brain": False,  # true: no brain weight trains (its pass runs without gradients, ~2x faster)
+            # which of phi and the perception train (all, the paper); e.g. [propagation] for a propagation stage
+            "train_perception": list(PERCEPTION_PARTS),
         },
         "data": {
             "datasets": [],  # [{name, type, root/json/..., split, ratio}]; see training/trackgpt/data.py
@@ -197,6 +207,7 @@ class TrackGPTTrainModule(nn.Module):
             raise SetupError("TrackGPT training needs a model with a brain")
         self.model = model
         self.loss_cfg = dict(loss)
+        self._frozen_parts: list[nn.Module] = []
         self.freeze_brain = bool(options["freeze_brain"])
         if self.freeze_brain and (options["lora"] or options["train_token_rows"]):
             raise SetupError("model.freeze_brain trains nothing of the brain: set model.lora and "
@@ -224,13 +235,30 @@ class TrackGPTTrainModule(nn.Module):
             raise SetupError("loss.lambda_mask and loss.lambda_po are 0 and the brain is frozen: nothing would train")
         perception = model.perception
         self.train_image_encoder = bool(options["train_image_encoder"]) and not self.text_only
+        parts = list(options["train_perception"])
+        unknown = sorted(set(parts) - set(PERCEPTION_PARTS))
+        if unknown:
+            raise SetupError(f"model.train_perception: unknown part(s) {unknown}; choose from {list(PERCEPTION_PARTS)}")
         if not self.text_only:
-            model.projection.requires_grad_(True)
-            for part in (perception.sam.mask_decoder, perception.purport_head, perception.propagation):
-                part.requires_grad_(True)
+            modules = {
+                "projection": model.projection,
+                "mask_decoder": perception.sam.mask_decoder,
+                "purport_head": perception.purport_head,
+                "propagation": perception.propagation,
+            }
+            for name in parts:
+                modules[name].requires_grad_(True)
+            # kept in eval mode whatever the loop sets: phi's running input statistics must not move either
+            self._frozen_parts = [m for name, m in modules.items() if name not in parts]
             perception.sam.prompt_encoder.requires_grad_(bool(options["train_prompt_encoder"]))
             perception.sam.image_encoder.requires_grad_(self.train_image_encoder)
         self.truncated_instructions = 0
+
+    def train(self, mode: bool = True) -> TrackGPTTrainModule:
+        super().train(mode)
+        for part in self._frozen_parts:
+            part.eval()
+        return self
 
     # ------------------------------------------------------------------ text
     def _conversation(self, sample: Sample) -> tuple[list[int], list[int]]:
@@ -583,8 +611,12 @@ def evaluate_video(
     tau: float = 0.5,
     answers: list[str] | None = None,
     logits: list[np.ndarray] | None = None,
+    propagate: bool = True,
 ):
     """Track one (video, expression) like the tracker (paper Alg. 1, synchronous) and score it with DAVIS J/F.
+
+    ``propagate=False`` is the paper's ablation without cross-frame referring propagation: every frame decodes
+    with Q_t = Q_R.
 
     Returns ``(DavisObjectScore, mean purport score)``; the brain's answer of each reasoning (the first, then one per
     rethinking) is appended to ``answers`` when given, and each frame's ``H x W`` mask logits (float32) to
@@ -604,7 +636,7 @@ def evaluate_video(
             if answers is not None:
                 answers.append(reasoning.answer)
         decoded = model.decode(model.encode_frame(frame), referring_query=q_r, online_query=q_t, purport_query=q_p)
-        q_t = decoded.next_query
+        q_t = decoded.next_query if propagate else q_r
         if reference is None:
             reference = decoded.purport_score
         elif rethink and decoded.purport_score < tau * reference:
