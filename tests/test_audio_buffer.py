@@ -54,8 +54,33 @@ def test_capacity_and_format_change():
     with pytest.raises(NotEnoughAudio):
         buf.window(round(1.5 * NS), 0.96)
     assert buf.window(3 * NS, 0.96).samples.shape[0] == 15360
-    buf.push(np.zeros(882, np.float32), sample_rate=44100, channels=2, start_ns=3 * NS)
-    assert buf.rate == 44100 and buf.channels == 2 and buf.restarts == 1
+    # a real format change: held until three chunks in a row agree, then the buffer restarts with all three
+    for k in range(3):
+        note = buf.push(np.full(882, k, np.float32), sample_rate=44100, channels=2, start_ns=3 * NS + k * NS // 100)
+        assert buf.rate == (44100 if k == 2 else 16000)
+        assert ("held" if k < 2 else "changed from 16000 Hz x 1 ch to 44100 Hz x 2 ch") in note
+    assert buf.channels == 2 and buf.restarts == 1
+    w = buf.window(3 * NS + 3 * NS // 100, 0.03)
+    np.testing.assert_array_equal(w.samples[::441, 0], [0, 1, 2])
+
+
+def test_a_stray_chunk_in_another_format_does_not_wipe_the_buffer():
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 0, 200)  # 2 s of 16 kHz audio
+    note = buf.push(np.zeros(100, np.float32), sample_rate=44100, channels=1, start_ns=2 * NS, sequence=200)
+    assert "44100 Hz x 1 ch" in note and "16000 Hz x 1 ch" in note
+    assert buf.push(np.zeros(160, np.float32), sample_rate=16000, channels=1, start_ns=2 * NS, sequence=201)
+    assert buf.rate == 16000 and buf.restarts == 0 and buf.dropped_chunks == 1
+    assert buf.window(2 * NS + NS // 100, 2.0).samples.shape == (32000, 1)  # the 2 s before are all still there
+
+
+def test_a_duplicate_chunk_is_rejected_and_good_data_kept():
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 0, 100)
+    last = round(99 * 160 * NS / 16000)
+    with pytest.raises(AudioChunkError, match="duplicate"):
+        buf.push(np.zeros(160, np.float32), sample_rate=16000, channels=1, start_ns=last, sequence=99)
+    assert buf.restarts == 0 and buf.window(NS, 1.0).samples.shape == (16000, 1)
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,20 @@ def test_resampled_stereo_int16_44k_matches_16k_mono():
     assert float((a - b).abs().max()) < 0.05
 
 
+def test_an_odd_sample_rate_resamples_with_a_small_filter():
+    # common rates are exact; an odd one (whose exact ratio would need a ~rate x 16000-tap filter bank) is
+    # approximated within 1/1000 of the ratio
+    assert audio.resample_ratio(44100) == (441, 160) and audio.resample_ratio(48000) == (3, 1)
+    assert audio.resample_ratio(8000) == (1, 2) and audio.resample_ratio(16001) == (1, 1)
+    orig, new = audio.resample_ratio(44101)
+    assert orig <= audio.MAX_RATIO_DENOMINATOR and abs(new / orig - 16000 / 44101) < 1e-5
+    assert audio._resampler(44101).kernel.numel() < 10**6
+    t = np.arange(44101) / 44101
+    out = audio.resample_to_16k(np.sin(2 * np.pi * 1000 * t).astype(np.float32), 44101).numpy()
+    assert abs(len(out) - 16000) <= 2
+    assert np.argmax(np.abs(np.fft.rfft(out))) == pytest.approx(1000 * len(out) / 16000, abs=1)
+
+
 def test_channels_first_and_int_scalings_agree():
     x = sine(440.0, 16000, 1.0)
     ref = audio.waveform_to_examples(x.astype(np.float32), 16000).examples

@@ -97,6 +97,15 @@ def test_bad_paths_give_clear_errors(workspace, capsys, change, message):
     assert "avs-segment: error:" in err and message in err
 
 
+@pytest.mark.parametrize("fps", ["nan", "-5", "0"])
+def test_a_bad_frame_rate_is_refused(workspace, capsys, fps):
+    argv = ["--video", str(workspace / "clip.mp4"), "--audio", str(workspace / "clip.wav"),
+            "--model", str(workspace / "model"), "--out", str(workspace / "o4"), "--fps", fps]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert "--fps must be a positive number" in capsys.readouterr().err
+    assert not (workspace / "o4").exists()
+
+
 def test_help_and_usage_errors(capsys):
     for main in (cli.main, bench.main):
         with pytest.raises(SystemExit) as exc:

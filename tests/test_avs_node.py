@@ -151,17 +151,18 @@ def test_bad_input_is_reported_and_the_node_keeps_working(ros_node, processes, t
         feeder.audio(0.5)
     feeder.audio(0.1, nan=True)  # NaN audio
     feeder.audio(0.1, rate=0)  # impossible sample rate
+    feeder.audio(0.1, rate=44100)  # one chunk in another format: held, the buffered 16 kHz audio kept
     feeder.frame(feeder.t0, encoding="yuv422")  # unsupported encoding
     feeder.frame(feeder.t0, h=0, w=0)  # empty image
     feeder.frame(feeder.t0, step=10)  # step smaller than a row
     feeder.frame(feeder.t0 + 5 * NS)  # no audio will ever cover it
     spin_until(ros_node, lambda: len(got["score"]) >= 1, timeout=30)
-    feeder.frame(feeder.t0 - NS // 10)  # good frame, good audio
+    feeder.frame(feeder.t0 - NS // 10)  # good frame, good audio (ends where the 44.1 kHz chunk starts)
     assert spin_until(ros_node, lambda: len(got["sounding"]) >= 1, timeout=30), processes.log(proc)
     assert proc.poll() is None, "the node must survive bad input"
     log = processes.log(proc)
     for expected in ("NaN", "sample rate 0", "unsupported image encoding 'yuv422'", "empty image",
-                     "smaller than width", "scored NaN"):
+                     "smaller than width", "scored NaN", "44100 Hz x 1 ch but the buffer holds 16000 Hz"):
         assert expected in log, f"no warning about {expected!r} in:\n{log}"
     assert any(math.isnan(m.score) for m in got["score"]), "the frame without audio is reported with NaN"
 

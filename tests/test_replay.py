@@ -184,6 +184,57 @@ def test_avs_library_run_reports_frames_without_enough_audio(tmp_path, tiny_mode
     assert math.isnan(scores[0]) and not math.isnan(scores[1]) and math.isnan(scores[2])
 
 
+def _corrupted(episode, spoil):
+    """``episode`` whose messages pass through ``spoil(role, msg)`` (True: re-serialised as changed), as a bag
+    recorded from a faulty driver would hold them (the bag writer refuses such input)."""
+    store, read = episode._typestore, episode.raw_messages
+
+    def raw_messages(roles):
+        for role, stamp, msgtype, raw in read(roles):
+            msg = store.deserialize_cdr(raw, msgtype)
+            yield role, stamp, msgtype, (store.serialize_cdr(msg, msgtype) if spoil(role, msg) else raw)
+
+    episode.raw_messages = raw_messages
+    return episode
+
+
+def _spoil(role, msg):
+    if role == "audio" and msg.sequence == 20:  # a chunk of NaN audio after the first frame's window
+        msg.samples = np.full_like(msg.samples, np.nan)
+        return True
+    if role == "image" and msg.header.stamp.sec == 12:  # frames at 11, 12, 13 s: the second has no rows
+        msg.height = 0
+        return True
+    return False
+
+
+def test_library_runs_skip_bad_input_with_a_warning_as_the_nodes_do(tmp_path, tiny_models):
+    frames = [np.zeros((40, 40, 3), np.uint8)] * 3
+    audio = (np.zeros(int(3.5 * 16000), np.float32), 16000)
+    path = bags.write_episode_bag(
+        tmp_path / "a", task="avs", frames=frames, fps=1, start_ns=10 * NS, first_frame_delay_s=1.0, audio=audio
+    )
+    episode = _corrupted(read_episode(path), _spoil)
+    warnings: list[str] = []
+    out = scoring.run_avs_library(episode, scoring.load_avs_model(tiny_models["avs"]), warnings=warnings)
+    assert any("NaN" in w for w in warnings), warnings
+    assert any("skipped" in w for w in warnings), warnings
+    s0, s1, s2 = episode.stamps
+    assert s1 not in out and not math.isnan(out[s0].score) and not math.isnan(out[s2].score)
+
+    path = bags.write_episode_bag(
+        tmp_path / "t", task="tracking", frames=frames, fps=1, start_ns=10 * NS, first_frame_delay_s=1.0,
+        instructions=[(0.0, "   ", {}), (0.0, "the red ball", {})],
+    )  # fmt: skip
+    episode = _corrupted(read_episode(path), _spoil)
+    warnings = []
+    out = scoring.run_tracker_library(episode, scoring.load_tracker_model(tiny_models["tracker"]), warnings=warnings)
+    assert any("instruction ignored" in w for w in warnings), warnings
+    assert any("skipped" in w for w in warnings), warnings
+    s0, s1, s2 = episode.stamps
+    assert s1 not in out and out[s0].instruction_id == out[s2].instruction_id > 0
+
+
 # ------------------------------------------------------------------------------------------ through the nodes
 def _graph(tmp_path, tiny_models, **params) -> str:
     import yaml

@@ -82,6 +82,32 @@ def test_camera_from_folder_publishes_frames_in_order(ros_node, processes, tmp_p
     assert all(i.width == 64 and i.height == 48 for i in matched if i is not None)
 
 
+def test_camera_skips_an_unreadable_frame_and_goes_on(ros_node, processes, tmp_path):
+    import cv2
+    from sensor_msgs.msg import Image
+
+    from perception_common.image_msgs import imgmsg_to_rgb8
+    from perception_common.nodes.runtime import sensor_qos
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), np.full((24, 32, 3), 40 * i, np.uint8))
+    (folder / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # a corrupt file amid good ones
+    images = []
+    ros_node.create_subscription(Image, "/cam/image_raw", images.append, sensor_qos(depth=50))
+    proc = processes.start(["camera_node", "--ros-args", "-r", "__ns:=/cam", "-p", f"source:={folder}",
+                            "-p", "rate:=20.0", "-p", "loop:=true"])  # fmt: skip
+    assert spin_until(ros_node, lambda: len(images) >= 8, timeout=30), f"got {len(images)} frames"
+    levels = [int(imgmsg_to_rgb8(m)[0, 0, 0]) for m in images]
+    cycle = [0, 40, 120]  # the corrupt third frame is skipped on every pass, the others keep coming in order
+    start = cycle.index(levels[0])
+    assert levels == [cycle[(start + k) % 3] for k in range(len(levels))], levels
+    log = processes.log(proc)
+    assert "skipping an unreadable frame" in log and "00002.png" in log and "Traceback" not in log
+    assert proc.poll() is None
+
+
 def test_camera_with_a_missing_source_says_so_and_exits(processes, tmp_path, ros_available):
     proc = processes.start(["camera_node", "--ros-args", "-p", f"source:={tmp_path / 'nothere.mp4'}"])
     assert proc.wait(timeout=30) == 2

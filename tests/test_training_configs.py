@@ -136,6 +136,15 @@ def test_rng_round_trip_through_a_weights_only_checkpoint(tmp_path):
         find_checkpoint(tmp_path / "absent")
 
 
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
+def test_an_unreadable_training_checkpoint_is_a_setup_error(tmp_path, content):
+    from training.common.checkpoint import STATE_NAME, load_checkpoint
+
+    (tmp_path / STATE_NAME).write_bytes(content)
+    with pytest.raises(SetupError, match="cannot be read"):
+        load_checkpoint(tmp_path)
+
+
 def test_checkpoints_keep_the_last_ones(tmp_path):
     for step in (1, 2, 3):
         save_checkpoint(tmp_path, {"step": step}, {}, keep_last=2)

@@ -115,7 +115,7 @@ def load_checkpoint(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / STATE_NAME
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
+    except Exception as exc:
         raise SetupError(f"checkpoint {path} cannot be read: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SetupError(f"checkpoint {path} is not a format-{FORMAT} training checkpoint")

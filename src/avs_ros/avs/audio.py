@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +143,24 @@ def _spectrogram() -> torchaudio.transforms.Spectrogram:
     )
 
 
+#: Largest reduced denominator of the 16 kHz / source-rate ratio that is resampled exactly. Every common rate
+#: (8, 11.025, 22.05, 32, 44.1, 48, 96, 192 kHz ...) reduces far below it; an odd rate such as 16001 Hz would give
+#: torchaudio a filter bank of ~rate x 16000 taps (8.6 GB and 12 s at 16001 Hz), so its ratio is approximated
+#: instead (16001 -> 16000 Hz: a 0.006 % pitch change, nothing a log-mel spectrogram shows).
+MAX_RATIO_DENOMINATOR = 1000
+
+
+def resample_ratio(source_rate: int) -> tuple[int, int]:
+    """``(orig_freq, new_freq)``: the 16 kHz / ``source_rate`` ratio reduced, its denominator at most
+    :data:`MAX_RATIO_DENOMINATOR` (exact for every common rate)."""
+    ratio = Fraction(SAMPLE_RATE, int(source_rate)).limit_denominator(MAX_RATIO_DENOMINATOR)
+    return ratio.denominator, ratio.numerator
+
+
 @functools.lru_cache(maxsize=8)
 def _resampler(source_rate: int) -> torchaudio.transforms.Resample:
-    return torchaudio.transforms.Resample(orig_freq=source_rate, new_freq=SAMPLE_RATE)
+    orig, new = resample_ratio(source_rate)
+    return torchaudio.transforms.Resample(orig_freq=orig, new_freq=new)
 
 
 def check_sample_rate(sample_rate) -> int:
@@ -226,7 +242,7 @@ def resample_to_16k(mono: np.ndarray | torch.Tensor, sample_rate) -> torch.Tenso
     """Resample a mono float waveform to 16 kHz with torchaudio (a no-op at 16 kHz). Returns a ``N'`` tensor."""
     rate = check_sample_rate(sample_rate)
     wave = torch.as_tensor(mono, dtype=torch.float32)
-    if rate == SAMPLE_RATE:
+    if resample_ratio(rate) == (1, 1):
         return wave
     with torch.no_grad():
         return _resampler(rate)(wave)

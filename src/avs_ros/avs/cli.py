@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -164,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         print(f"avs-segment: error: --threshold must be in (0, 1), got {args.threshold}", file=sys.stderr)
         return 2
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        print(f"avs-segment: error: --fps must be a positive number of frames per second, got {args.fps}",
+              file=sys.stderr)
+        return 2
     try:
         with torch.inference_mode():
             results = run(args)
-    except (AVSError, CheckpointError, VideoError, ImageError) as exc:
+    except (AVSError, CheckpointError, VideoError, ImageError, OSError) as exc:
         print(f"avs-segment: error: {exc}", file=sys.stderr)
         return 2
     sounding = sum(r["sounding"] for r in results["frames"])

@@ -117,8 +117,10 @@ class AVSNode(FrameWorkerNode):
         if msg.overflow:
             self.warn("microphone reported an input overflow (samples dropped at the device)")
         try:
-            self.audio.push(msg.samples, sample_rate=msg.sample_rate, channels=msg.channels,
-                            start_ns=_stamp_ns(msg.header.stamp), sequence=msg.sequence)
+            note = self.audio.push(msg.samples, sample_rate=msg.sample_rate, channels=msg.channels,
+                                   start_ns=_stamp_ns(msg.header.stamp), sequence=msg.sequence)
+            if note:
+                self.warn(note)
         except AudioChunkError as exc:
             self.bad_chunks += 1
             self.warn(f"audio chunk {msg.sequence} rejected: {exc}")

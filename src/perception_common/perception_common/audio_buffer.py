@@ -9,7 +9,11 @@ keeps its good data):
 
 * NaN/Inf samples, a non-positive or absurd sample rate, a sample count that
   is not a multiple of the channel count: the chunk is rejected;
-* a sample-rate or channel-count change: the buffer restarts at the new format;
+* a sample-rate or channel-count change: the chunks in the new format are held until ``format_confirm`` (3) in
+  a row agree, then the buffer restarts at the new format with them (a real change loses nothing); a chunk back
+  in the buffered format before that drops the held ones as strays (one mislabelled chunk no longer wipes the
+  good audio). :meth:`AudioRingBuffer.push` returns a line saying what happened, for the node's log;
+* the same chunk twice (same ``sequence`` and start time as the last one): rejected as a duplicate;
 * a gap in ``sequence`` or in time (lost chunks): the missing span is filled
   with zeros (reported through :attr:`AudioRingBuffer.gaps`), so sample times
   stay right;
@@ -51,11 +55,16 @@ class AudioRingBuffer:
     Args:
         capacity_s: seconds kept; older samples are discarded.
         max_gap_s: gaps longer than this restart the buffer instead of being zero-filled.
+        format_confirm: chunks in a row of a new sample rate / channel count before the buffer switches to it.
     """
 
-    def __init__(self, *, capacity_s: float = 10.0, max_gap_s: float = 2.0):
+    def __init__(self, *, capacity_s: float = 10.0, max_gap_s: float = 2.0, format_confirm: int = 3):
         self.capacity_s = float(capacity_s)
         self.max_gap_s = float(max_gap_s)
+        self.format_confirm = max(1, int(format_confirm))
+        self._held: list[tuple[np.ndarray, int, int, int, int | None]] = []  # chunks of a new format, unconfirmed
+        self.dropped_chunks = 0  # held chunks dropped as strays
+        self._last: tuple[int | None, int] | None = None  # (sequence, start_ns) of the last chunk buffered
         self.rate: int | None = None
         self.channels: int | None = None
         self._data = np.zeros((0, 1), np.float32)
@@ -83,8 +92,15 @@ class AudioRingBuffer:
         self._data = np.zeros((0, channels), np.float32)
         self._start_ns = start_ns
 
-    def push(self, samples, *, sample_rate: int, channels: int, start_ns: int, sequence: int | None = None) -> None:
-        """Add one chunk of interleaved ``samples`` whose first sample was captured at ``start_ns``."""
+    def push(
+        self, samples, *, sample_rate: int, channels: int, start_ns: int, sequence: int | None = None
+    ) -> str | None:
+        """Add one chunk of interleaved ``samples`` whose first sample was captured at ``start_ns``.
+
+        Returns:
+            ``None`` normally; a line for the log when the chunk's format differs from the buffer's (held, or the
+            buffer switched to it) or held chunks were dropped as strays.
+        """
         if not 0 < int(sample_rate) <= MAX_RATE:
             raise AudioChunkError(f"sample rate {sample_rate} Hz is out of range (1..{MAX_RATE})")
         if channels <= 0:
@@ -97,8 +113,40 @@ class AudioRingBuffer:
         if not np.isfinite(flat).all():
             raise AudioChunkError(f"audio chunk {sequence} contains NaN or Inf samples")
         block = flat.reshape(-1, channels)
+        rate, channels = int(sample_rate), int(channels)
         with self._lock:
-            self._append(block, int(sample_rate), int(channels), start_ns, sequence)
+            if sequence is not None and self._last == (sequence, start_ns):
+                raise AudioChunkError(f"audio chunk {sequence} is a duplicate of the last one; dropped")
+            if self.rate is not None and (rate, channels) != (self.rate, self.channels):
+                return self._hold(block, rate, channels, start_ns, sequence)
+            note = None
+            if self._held:
+                note = (
+                    f"{len(self._held)} chunk(s) at {self._held[0][1]} Hz x {self._held[0][2]} ch dropped: the "
+                    f"audio is back at {self.rate} Hz x {self.channels} ch"
+                )
+                self.dropped_chunks += len(self._held)
+                self._held = []
+            self._append(block, rate, channels, start_ns, sequence)
+            return note
+
+    def _hold(self, block: np.ndarray, rate: int, channels: int, start_ns: int, sequence: int | None) -> str:
+        if self._held and (self._held[0][1], self._held[0][2]) != (rate, channels):
+            self.dropped_chunks += len(self._held)
+            self._held = []
+        self._held.append((block, rate, channels, start_ns, sequence))
+        if len(self._held) < self.format_confirm:
+            return (
+                f"audio chunk {sequence} is {rate} Hz x {channels} ch but the buffer holds {self.rate} Hz x "
+                f"{self.channels} ch; held until {self.format_confirm} chunks in a row agree"
+            )
+        old = f"{self.rate} Hz x {self.channels} ch"
+        held, self._held = self._held, []
+        self.rate = None  # the first held chunk restarts the buffer at the new format
+        for chunk in held:
+            self._append(*chunk)
+        self.restarts += 1
+        return f"audio format changed from {old} to {rate} Hz x {channels} ch; the buffer restarted"
 
     def _append(self, block: np.ndarray, sample_rate: int, channels: int, start_ns: int, sequence: int | None) -> None:
         if self.rate != sample_rate or self.channels != channels:
@@ -117,6 +165,7 @@ class AudioRingBuffer:
             self._start_ns = start_ns
         self._data = np.concatenate([self._data, block])
         self._next_seq = None if sequence is None else sequence + 1
+        self._last = (sequence, start_ns)
         keep = int(self.capacity_s * self.rate)
         if len(self._data) > keep:
             cut = len(self._data) - keep

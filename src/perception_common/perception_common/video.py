@@ -6,13 +6,13 @@ point reads frames the same way (RGB uint8, see :mod:`perception_common.images`)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .images import to_rgb8
+from .images import ImageError, to_rgb8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -45,8 +45,15 @@ class FrameSource:
             that do not state one.
     """
 
-    def __init__(self, source: str | Path, *, default_fps: float = 30.0):
+    def __init__(
+        self,
+        source: str | Path,
+        *,
+        default_fps: float = 30.0,
+        on_unreadable: Callable[[Path, Exception], None] | None = None,
+    ):
         self.source = Path(source)
+        self.on_unreadable = on_unreadable  # folder sources: called for a file that cannot be read, which is skipped
         if not self.source.exists():
             raise VideoError(f"video source {self.source} does not exist")
         self.fps = float(default_fps)
@@ -73,7 +80,14 @@ class FrameSource:
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._files is not None:
             for path in self._files:
-                yield read_image(path)
+                try:
+                    frame = read_image(path)
+                except (VideoError, ImageError) as exc:
+                    if self.on_unreadable is None:
+                        raise
+                    self.on_unreadable(path, exc)
+                    continue
+                yield frame
             return
         cap = cv2.VideoCapture(str(self.source))
         try:

@@ -534,17 +534,17 @@ def _reasoning_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_direct(episodes: list[Episode], args) -> list[dict[str, Any]]:
+def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[str, Any]]:
     results = []
     tracker = avs = None
     for episode in episodes:
         t0 = time.monotonic()
         if episode.task == "tracking":
             tracker = tracker or scoring.load_tracker_model(args.tracker_model, args.device)
-            outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau)
+            outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
             avs = avs or scoring.load_avs_model(args.avs_model, args.device)
-            outputs = scoring.run_avs_library(episode, avs)
+            outputs = scoring.run_avs_library(episode, avs, warnings=warnings)
         result = scoring.score_episode(episode, outputs)
         if args.save_masks:
             scoring.save_masks(args.out / "masks", result, outputs)
@@ -677,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "brain_sync": True,
                 }
             )
-            results = run_direct(episodes, args)
+            results = run_direct(episodes, args, warnings)
             path = "library"
         else:
             settings.update(

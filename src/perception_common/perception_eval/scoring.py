@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .bags import NS, Episode
+from .bags import NS, BagError, Episode
 from .metrics.avs import avs_frame_iou, clip_fscore, clip_miou
 from .metrics.davis import boundary_measure, davis_statistics, region_similarity, summarize_davis
 from .metrics.robust import NEGATIVE_CONDITIONS, RobustClip, evaluate_robust, false_positive_rate
@@ -706,13 +706,18 @@ def run_tracker_library(
     brain_sync: bool = True,
     threads: int | None = 1,
     brain_timeout: float = 120.0,
+    warnings: list[str] | None = None,
 ) -> dict[int, TrackingFrameOutput]:
     """Run ``trackgpt``'s OnlineTracker on an episode's instructions and frames in bag order, no ROS.
 
     ``brain_sync``: after a frame that sent the brain a request (REASONING or rethinking), wait for the brain
     before the next frame (what ``replay-eval --brain-sync`` makes the node do), so results do not depend on
-    timing. ``threads`` as the node's ``frame_threads`` / ``brain_threads`` (default 1).
+    timing. ``threads`` as the node's ``frame_threads`` / ``brain_threads`` (default 1). Bad input is handled as
+    the node handles it: a rejected instruction is ignored and an unreadable frame gets no output, each with a
+    line appended to ``warnings`` (when given) naming the episode and the problem.
     """
+    from perception_common.images import ImageError
+    from trackgpt.errors import TrackGPTError
     from trackgpt.tracker import OnlineTracker
 
     from .bags import _image_array
@@ -723,9 +728,16 @@ def run_tracker_library(
         for role, _, msgtype, raw in episode.raw_messages(("image", "instruction")):
             msg = store.deserialize_cdr(raw, msgtype)
             if role == "instruction":
-                tracker.set_instruction(msg.data)
+                try:
+                    tracker.set_instruction(msg.data)
+                except TrackGPTError as exc:
+                    _note(warnings, f"{episode.path.name}: instruction ignored: {exc}")
                 continue
-            step = tracker.step(_image_array(msg, episode.path))
+            try:
+                step = tracker.step(_image_array(msg, episode.path))
+            except (BagError, ImageError, ValueError) as exc:
+                _note(warnings, f"{episode.path.name}: frame {_stamp(msg)} skipped: {exc}")
+                continue
             threshold = getattr(step, "purport_threshold", None)
             outputs[int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)] = TrackingFrameOutput(
                 mask=step.mask,
@@ -741,17 +753,34 @@ def run_tracker_library(
     return outputs
 
 
+def _stamp(msg) -> str:
+    return f"{int(msg.header.stamp.sec)}.{int(msg.header.stamp.nanosec):09d}"
+
+
+def _note(warnings: list[str] | None, line: str) -> None:
+    if warnings is not None and line not in warnings:
+        warnings.append(line)
+
+
 #: seconds of audio the library run hands the AVS model per frame (the node's default, see avs_node --help)
 AVS_WINDOW_S = 1.0
 
 
 def run_avs_library(
-    episode: Episode, model, *, threshold: float | None = None, window_s: float = AVS_WINDOW_S
+    episode: Episode,
+    model,
+    *,
+    threshold: float | None = None,
+    window_s: float = AVS_WINDOW_S,
+    warnings: list[str] | None = None,
 ) -> dict[int, AVSFrameOutput]:
     """Run an ``avs`` model on an episode, no ROS: audio chunks go into an
     :class:`~perception_common.audio_buffer.AudioRingBuffer` in bag order and each frame gets the
-    ``window_s`` seconds ending at its stamp (NaN score when that is not buffered), as the node does."""
-    from perception_common.audio_buffer import AudioRingBuffer, NotEnoughAudio
+    ``window_s`` seconds ending at its stamp (NaN score when that is not buffered), as the node does; a rejected
+    audio chunk or an unreadable frame is skipped with a line appended to ``warnings`` (when given)."""
+    from avs.errors import AVSError
+    from perception_common.audio_buffer import AudioChunkError, AudioRingBuffer, NotEnoughAudio
+    from perception_common.images import ImageError
 
     from .bags import _image_array
 
@@ -762,13 +791,18 @@ def run_avs_library(
         msg = store.deserialize_cdr(raw, msgtype)
         stamp = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
         if role == "audio":
-            buffer.push(
-                np.asarray(msg.samples, np.float32),
-                sample_rate=int(msg.sample_rate),
-                channels=int(msg.channels),
-                start_ns=stamp,
-                sequence=int(msg.sequence),
-            )
+            try:
+                note = buffer.push(
+                    np.asarray(msg.samples, np.float32),
+                    sample_rate=int(msg.sample_rate),
+                    channels=int(msg.channels),
+                    start_ns=stamp,
+                    sequence=int(msg.sequence),
+                )
+            except AudioChunkError as exc:
+                note = f"audio chunk rejected: {exc}"
+            if note:
+                _note(warnings, f"{episode.path.name}: {note}")
             continue
         try:
             window = buffer.window(stamp, window_s)
@@ -776,13 +810,17 @@ def run_avs_library(
             outputs[stamp] = AVSFrameOutput(score=math.nan, sounding=False)
             continue
         samples = window.samples[:, 0] if window.samples.shape[1] == 1 else window.samples
-        pred = model.predict(
-            _image_array(msg, episode.path),
-            samples,
-            window.sample_rate,
-            threshold=threshold,
-            layout="auto" if samples.ndim == 1 else "channels_last",
-        )
+        try:
+            pred = model.predict(
+                _image_array(msg, episode.path),
+                samples,
+                window.sample_rate,
+                threshold=threshold,
+                layout="auto" if samples.ndim == 1 else "channels_last",
+            )
+        except (BagError, ImageError, AVSError, ValueError) as exc:
+            _note(warnings, f"{episode.path.name}: frame {_stamp(msg)} skipped: {exc}")
+            continue
         score = math.nan if pred.score is None else float(pred.score)
         outputs[stamp] = AVSFrameOutput(
             score=score, sounding=bool(pred.sounding), mask=pred.mask if pred.sounding else None

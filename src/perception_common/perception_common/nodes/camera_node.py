@@ -73,7 +73,7 @@ class CameraNode(Node):
             self.cap = _open_device(src, self.p.width, self.p.height)
             self.fps = self.p.rate or 30.0
         else:
-            self.frames = FrameSource(src)
+            self.frames = FrameSource(src, on_unreadable=self._skip_unreadable)
             self.fps = self.p.rate or self.frames.fps
         self.get_logger().info(
             f"publishing {src} at {self.fps:.1f} Hz on {self.image_pub.topic_name} "
@@ -93,9 +93,18 @@ class CameraNode(Node):
                 yield to_rgb8(frame, channel_order="bgr")
             return
         while not self._stop.is_set():
-            yield from self.frames
+            count = 0
+            for frame in self.frames:
+                count += 1
+                yield frame
+            if count == 0:
+                self.get_logger().error(f"no readable frame in {self.p.source}; stopping")
+                return
             if not self.p.loop:
                 return
+
+    def _skip_unreadable(self, path, exc) -> None:
+        self.get_logger().warning(f"skipping an unreadable frame: {exc}")
 
     def _loop(self):
         if not self.is_device:
@@ -139,7 +148,6 @@ class CameraNode(Node):
         self.thread.join(timeout=2.0)
         if self.is_device:
             self.cap.release()
-
 
 
 
