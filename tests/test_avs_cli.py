@@ -139,3 +139,52 @@ def test_bench_times_a_model_folder(tmp_path, capsys):
     assert row["image_size"] == 48  # the folder's own configuration, not the registered one
     assert bench.main(["--configs", "--models", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "avs-bench: error:" in capsys.readouterr().err
+
+
+def _frame_folder(root, n=6):
+    folder = root / "frames"
+    folder.mkdir()
+    for i in range(n):
+        frame = np.full((48, 64, 3), 20 * i, np.uint8)
+        cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
+    return folder
+
+
+def test_unreadable_frame_is_skipped_and_timing_follows_the_source(workspace, tmp_path, capsys):
+    folder = _frame_folder(tmp_path)
+    (folder / "0003.png").write_bytes(b"garbage")
+    out = tmp_path / "out"
+    code = cli.main(["--video", str(folder), "--audio", str(workspace / "clip.wav"), "--fps", "10",
+                     "--model", str(workspace / "model"), "--out", str(out), "--no-overlay"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "skipping unreadable frame" in captured.err and "0003.png" in captured.err
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and results["num_frames"] == 5
+    assert [r["index"] for r in results["frames"]] == [0, 1, 2, 4, 5]
+    assert [r["time_s"] for r in results["frames"]] == [0.0, 0.1, 0.2, 0.4, 0.5]
+    assert [s["file"] for s in results["skipped"]] == [str(folder / "0003.png")]
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == [f"{i:06d}.png" for i in (0, 1, 2, 4, 5)]
+
+
+def test_a_failure_mid_video_keeps_the_frames_done(workspace, tmp_path, capsys, monkeypatch):
+    from avs.errors import AVSError
+    from avs.model import AVSModel
+
+    real_predict = AVSModel.predict
+    calls = []
+
+    def failing_predict(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise AVSError("backbone exploded")
+        return real_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(AVSModel, "predict", failing_predict)
+    out = tmp_path / "out"
+    code = cli.main(["--video", str(_frame_folder(tmp_path)), "--audio", str(workspace / "clip.wav"),
+                     "--model", str(workspace / "model"), "--out", str(out), "--no-overlay"])
+    assert code == 2 and "backbone exploded" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert not results["complete"] and "backbone exploded" in results["error"]
+    assert results["num_frames"] == 2 and [r["index"] for r in results["frames"]] == [0, 1]

@@ -137,3 +137,44 @@ def test_bench_writes_json(tmp_path):
         assert isinstance(tiny[key], float) and tiny[key] > 0
     assert tiny["p50_ms"] <= tiny["p99_ms"]
     assert full["config"] == "llava-7b-sam-vit-h" and "--full" in full["skipped"]
+
+
+def test_unreadable_frame_is_skipped_and_outputs_stay_aligned(frames, model_dir, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), f[:, :, ::-1])
+    (folder / "0002.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    rc = cli.main(["--video", str(folder), "--instruction", "the red car", "--model", str(model_dir),
+                   "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "skipping unreadable frame" in captured.err and "0002.png" in captured.err
+    assert "1 unreadable skipped" in captured.out
+    summary = _check_outputs(out, N_FRAMES - 1, (45, 61))
+    assert [f["index"] for f in summary["frames"]] == [0, 1, 3, 4]
+    assert [p.name for p in sorted((out / "masks").glob("*.png"))] == [f"{i:06d}.png" for i in (0, 1, 3, 4)]
+    assert summary["complete"] and summary["error"] is None
+    assert [s["file"] for s in summary["skipped"]] == [str(folder / "0002.png")]
+
+
+def test_a_failure_mid_video_keeps_the_frames_done(frame_dir, model_dir, tmp_path, capsys, monkeypatch):
+    real_step = cli.OnlineTracker.step
+    calls = []
+
+    def failing_step(self, frame):
+        calls.append(1)
+        if len(calls) == 4:
+            raise cli.TrackGPTError("decoder exploded")
+        return real_step(self, frame)
+
+    monkeypatch.setattr(cli.OnlineTracker, "step", failing_step)
+    out = tmp_path / "out"
+    rc = cli.main(["--video", str(frame_dir), "--instruction", "the red car", "--model", str(model_dir),
+                   "--out", str(out)])
+    assert rc == 2 and "decoder exploded" in capsys.readouterr().err
+    summary = json.loads((out / "track.json").read_text())
+    assert not summary["complete"] and "decoder exploded" in summary["error"]
+    assert [f["index"] for f in summary["frames"]] == [0, 1, 2]
+    assert all((out / f["mask"]).is_file() for f in summary["frames"])

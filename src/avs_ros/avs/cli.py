@@ -8,6 +8,10 @@ Writes into ``--out``:
   ``sounding`` flag, mask pixel count and audio padding;
 * ``overlay.mp4``: the frames with the masks blended in (``--no-overlay`` to skip).
 
+``results.json`` is written also when the run stops early (``complete: false`` and the ``error``), so
+finished frames keep their record. A frame file that cannot be read is skipped with a warning (listed
+under ``skipped``); outputs and timing follow the frame's position in the source.
+
 Timing (the same rule as the ROS node): frame ``i`` is stamped ``i / fps`` and
 gets the 0.975 s of audio ENDING at its stamp. Early frames (and frames past
 the end of the audio) get zero padding, reported per frame.
@@ -99,8 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Segment the video; returns the results dict that is also written as JSON."""
+    skipped: list[dict[str, str]] = []
+
+    def skip(path: Path, exc: Exception) -> None:
+        skipped.append({"file": str(path), "error": str(exc)})
+        tqdm.write(f"avs-segment: warning: skipping unreadable frame {path}: {exc}", file=sys.stderr)
+
     model = AVSModel.from_pretrained(args.model, device=args.device)
-    frames = FrameSource(args.video, default_fps=args.fps or 30.0)
+    frames = FrameSource(args.video, default_fps=args.fps or 30.0, on_unreadable=skip)
     fps = float(args.fps) if args.fps else frames.fps
     if args.audio_from_video:
         if args.video.is_dir():
@@ -117,46 +127,55 @@ def run(args: argparse.Namespace) -> dict:
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(frames) if args.max_frames is None else min(len(frames), args.max_frames)
     records = []
+    error: str | None = None
     writer = None if args.no_overlay else VideoWriter(out / "overlay.mp4", fps)
     try:
-        for index, frame in enumerate(tqdm(frames, total=total or None, desc="avs-segment", unit="frame")):
-            if args.max_frames is not None and index >= args.max_frames:
-                break
-            time_s = index / fps
-            window, padded = window_ending_at(wave16k, int(round(time_s * SAMPLE_RATE)))
-            pred = model.predict(frame, window, SAMPLE_RATE, threshold=args.threshold)
-            cv2.imwrite(str(out / "masks" / f"{index:06d}.png"), pred.mask.astype(np.uint8) * 255)
-            if writer is not None:
-                writer.write(overlay(frame, pred.mask))
-            records.append(
-                {
-                    "index": index,
-                    "time_s": round(time_s, 6),
-                    "similarity": pred.similarity,
-                    "score": pred.score,
-                    "sounding": pred.sounding,
-                    "mask_pixels": int(pred.mask.sum()),
-                    "audio_padded_samples": int(padded),
-                }
-            )
+        with tqdm(total=total or None, desc="avs-segment", unit="frame") as progress:
+            for index, frame in frames.indexed():
+                if args.max_frames is not None and index >= args.max_frames:
+                    break
+                time_s = index / fps
+                window, padded = window_ending_at(wave16k, int(round(time_s * SAMPLE_RATE)))
+                pred = model.predict(frame, window, SAMPLE_RATE, threshold=args.threshold)
+                cv2.imwrite(str(out / "masks" / f"{index:06d}.png"), pred.mask.astype(np.uint8) * 255)
+                if writer is not None:
+                    writer.write(overlay(frame, pred.mask))
+                records.append(
+                    {
+                        "index": index,
+                        "time_s": round(time_s, 6),
+                        "similarity": pred.similarity,
+                        "score": pred.score,
+                        "sounding": pred.sounding,
+                        "mask_pixels": int(pred.mask.sum()),
+                        "audio_padded_samples": int(padded),
+                    }
+                )
+                progress.update(1)
+        if not records:
+            raise VideoError(f"{args.video} yielded no readable frames")
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise
     finally:
         if writer is not None:
             writer.close()
-    if not records:
-        raise VideoError(f"{args.video} yielded no frames")
-    results = {
-        "video": str(args.video),
-        "audio": audio_name,
-        "audio_sample_rate": rate,
-        "audio_channels": channels,
-        "model": str(args.model),
-        "gate": model.config.gate,
-        "threshold": model.config.threshold if args.threshold is None else args.threshold,
-        "fps": fps,
-        "num_frames": len(records),
-        "frames": records,
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        results = {
+            "video": str(args.video),
+            "audio": audio_name,
+            "audio_sample_rate": rate,
+            "audio_channels": channels,
+            "model": str(args.model),
+            "gate": model.config.gate,
+            "threshold": model.config.threshold if args.threshold is None else args.threshold,
+            "fps": fps,
+            "complete": error is None,
+            "error": error,
+            "num_frames": len(records),
+            "frames": records,
+            "skipped": skipped,
+        }
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
@@ -175,8 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     except (AVSError, CheckpointError, VideoError, ImageError, OSError) as exc:
         print(f"avs-segment: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"avs-segment: interrupted; the frames done so far are in {args.out}", file=sys.stderr)
+        return 130
     sounding = sum(r["sounding"] for r in results["frames"])
-    print(f"avs-segment: {results['num_frames']} frames, {sounding} sounding; results in {args.out}")
+    skipped = f", {len(results['skipped'])} unreadable skipped" if results["skipped"] else ""
+    print(f"avs-segment: {results['num_frames']} frames, {sounding} sounding{skipped}; results in {args.out}")
     return 0
 
 

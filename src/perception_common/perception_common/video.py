@@ -78,8 +78,14 @@ class FrameSource:
         return max(n, 0)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        for _, frame in self.indexed():
+            yield frame
+
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(position, frame)`` pairs: the position counts every file of a folder, read or skipped, so
+        outputs named by it stay aligned with the source when ``on_unreadable`` skipped a file."""
         if self._files is not None:
-            for path in self._files:
+            for index, path in enumerate(self._files):
                 try:
                     frame = read_image(path)
                 except (VideoError, ImageError) as exc:
@@ -87,15 +93,17 @@ class FrameSource:
                         raise
                     self.on_unreadable(path, exc)
                     continue
-                yield frame
+                yield index, frame
             return
         cap = cv2.VideoCapture(str(self.source))
         try:
+            index = 0
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     break
-                yield to_rgb8(frame, channel_order="bgr")
+                yield index, to_rgb8(frame, channel_order="bgr")
+                index += 1
         finally:
             cap.release()
 

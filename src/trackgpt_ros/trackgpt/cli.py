@@ -4,11 +4,16 @@ Writes into ``--out``:
 
 * ``masks/000000.png`` ...: one mono8 mask per frame (0 / 255; all zeros while reasoning);
 * ``track.json``: per frame the state, S_p, box, rethinking flag, plus the answers and the rethink count;
+  written also when the run stops early (``complete: false`` and the ``error``), so finished frames keep
+  their record;
 * ``overlay.mp4``: the frames with the mask and the state drawn on them.
 
 By default the run is offline: whenever the brain has work, the tracker waits for it before the next
 frame, so results do not depend on the machine's speed. ``--live`` runs as on a robot instead: frames go
 on while the brain thinks (the first frames are then REASONING without a mask).
+
+A frame file that cannot be read is skipped with a warning (listed under ``skipped`` in ``track.json``);
+outputs are named by the frame's position in the source, so they stay aligned with it.
 """
 
 from __future__ import annotations
@@ -75,8 +80,17 @@ def _draw(frame: np.ndarray, step: TrackStep) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Track and write the outputs; returns the JSON summary."""
-    source = FrameSource(args.video)
+    """Track and write the outputs; returns the JSON summary.
+
+    ``track.json`` is written however the run ends; an error is raised again after it is written.
+    """
+    skipped: list[dict[str, str]] = []
+
+    def skip(path: Path, exc: Exception) -> None:
+        skipped.append({"file": str(path), "error": str(exc)})
+        tqdm.write(f"{PROG}: warning: skipping unreadable frame {path}: {exc}", file=sys.stderr)
+
+    source = FrameSource(args.video, on_unreadable=skip)
     model = _load_model(args)
     if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
@@ -87,12 +101,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         total = min(total, args.max_frames) if total else args.max_frames
     frames: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
+    error: str | None = None
     tracker = OnlineTracker(perception=model, tau=args.tau, brain_threads=args.brain_threads,
                             frame_threads=args.frame_threads)
     try:
         tracker.set_instruction(args.instruction)
-        with VideoWriter(out / "overlay.mp4", source.fps) as writer:
-            for index, frame in enumerate(tqdm(source, total=total or None, desc=PROG, unit="frame")):
+        with VideoWriter(out / "overlay.mp4", source.fps) as writer, \
+                tqdm(total=total or None, desc=PROG, unit="frame") as progress:
+            for index, frame in source.indexed():
                 if args.max_frames is not None and index >= args.max_frames:
                     break
                 step = tracker.step(frame)
@@ -113,21 +129,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "mask": name,
                     "error": step.error,
                 })
+                progress.update(1)
+        if not frames:
+            raise VideoError(f"{args.video} yielded no readable frames")
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise
     finally:
         tracker.close()
-    summary = {
-        "instruction": args.instruction,
-        "model": str(args.model) if args.model is not None else f"config:{args.config}",
-        "tau": args.tau,
-        "mask_threshold": model.perception.mask_threshold,
-        "live": args.live,
-        "fps": source.fps,
-        "frames": frames,
-        "answers": answers,
-        "rethinks": sum(f["rethinking"] for f in frames),
-        "tracking_frames": sum(f["state"] == TrackState.TRACKING.value for f in frames),
-    }
-    (out / "track.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary = {
+            "instruction": args.instruction,
+            "model": str(args.model) if args.model is not None else f"config:{args.config}",
+            "tau": args.tau,
+            "mask_threshold": model.perception.mask_threshold,
+            "live": args.live,
+            "fps": source.fps,
+            "complete": error is None,
+            "error": error,
+            "frames": frames,
+            "skipped": skipped,
+            "answers": answers,
+            "rethinks": sum(f["rethinking"] for f in frames),
+            "tracking_frames": sum(f["state"] == TrackState.TRACKING.value for f in frames),
+        }
+        (out / "track.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -144,8 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     except (TrackGPTError, CheckpointError, VideoError, ImageError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the frames done so far are in {args.out}", file=sys.stderr)
+        return 130
+    skipped = f", {len(summary['skipped'])} unreadable skipped" if summary["skipped"] else ""
     print(f"{PROG}: {len(summary['frames'])} frames, {summary['tracking_frames']} tracking, "
-          f"{summary['rethinks']} rethinks -> {args.out}")
+          f"{summary['rethinks']} rethinks{skipped} -> {args.out}")
     return 0
 
 
