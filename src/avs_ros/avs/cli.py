@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
-from perception_common.video import FrameSource, VideoError, VideoWriter
+from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio_file, resample_to_16k, to_mono_float
 from .errors import AudioError, AVSError, CheckpointError
@@ -103,14 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     """Segment the video; returns the results dict that is also written as JSON."""
-    skipped: list[dict[str, str]] = []
-
-    def skip(path: Path, exc: Exception) -> None:
-        skipped.append({"file": str(path), "error": str(exc)})
-        tqdm.write(f"avs-segment: warning: skipping unreadable frame {path}: {exc}", file=sys.stderr)
-
+    skipped = SkippedFrames("avs-segment")
     model = AVSModel.from_pretrained(args.model, device=args.device)
-    frames = FrameSource(args.video, default_fps=args.fps or 30.0, on_unreadable=skip)
+    frames = FrameSource(args.video, default_fps=args.fps or 30.0, on_unreadable=skipped)
     fps = float(args.fps) if args.fps else frames.fps
     if args.audio_from_video:
         if args.video.is_dir():
@@ -127,36 +122,34 @@ def run(args: argparse.Namespace) -> dict:
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(frames) if args.max_frames is None else min(len(frames), args.max_frames)
     records = []
-    error: str | None = None
+    outcome = RunOutcome()
     writer = None if args.no_overlay else VideoWriter(out / "overlay.mp4", fps)
     try:
-        with tqdm(total=total or None, desc="avs-segment", unit="frame") as progress:
-            for index, frame in frames.indexed():
-                if args.max_frames is not None and index >= args.max_frames:
-                    break
-                time_s = index / fps
-                window, padded = window_ending_at(wave16k, int(round(time_s * SAMPLE_RATE)))
-                pred = model.predict(frame, window, SAMPLE_RATE, threshold=args.threshold)
-                cv2.imwrite(str(out / "masks" / f"{index:06d}.png"), pred.mask.astype(np.uint8) * 255)
-                if writer is not None:
-                    writer.write(overlay(frame, pred.mask))
-                records.append(
-                    {
-                        "index": index,
-                        "time_s": round(time_s, 6),
-                        "similarity": pred.similarity,
-                        "score": pred.score,
-                        "sounding": pred.sounding,
-                        "mask_pixels": int(pred.mask.sum()),
-                        "audio_padded_samples": int(padded),
-                    }
-                )
-                progress.update(1)
-        if not records:
-            raise VideoError(f"{args.video} yielded no readable frames")
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise
+        with outcome:
+            with tqdm(total=total or None, desc="avs-segment", unit="frame") as progress:
+                for index, frame in frames.indexed():
+                    if args.max_frames is not None and index >= args.max_frames:
+                        break
+                    time_s = index / fps
+                    window, padded = window_ending_at(wave16k, int(round(time_s * SAMPLE_RATE)))
+                    pred = model.predict(frame, window, SAMPLE_RATE, threshold=args.threshold)
+                    cv2.imwrite(str(out / "masks" / f"{index:06d}.png"), pred.mask.astype(np.uint8) * 255)
+                    if writer is not None:
+                        writer.write(overlay(frame, pred.mask))
+                    records.append(
+                        {
+                            "index": index,
+                            "time_s": round(time_s, 6),
+                            "similarity": pred.similarity,
+                            "score": pred.score,
+                            "sounding": pred.sounding,
+                            "mask_pixels": int(pred.mask.sum()),
+                            "audio_padded_samples": int(padded),
+                        }
+                    )
+                    progress.update(1)
+            if not records:
+                raise VideoError(f"{args.video} yielded no readable frames")
     finally:
         if writer is not None:
             writer.close()
@@ -169,8 +162,8 @@ def run(args: argparse.Namespace) -> dict:
             "gate": model.config.gate,
             "threshold": model.config.threshold if args.threshold is None else args.threshold,
             "fps": fps,
-            "complete": error is None,
-            "error": error,
+            "complete": outcome.complete,
+            "error": outcome.error,
             "num_frames": len(records),
             "frames": records,
             "skipped": skipped,

@@ -6,8 +6,10 @@ point reads frames the same way (RGB uint8, see :mod:`perception_common.images`)
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -106,6 +108,43 @@ class FrameSource:
                 index += 1
         finally:
             cap.release()
+
+
+class SkippedFrames(list):
+    """An ``on_unreadable`` callback for command-line tools: records each skipped file (``file``, ``error``)
+    and warns on stderr through tqdm, so a progress bar stays intact."""
+
+    def __init__(self, prog: str):
+        super().__init__()
+        self.prog = prog
+
+    def __call__(self, path: Path, exc: Exception) -> None:
+        from tqdm import tqdm
+
+        self.append({"file": str(path), "error": str(exc)})
+        tqdm.write(f"{self.prog}: warning: skipping unreadable frame {path}: {exc}", file=sys.stderr)
+
+
+class RunOutcome:
+    """Records how a ``with`` block ended, so a tool can write its partial results and say why they stop.
+
+    ``error`` is None after a normal exit, else the exception's type and text; the exception propagates.
+    """
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def __enter__(self) -> RunOutcome:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc_type is not None:
+            self.error = f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__
+        return False
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
 
 
 class VideoWriter:

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
-from perception_common.video import FrameSource, VideoError, VideoWriter
+from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .config import CONFIGS
 from .errors import CheckpointError, TrackGPTError
@@ -84,13 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     ``track.json`` is written however the run ends; an error is raised again after it is written.
     """
-    skipped: list[dict[str, str]] = []
-
-    def skip(path: Path, exc: Exception) -> None:
-        skipped.append({"file": str(path), "error": str(exc)})
-        tqdm.write(f"{PROG}: warning: skipping unreadable frame {path}: {exc}", file=sys.stderr)
-
-    source = FrameSource(args.video, on_unreadable=skip)
+    skipped = SkippedFrames(PROG)
+    source = FrameSource(args.video, on_unreadable=skipped)
     model = _load_model(args)
     if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
@@ -101,40 +96,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         total = min(total, args.max_frames) if total else args.max_frames
     frames: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
-    error: str | None = None
+    outcome = RunOutcome()
     tracker = OnlineTracker(perception=model, tau=args.tau, brain_threads=args.brain_threads,
                             frame_threads=args.frame_threads)
     try:
-        tracker.set_instruction(args.instruction)
-        with VideoWriter(out / "overlay.mp4", source.fps) as writer, \
-                tqdm(total=total or None, desc=PROG, unit="frame") as progress:
-            for index, frame in source.indexed():
-                if args.max_frames is not None and index >= args.max_frames:
-                    break
-                step = tracker.step(frame)
-                if not args.live and not tracker.wait_for_brain(args.brain_timeout):
-                    raise TrackGPTError(f"the brain gave no answer within {args.brain_timeout} s")
-                mask = step.mask if step.mask is not None else np.zeros(frame.shape[:2], bool)
-                name = f"masks/{index:06d}.png"
-                cv2.imwrite(str(out / name), mask.astype(np.uint8) * 255)
-                writer.write(_draw(frame, step))
-                if step.answer is not None and (not answers or answers[-1]["answer"] != step.answer):
-                    answers.append({"frame": index, "answer": step.answer})
-                frames.append({
-                    "index": index,
-                    "state": step.state.value,
-                    "purport_score": step.purport_score,
-                    "rethinking": step.rethinking,
-                    "box": list(step.box) if step.box is not None else None,
-                    "mask": name,
-                    "error": step.error,
-                })
-                progress.update(1)
-        if not frames:
-            raise VideoError(f"{args.video} yielded no readable frames")
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise
+        with outcome:
+            tracker.set_instruction(args.instruction)
+            with VideoWriter(out / "overlay.mp4", source.fps) as writer, \
+                    tqdm(total=total or None, desc=PROG, unit="frame") as progress:
+                for index, frame in source.indexed():
+                    if args.max_frames is not None and index >= args.max_frames:
+                        break
+                    step = tracker.step(frame)
+                    if not args.live and not tracker.wait_for_brain(args.brain_timeout):
+                        raise TrackGPTError(f"the brain gave no answer within {args.brain_timeout} s")
+                    mask = step.mask if step.mask is not None else np.zeros(frame.shape[:2], bool)
+                    name = f"masks/{index:06d}.png"
+                    cv2.imwrite(str(out / name), mask.astype(np.uint8) * 255)
+                    writer.write(_draw(frame, step))
+                    if step.answer is not None and (not answers or answers[-1]["answer"] != step.answer):
+                        answers.append({"frame": index, "answer": step.answer})
+                    frames.append({
+                        "index": index,
+                        "state": step.state.value,
+                        "purport_score": step.purport_score,
+                        "rethinking": step.rethinking,
+                        "box": list(step.box) if step.box is not None else None,
+                        "mask": name,
+                        "error": step.error,
+                    })
+                    progress.update(1)
+            if not frames:
+                raise VideoError(f"{args.video} yielded no readable frames")
     finally:
         tracker.close()
         summary = {
@@ -144,8 +137,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "mask_threshold": model.perception.mask_threshold,
             "live": args.live,
             "fps": source.fps,
-            "complete": error is None,
-            "error": error,
+            "complete": outcome.complete,
+            "error": outcome.error,
             "frames": frames,
             "skipped": skipped,
             "answers": answers,
