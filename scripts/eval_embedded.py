@@ -75,6 +75,7 @@ def evaluate_trackgpt(
     tau: float = 0.5,
     rethink_modes: tuple[bool, ...] = (True, False),
     propagation_off: bool = True,
+    oracle_answer: bool = True,
 ) -> dict[str, Any]:
     """DAVIS J&F of a TrackGPT model on the instruction world, tracked as ``training.trackgpt``'s evaluator does
     (reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score).
@@ -82,7 +83,10 @@ def evaluate_trackgpt(
     The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
     overall, per instruction kind, held-out templates vs seen templates (``heldout_template``), any held-out
     flag vs none, each with rethinking on and off, and (``propagation_off``) with rethinking on and the cross-frame
-    referring propagation off (Q_t = Q_R every frame; the paper's Table 3 ablation). Where the world names the
+    referring propagation off (Q_t = Q_R every frame; the paper's Table 3 ablation), and (``oracle_answer``, where
+    the world names the target and the answer template has ``{target}``) with rethinking on and the brain's answer
+    teacher-forced to name the true target ("colour category"): what the perception reaches when the brain names
+    the right object, so the two components' shares of the error can be told apart. Where the world names the
     target (its colour and category) and the model's answer template names it (``{target}``, the embedded model's),
     each group also has the share of first answers that name the target (``named``) and its category
     (``category_named``); ``None`` otherwise.
@@ -95,14 +99,20 @@ def evaluate_trackgpt(
     threshold = float(model.perception.mask_threshold)
     res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau, "mask_threshold": threshold}
     template = model.config.brain.answer_template
-    passes = [("rethink_on" if r else "rethink_off", r, True) for r in rethink_modes]
+    passes = [("rethink_on" if r else "rethink_off", r, True, False) for r in rethink_modes]
     if propagation_off:
-        passes.append(("propagation_off", True, False))
-    for label, rethink, propagate in passes:
+        passes.append(("propagation_off", True, False, False))
+    if oracle_answer and "{target}" in template:
+        passes.append(("oracle_answer", True, True, True))
+    for label, rethink, propagate, oracle in passes:
         groups: dict[str, list] = {}
         at_zero: dict[str, list] = {}  # the same masks at SAM's threshold 0, when the model's differs
         t0 = time.perf_counter()
         for video, expression in pairs:
+            extra = expression.extra
+            target = " ".join(str(v) for v in (extra.get("colour"), extra.get("category")) if v)
+            if oracle and not target:
+                continue  # the world does not name this target
             answers: list[str] = []
             logits: list[np.ndarray] | None = [] if threshold != 0.0 else None
             obj, _ = evaluate_video(
@@ -115,8 +125,8 @@ def evaluate_trackgpt(
                 answers=answers,
                 logits=logits,
                 propagate=propagate,
+                oracle_target=target if oracle else None,
             )
-            extra = expression.extra
             naming = answer_names_target(
                 answers[0] if answers else "", template, extra.get("colour"), extra.get("category")
             )
@@ -167,7 +177,7 @@ def answer_names_target(
 
 
 def trackgpt_markdown(res: dict[str, Any]) -> str:
-    modes = [m for m in ("rethink_on", "rethink_off", "propagation_off") if m in res]
+    modes = [m for m in ("rethink_on", "rethink_off", "propagation_off", "oracle_answer") if m in res]
     groups = [k for k in res[modes[0]] if k != "seconds"]
     zero = int(any("J&F_mask_threshold_0" in res[modes[0]][g] for g in groups))
     lines = [
@@ -184,7 +194,7 @@ def trackgpt_markdown(res: dict[str, Any]) -> str:
         b = res[modes[0]][g]
         lines.append(
             f"| {g} | {b['count']} | "
-            + " | ".join(_fmt(res[m][g]["J&F"]) for m in modes)
+            + " | ".join(_fmt(res[m].get(g, {}).get("J&F")) for m in modes)
             + (f" | {_fmt(b.get('J&F_mask_threshold_0'))}" if zero else "")
             + f" | {_fmt(b['J'])} | {_fmt(b['F'])} | {_fmt(b.get('named'))} | {_fmt(b.get('category_named'))} |"
         )
@@ -257,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the TrackGPT pass with the cross-frame propagation off (Q_t = Q_R every frame)",
     )
+    p.add_argument(
+        "--no-oracle-ablation",
+        action="store_true",
+        help="skip the TrackGPT pass whose answers are teacher-forced to name the true target",
+    )
     p.add_argument("--skip-trackgpt", action="store_true", help="AVS only")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
@@ -302,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             max_frames=args.trackgpt_max_frames,
             tau=args.tau,
             propagation_off=not args.no_propagation_ablation,
+            oracle_answer=not args.no_oracle_ablation,
         )
         out["trackgpt"]["model"] = str(args.trackgpt_model)
     previous = Path(args.out) / "results.json"

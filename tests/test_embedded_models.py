@@ -107,6 +107,7 @@ def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
         max_frames=12,
         rethink_modes=(True,),
         propagation_off=False,
+        oracle_answer=True,
     )
     score = res["rethink_on"]["overall"]["J&F"]
     assert 0.0 <= score <= 1.0, res
@@ -114,6 +115,10 @@ def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
     overall = res["rethink_on"]["overall"]
     assert overall["named"] is not None and 0.0 <= overall["named"] <= overall["category_named"] <= 1.0, res
     assert score >= TRACKGPT_MEASURED["J&F"] - TRACKGPT_MARGIN, res
+    # the oracle pass teacher-forces the true name: its answers name every target, read back by the same parser
+    oracle = res["oracle_answer"]["overall"]
+    assert oracle["count"] == overall["count"] and oracle["named"] == oracle["category_named"] == 1.0, res
+    assert 0.0 <= oracle["J&F"] <= 1.0, res
 
 
 def test_naming_is_read_from_the_named_answer():

@@ -388,3 +388,24 @@ def test_padded_vocabulary_reuses_rows_and_initialises_them():
     torch.testing.assert_close(brain.model.get_output_embeddings().weight[vocab + 1],
                                model.get_output_embeddings().weight[:vocab].mean(0))
     torch.testing.assert_close(emb[vocab + 2 :], before[vocab + 2 :])  # other padding rows untouched
+
+
+def test_oracle_answer_teacher_forces_the_named_target(tiny):
+    from trackgpt.config import NAMED_ANSWER
+
+    torch.manual_seed(0)
+    named = TrackGPT.from_config(dataclasses.replace(
+        CONFIGS["tiny"], brain=dataclasses.replace(CONFIGS["tiny"].brain, answer_template=NAMED_ANSWER.lstrip())))
+    frame = _frame()
+    cup = named.reason(frame, "something to drink from", target="red cup")
+    key = named.reason(frame, "something to drink from", target="blue key")
+    assert cup.answer == "Sure, I track the red cup." and key.answer == "Sure, I track the blue key."
+    assert not cup.forced
+    assert not torch.allclose(cup.referring_query, key.referring_query)  # the name reaches the states
+    again = named.reason(frame, "something to drink from", target="red cup")
+    assert torch.equal(cup.referring_query, again.referring_query)
+    # the paper's answer names no target: every oracle answer is the same answer, with the same states
+    a = tiny.reason(frame, "the dog", target="red cup")
+    b = tiny.reason(frame, "the dog", target="blue key")
+    assert a.answer == b.answer == "Sure, I track the object."
+    assert torch.equal(a.referring_query, b.referring_query)

@@ -612,11 +612,14 @@ def evaluate_video(
     answers: list[str] | None = None,
     logits: list[np.ndarray] | None = None,
     propagate: bool = True,
+    oracle_target: str | None = None,
 ):
     """Track one (video, expression) like the tracker (paper Alg. 1, synchronous) and score it with DAVIS J/F.
 
     ``propagate=False`` is the paper's ablation without cross-frame referring propagation: every frame decodes
-    with Q_t = Q_R.
+    with Q_t = Q_R. ``oracle_target`` (e.g. "red cup") teacher-forces the brain's answer naming that object at
+    every reasoning instead of generating it (:meth:`trackgpt.TrackGPT.reason`'s ``target``): the perception's
+    share of the score when the brain names the right object.
 
     Returns ``(DavisObjectScore, mean purport score)``; the brain's answer of each reasoning (the first, then one per
     rethinking) is appended to ``answers`` when given, and each frame's ``H x W`` mask logits (float32) to
@@ -631,7 +634,7 @@ def evaluate_video(
     for i in range(n):
         frame = video.load_frame(i)
         if q_r is None:
-            reasoning = model.reason(frame, text)
+            reasoning = model.reason(frame, text, target=oracle_target)
             q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
             if answers is not None:
                 answers.append(reasoning.answer)
@@ -642,7 +645,7 @@ def evaluate_video(
         elif rethink and decoded.purport_score < tau * reference:
             # as OnlineTracker: reason again on this frame; the new queries (Q_t = Q_R) decode the next frames
             # and the next frame's S_p becomes the new reference
-            reasoning = model.reason(frame, text)
+            reasoning = model.reason(frame, text, target=oracle_target)
             q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
             if answers is not None:
                 answers.append(reasoning.answer)

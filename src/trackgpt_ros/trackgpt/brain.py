@@ -475,6 +475,22 @@ class TrackGPTBrain(nn.Module):
         text = tidy_answer(self.tokenizer.decode(kept, skip_special_tokens=True))
         return BrainAnswer(text, result.track_states, result.purport_states, forced, generated)
 
+    @torch.no_grad()
+    def answer_naming(self, frame_rgb8: np.ndarray, instruction: str | bytes, target: str) -> BrainAnswer:
+        """The states of the answer that names ``target``, teacher-forced instead of generated.
+
+        An evaluation ablation (the "oracle answer"): it measures what the perception makes of a brain that
+        always names the right object. The answer is ``config.answer_template`` with ``{target}`` filled in, as
+        training teaches it; a template without ``{target}`` gives the same answer for every target.
+        """
+        ids, _ = self.training_example(instruction, target=target)
+        pixel_values = self.preprocess_image(frame_rgb8)
+        seq_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        result = self.forward(seq_ids, pixel_values, attention_mask=torch.ones_like(seq_ids))
+        answer_ids = ids[len(self.prompt_ids(instruction)) :]
+        text = tidy_answer(self.tokenizer.decode(answer_ids, skip_special_tokens=True))
+        return BrainAnswer(text, result.track_states, result.purport_states, False, answer_ids)
+
     # ------------------------------------------------------------------- LoRA
     @property
     def has_lora(self) -> bool:

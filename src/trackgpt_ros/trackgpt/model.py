@@ -265,16 +265,23 @@ class TrackGPT(nn.Module):
         return self.projection(track_state), self.projection(purport_state)
 
     @torch.no_grad()
-    def reason(self, frame: np.ndarray, instruction: str | bytes, *, cancel_event: Any = None) -> Reasoning:
+    def reason(
+        self, frame: np.ndarray, instruction: str | bytes, *, cancel_event: Any = None, target: str | None = None
+    ) -> Reasoning:
         """Ask the brain about a frame: answer text, Q_R and Q_p (paper Eq. 1).
 
         Args:
             frame: the reference frame I_R (any layout ``to_rgb8`` accepts, RGB order).
             instruction: the user's instruction.
             cancel_event: a ``threading.Event``; setting it stops generation (:class:`ReasoningCancelled`).
+            target: evaluation only: teacher-force the answer that names this object instead of generating one
+                (:meth:`TrackGPTBrain.answer_naming`, the oracle-answer ablation).
         """
         brain = self._need_brain()
-        answer = brain.answer(to_rgb8(frame), instruction, cancel_event=cancel_event)
+        if target is not None:
+            answer = brain.answer_naming(to_rgb8(frame), instruction, target)
+        else:
+            answer = brain.answer(to_rgb8(frame), instruction, cancel_event=cancel_event)
         q_r, q_p = self.queries(answer.track_state, answer.purport_state)
         return Reasoning(answer.answer, q_r, q_p, answer.forced)
 
