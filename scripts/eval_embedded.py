@@ -82,7 +82,8 @@ def evaluate_trackgpt(
 
     The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
     overall, per instruction kind, held-out templates vs seen templates (``heldout_template``), any held-out
-    flag vs none, each with rethinking on and off, and (``propagation_off``) with rethinking on and the cross-frame
+    flag vs none, the target's colour/category pair held out of training (``heldout_combo``) vs seen, each with
+    rethinking on and off, and (``propagation_off``) with rethinking on and the cross-frame
     referring propagation off (Q_t = Q_R every frame; the paper's Table 3 ablation), and (``oracle_answer``, where
     the world names the target and the answer template has ``{target}``) with rethinking on and the brain's answer
     teacher-forced to name the true target ("colour category"): what the perception reaches when the brain names
@@ -134,6 +135,7 @@ def evaluate_trackgpt(
                 "overall",
                 f"kind={expression.kind}",
                 "templates=heldout" if extra.get("heldout_template") else "templates=seen",
+                "combo=heldout" if extra.get("heldout_combo") else "combo=seen",
                 "heldout(any)" if expression.heldout else "seen(all)",
             ]
             zero = score_record(track_record(video, expression, logits), 0.0) if logits else None
