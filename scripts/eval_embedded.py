@@ -94,6 +94,7 @@ def evaluate_trackgpt(
     """
     from perception_eval.metrics import summarize_davis
     from training.trackgpt.calibrate import instruction_pairs, score_record, track_record
+    from training.trackgpt.data import target_name
     from training.trackgpt.train import evaluate_video
 
     pairs = instruction_pairs(root, split, max_videos=max_videos, max_expressions=max_expressions)
@@ -111,7 +112,7 @@ def evaluate_trackgpt(
         t0 = time.perf_counter()
         for video, expression in pairs:
             extra = expression.extra
-            target = " ".join(str(v) for v in (extra.get("colour"), extra.get("category")) if v)
+            target = target_name(extra.get("colour"), extra.get("category"))
             if oracle and not target:
                 continue  # the world does not name this target
             answers: list[str] = []
@@ -174,8 +175,10 @@ def answer_names_target(
     match = re.search(pattern, answer.lower())
     if match is None:
         return None
+    from training.trackgpt.data import target_name
+
     words = match.group(1).split()
-    return words == f"{colour or ''} {category}".lower().split(), words[-1] == category.lower()
+    return words == target_name(colour, category).lower().split(), words[-1] == category.lower()
 
 
 def trackgpt_markdown(res: dict[str, Any]) -> str:

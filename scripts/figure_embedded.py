@@ -83,9 +83,9 @@ class _Recorder:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def reason(self, frame, text):
+    def reason(self, frame, text, **kwargs):
         self.reasoned_before.append(len(self.masks))
-        return self._model.reason(frame, text)
+        return self._model.reason(frame, text, **kwargs)
 
     def decode(self, *args, **kwargs):
         decoded = self._model.decode(*args, **kwargs)

@@ -223,8 +223,13 @@ class VideoReferring(TrainingDataset):
         if colour and self.colour_noise > 0 and rng.random() < self.colour_noise:
             others = [c for c in self.colours if c != str(colour)]
             colour = others[int(rng.integers(len(others)))]
-        target = " ".join(str(v) for v in (colour, extra.get("category")) if v)
+        target = target_name(colour, extra.get("category"))
         return Sample("mask", frames, masks, ignore, text=expression.text, source=self.name, target=target)
+
+
+def target_name(colour: Any, category: Any) -> str:
+    """The name the brain is taught for a generated world's target ("red cup"; what is known of it, or "")."""
+    return " ".join(str(v) for v in (colour, category) if v)
 
 
 def _video_reader(spec: Mapping[str, Any]):

@@ -628,19 +628,13 @@ def evaluate_video(
     """
     n = len(video) if max_frames <= 0 else min(len(video), max_frames)
     text = _clean(expression.text)
-
-    def reason(frame):
-        if oracle_target is None:
-            return model.reason(frame, text)
-        return model.reason(frame, text, target=oracle_target)
-
     preds, gts, scores = [], [], []
     q_r = q_p = q_t = None
     reference = None
     for i in range(n):
         frame = video.load_frame(i)
         if q_r is None:
-            reasoning = reason(frame)
+            reasoning = model.reason(frame, text, target=oracle_target)
             q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
             if answers is not None:
                 answers.append(reasoning.answer)
@@ -651,7 +645,7 @@ def evaluate_video(
         elif rethink and decoded.purport_score < tau * reference:
             # as OnlineTracker: reason again on this frame; the new queries (Q_t = Q_R) decode the next frames
             # and the next frame's S_p becomes the new reference
-            reasoning = reason(frame)
+            reasoning = model.reason(frame, text, target=oracle_target)
             q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
             if answers is not None:
                 answers.append(reasoning.answer)

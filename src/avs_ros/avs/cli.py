@@ -125,29 +125,28 @@ def run(args: argparse.Namespace) -> dict:
     outcome = RunOutcome()
     writer = None if args.no_overlay else VideoWriter(out / "overlay.mp4", fps)
     try:
-        with outcome:
-            with tqdm(total=total or None, desc="avs-segment", unit="frame") as progress:
-                for index, frame in frames.indexed():
-                    if args.max_frames is not None and index >= args.max_frames:
-                        break
-                    time_s = index / fps
-                    window, padded = window_ending_at(wave16k, int(round(time_s * SAMPLE_RATE)))
-                    pred = model.predict(frame, window, SAMPLE_RATE, threshold=args.threshold)
-                    cv2.imwrite(str(out / "masks" / f"{index:06d}.png"), pred.mask.astype(np.uint8) * 255)
-                    if writer is not None:
-                        writer.write(overlay(frame, pred.mask))
-                    records.append(
-                        {
-                            "index": index,
-                            "time_s": round(time_s, 6),
-                            "similarity": pred.similarity,
-                            "score": pred.score,
-                            "sounding": pred.sounding,
-                            "mask_pixels": int(pred.mask.sum()),
-                            "audio_padded_samples": int(padded),
-                        }
-                    )
-                    progress.update(1)
+        with outcome, tqdm(total=total or None, desc="avs-segment", unit="frame") as progress:
+            for index, frame in frames.indexed():
+                if args.max_frames is not None and index >= args.max_frames:
+                    break
+                time_s = index / fps
+                window, padded = window_ending_at(wave16k, int(round(time_s * SAMPLE_RATE)))
+                pred = model.predict(frame, window, SAMPLE_RATE, threshold=args.threshold)
+                cv2.imwrite(str(out / "masks" / f"{index:06d}.png"), pred.mask.astype(np.uint8) * 255)
+                if writer is not None:
+                    writer.write(overlay(frame, pred.mask))
+                records.append(
+                    {
+                        "index": index,
+                        "time_s": round(time_s, 6),
+                        "similarity": pred.similarity,
+                        "score": pred.score,
+                        "sounding": pred.sounding,
+                        "mask_pixels": int(pred.mask.sum()),
+                        "audio_padded_samples": int(padded),
+                    }
+                )
+                progress.update(1)
             if not records:
                 raise VideoError(f"{args.video} yielded no readable frames")
     finally:

@@ -483,11 +483,11 @@ class TrackGPTBrain(nn.Module):
         always names the right object. The answer is ``config.answer_template`` with ``{target}`` filled in, as
         training teaches it; a template without ``{target}`` gives the same answer for every target.
         """
-        ids, _ = self.training_example(instruction, target=target)
+        ids, labels = self.training_example(instruction, target=target)
         pixel_values = self.preprocess_image(frame_rgb8)
         seq_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
         result = self.forward(seq_ids, pixel_values, attention_mask=torch.ones_like(seq_ids))
-        answer_ids = ids[len(self.prompt_ids(instruction)) :]
+        answer_ids = [t for t in labels if t != -100]  # the labels mask the prompt out
         text = tidy_answer(self.tokenizer.decode(answer_ids, skip_special_tokens=True))
         return BrainAnswer(text, result.track_states, result.purport_states, False, answer_ids)
 
