@@ -5,7 +5,7 @@ Pip environment (no launch_ros): perception-run config/avs.yaml
 
 from pathlib import Path
 
-from perception_common.launch_graph import generate
+from perception_bringup.launch_graph import generate
 
 
 def generate_launch_description():

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-AVS_DEFAULT = REPO / "src/avs_ros/avs/pretrained/embedded"
-AVS_BASELINE_DEFAULT = REPO / "src/avs_ros/avs/pretrained/embedded-baseline"
-TRACKGPT_DEFAULT = REPO / "src/trackgpt_ros/trackgpt/pretrained/embedded"
+AVS_DEFAULT = REPO / "src/avs/avs/pretrained/embedded"
+AVS_BASELINE_DEFAULT = REPO / "src/avs/avs/pretrained/embedded-baseline"
+TRACKGPT_DEFAULT = REPO / "src/trackgpt/trackgpt/pretrained/embedded"
 if str(REPO) not in sys.path:  # the training package lives at the repository root
     sys.path.insert(0, str(REPO))
 

@@ -11,7 +11,7 @@ Needs an audio-visual world with ``robust_<split>.csv`` files that carry the ``v
 
 Examples::
 
-    python scripts/probe_avs_features.py src/avs_ros/avs/pretrained/embedded
+    python scripts/probe_avs_features.py src/avs/avs/pretrained/embedded
     python scripts/probe_avs_features.py data/runs/avs-gated-category/model --train-clips 400 --json /tmp/p.json
 """
 

@@ -73,6 +73,12 @@ src_hash=$( (find src -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -printf 
                | sort | xargs cat) | sha256sum | cut -d' ' -f1)
 if [[ $FORCE_BUILD == 1 || ! -f install/setup.sh || "$(cat "$STAMP_DIR/build" 2>/dev/null)" != "$src_hash" ]]; then
   log "colcon build (messages + Python packages)"
+  # a package that was moved or renamed must not leave its old executables on PATH (env.sh adds install/*/lib/*)
+  for d in install/*/ build/*/; do
+    [[ -d $d ]] || continue
+    pkg=$(basename "$d")
+    if [[ ! -f src/$pkg/package.xml ]]; then log "removing $d (package $pkg is no longer in src/)"; rm -rf "$d"; fi
+  done
   # shellcheck disable=SC1091
   source scripts/env.sh --no-workspace
   colcon build --symlink-install --event-handlers console_direct- console_start_end+ \

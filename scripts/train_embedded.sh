@@ -14,7 +14,7 @@
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
 #      trackgpt-vision-reader.yaml and trackgpt-colour-reader.yaml on data/worlds/instruction-2400), copied into
-#      src/trackgpt_ros/trackgpt/pretrained/embedded (fp16), its mask threshold chosen on VAL
+#      src/trackgpt/trackgpt/pretrained/embedded (fp16), its mask threshold chosen on VAL
 #      (training.trackgpt.calibrate)
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
@@ -112,9 +112,9 @@ if [ "$do_avs" = 1 ]; then
   avs_stage avs-gated-category-lr3 avs-baseline-category-lr3
   avs_pair avs-gated-category-lr3-more avs-gated-category-lr3-more avs-baseline-category-lr3-more \
     avs-baseline-category-lr3-more
-  ship_avs data/runs/avs-gated-category-lr3-more/model src/avs_ros/avs/pretrained/embedded --gate-threshold \
+  ship_avs data/runs/avs-gated-category-lr3-more/model src/avs/avs/pretrained/embedded --gate-threshold \
     --plot results/embedded/avs-gate-threshold.png
-  ship_avs data/runs/avs-baseline-category-lr3-more/model src/avs_ros/avs/pretrained/embedded-baseline
+  ship_avs data/runs/avs-baseline-category-lr3-more/model src/avs/avs/pretrained/embedded-baseline
 fi
 
 if [ "$do_trackgpt" = 1 ]; then
@@ -142,20 +142,20 @@ if [ "$do_trackgpt" = 1 ]; then
   for run in trackgpt-vision trackgpt-vision-more trackgpt-vision-reader trackgpt-colour-reader; do
     train training.trackgpt.train "training/configs/embedded/$run.yaml" "data/runs/$run" "data/runs/$run.log"
   done
-  rm -rf src/trackgpt_ros/trackgpt/pretrained/embedded
-  mkdir -p src/trackgpt_ros/trackgpt/pretrained
-  cp -r data/runs/trackgpt-colour-reader/model src/trackgpt_ros/trackgpt/pretrained/embedded
+  rm -rf src/trackgpt/trackgpt/pretrained/embedded
+  mkdir -p src/trackgpt/trackgpt/pretrained
+  cp -r data/runs/trackgpt-colour-reader/model src/trackgpt/trackgpt/pretrained/embedded
   python - <<'EOF2'
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-for f in Path("src/trackgpt_ros/trackgpt/pretrained/embedded").rglob("*.safetensors"):  # fp16 on disk
+for f in Path("src/trackgpt/trackgpt/pretrained/embedded").rglob("*.safetensors"):  # fp16 on disk
     state = load_file(str(f))
     save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(f))
 EOF2
   # the mask threshold (SAM's 0 by default) chosen on the default instruction world's VAL split (60 videos)
-  python -m training.trackgpt.calibrate src/trackgpt_ros/trackgpt/pretrained/embedded --data data/worlds/instruction \
+  python -m training.trackgpt.calibrate src/trackgpt/trackgpt/pretrained/embedded --data data/worlds/instruction \
     --write --plot results/embedded/trackgpt-mask-threshold.png --no-progress
 fi
 

@@ -28,8 +28,8 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "42")
 if os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] != "LOCALHOST":
     raise pytest.UsageError("tests must run with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST")
-try:  # the test process publishes images too: the same Fast DDS profile as the nodes (perception_common.dds)
-    from perception_common.dds import configure_fastdds
+try:  # the test process publishes images too: the same Fast DDS profile as the nodes (perception_nodes.dds)
+    from perception_nodes.dds import configure_fastdds
 
     configure_fastdds()
 except ImportError:  # workspace not installed: the ROS tests skip or fail with that reason
@@ -147,7 +147,7 @@ def pytest_runtest_makereport(item, call):
 
 
 # launch_testing files run under `python -m launch_testing.launch_test` (see test_launcher.py), not pytest.
-collect_ignore = ["launch"]
+collect_ignore = ["perception_bringup/launch"]
 
 
 @pytest.fixture

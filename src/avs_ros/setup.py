@@ -14,13 +14,11 @@ setup(
     zip_safe=True,
     maintainer="Perception Team",
     maintainer_email="perception@example.com",
-    description="Robust audio-visual segmentation: model library and AVS node.",
+    description="Robust AVS avs_node (ROS 2 adapter of the avs library).",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "avs_node = avs_ros.avs_node:main",
-            "avs-segment = avs.cli:main",
-            "avs-bench = avs.bench:main",
         ],
     },
 )

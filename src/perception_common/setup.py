@@ -1,5 +1,3 @@
-from glob import glob
-
 from setuptools import find_packages, setup
 
 package_name = "perception_common"
@@ -11,27 +9,11 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
-        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
-        (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="Perception Team",
     maintainer_email="perception@example.com",
-    description="Sensor nodes, graph runner, shared helpers and evaluation tools of the perception workspace.",
+    description="ROS-free helpers of the perception workspace (images, video, audio, checkpoints, parameters).",
     license="Apache-2.0",
-    entry_points={
-        "console_scripts": [
-            "camera_node = perception_common.nodes.camera_node:main",
-            "microphone_node = perception_common.nodes.microphone_node:main",
-            "perception-run = perception_common.launcher:main",
-            "instruction-pub = perception_common.tools.instruction_pub:main",
-            "perception-worlds = perception_eval.worlds.cli:main",
-            "perception-demo = perception_common.demo:main",
-            "bag-from-dataset = perception_eval.bags:main",
-            "replay-eval = perception_eval.replay:main",
-            "perception-bench = perception_eval.bench.harness:main",
-            "perception-dds-check = perception_eval.bench.transport:main",
-        ],
-    },
 )

@@ -14,13 +14,11 @@ setup(
     zip_safe=True,
     maintainer="Perception Team",
     maintainer_email="perception@example.com",
-    description="TrackGPT instruction tracking: model library and tracker node.",
+    description="TrackGPT tracker_node (ROS 2 adapter of the trackgpt library).",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "tracker_node = trackgpt_ros.tracker_node:main",
-            "trackgpt-track = trackgpt.cli:main",
-            "trackgpt-bench = trackgpt.bench:main",
         ],
     },
 )

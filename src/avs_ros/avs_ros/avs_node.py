@@ -28,13 +28,21 @@ import avs
 from avs.errors import AVSError
 from avs.model import AVSModel, build_model
 from perception_common.audio_buffer import AudioChunkError, AudioRingBuffer, NotEnoughAudio
-from perception_common.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
 from perception_common.images import overlay
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
-from perception_common.nodes.frame_queue import MODES
-from perception_common.nodes.frame_worker import FrameWorkerNode
-from perception_common.nodes.runtime import IMAGE_QOS_HELP, image_qos, parse_help, reliable_qos, run, sensor_qos
-from perception_common.params import declare_and_read, param
+from perception_common.params import param
+from perception_nodes.frame_queue import MODES
+from perception_nodes.frame_worker import FrameWorkerNode
+from perception_nodes.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
+from perception_nodes.runtime import (
+    IMAGE_QOS_HELP,
+    declare_and_read,
+    image_qos,
+    parse_help,
+    reliable_qos,
+    run,
+    sensor_qos,
+)
 
 TOPICS = """topics:
   subscribes  <image_topic>  sensor_msgs/msg/Image             camera frames

@@ -1,17 +1,15 @@
-"""Typed node parameters: one dataclass per node, declared, read and documented from one place.
+"""Typed node parameters: one dataclass per node, read and documented from one place.
 
 Each field of a parameters dataclass is a ROS parameter; :func:`param` attaches
 its description. The same dataclass gives ``--help`` text, the README table
-and the YAML defaults, so they cannot drift apart. Importing this module does
-not need rclpy.
+and the YAML defaults, so they cannot drift apart. ROS-free: nodes declare
+the fields with :func:`perception_nodes.runtime.declare_and_read`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 def param(default: Any, description: str, *, read_only: bool = False) -> Any:
@@ -52,23 +50,3 @@ def coerce(name: str, value: Any, default: Any) -> Any:
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     raise ParameterError(f"parameter {name!r} must be {want.__name__}, got {value!r} ({type(value).__name__})")
-
-
-def declare_and_read(node, params_cls: type[T]) -> T:
-    """Declare every field of ``params_cls`` on ``node`` and return the values in force.
-
-    Values are type-checked against the dataclass defaults (see :func:`coerce`);
-    a wrong type raises :class:`ParameterError` naming the parameter.
-    """
-    from rcl_interfaces.msg import ParameterDescriptor
-
-    values = {}
-    for f in dataclasses.fields(params_cls):
-        descriptor = ParameterDescriptor(
-            description=f.metadata.get("description", ""),
-            read_only=f.metadata.get("read_only", False),
-            dynamic_typing=True,
-        )
-        value = node.declare_parameter(f.name, f.default, descriptor).value
-        values[f.name] = coerce(f.name, value, f.default)
-    return params_cls(**values)

@@ -28,13 +28,21 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 import trackgpt
-from perception_common.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
 from perception_common.images import overlay
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
-from perception_common.nodes.frame_queue import MODES
-from perception_common.nodes.frame_worker import FrameWorkerNode
-from perception_common.nodes.runtime import IMAGE_QOS_HELP, image_qos, parse_help, reliable_qos, run, sensor_qos
-from perception_common.params import declare_and_read, param
+from perception_common.params import param
+from perception_nodes.frame_queue import MODES
+from perception_nodes.frame_worker import FrameWorkerNode
+from perception_nodes.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
+from perception_nodes.runtime import (
+    IMAGE_QOS_HELP,
+    declare_and_read,
+    image_qos,
+    parse_help,
+    reliable_qos,
+    run,
+    sensor_qos,
+)
 from trackgpt.errors import TrackGPTError
 from trackgpt.model import TrackGPT
 from trackgpt.tracker import OnlineTracker, TrackState

@@ -1,1 +1,0 @@
-"""Small command-line tools that talk to the running graph."""

@@ -1,0 +1,792 @@
+"""The node-level benchmark run (see the package docstring for what is measured and why)."""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .procs import NodeProcess
+
+NS = 1_000_000_000
+# default: the shipped embedded models (their folders, so the bare loops and the nodes load the same files)
+DEFAULT_MODELS = {"tracker": "shipped embedded model", "avs": "shipped embedded model"}
+FULL_MODELS = {"tracker": "config:llava-7b-sam-vit-h", "avs": "config:pvt-v2-b5-vggish"}
+DECODED = (2, 3)  # TrackResult.STATE_TRACKING, STATE_LOST
+INSTRUCTIONS = ("track the red cup on the table", "follow the person walking to the door")
+AUDIO_LEAD_S = 1.0
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0:
+        return None
+    return float(num) / float(den)
+
+
+def live_stats(
+    stamps: list[int],
+    rows: list[tuple],
+    *,
+    margin_ns: int,
+    keep: Callable[[tuple], bool] | None = None,
+) -> dict[str, Any]:
+    """Figures of a live phase: frames published (``stamps`` = publish times) vs outputs ``rows``
+    (``(stamp, received, ...)``).
+
+    Latency = received - stamp, over the rows ``keep`` accepts. Queued beyond the newest: the node's single
+    worker took frame ``k`` at about :func:`taken_at` (when it was free again, never before ``k`` was
+    published); every frame newer than ``k`` and published more than ``margin_ns`` before that moment was
+    waiting while an older one was taken. The margin absorbs transport and the arrival-time error of this
+    process (one input frame period by default).
+    """
+    index = {s: i for i, s in enumerate(stamps)}
+    mine = sorted((r for r in rows if r[0] in index), key=lambda r: r[1])
+    taken = taken_at(mine)
+    kept = [r for r in mine if keep is None or keep(r)]
+    latency_ms = [(r[1] - r[0]) / 1e6 for r in kept]
+    queued, examples, out_of_order, last_stamp = [], [], 0, -1
+    for r in mine:
+        start = taken[r[0]]
+        newest = bisect.bisect_right(stamps, start - margin_ns) - 1
+        queued.append(max(0, newest - index[r[0]]))
+        if queued[-1] and len(examples) < 10:
+            examples.append(
+                {
+                    "frame": index[r[0]],
+                    "newest_published": newest,
+                    "newest_waited_ms": round((start - stamps[newest]) / 1e6, 1),
+                    "latency_ms": round((r[1] - r[0]) / 1e6, 1),
+                }
+            )
+        out_of_order += r[0] < last_stamp
+        last_stamp = max(last_stamp, r[0])
+    duration = (stamps[-1] - stamps[0]) / NS if len(stamps) > 1 else 0.0
+    return {
+        "published": len(stamps),
+        "input_fps": (len(stamps) - 1) / duration if duration > 0 else None,
+        "processed": len(mine),
+        "missed": len(stamps) - len(mine),
+        "latency_frames": len(kept),
+        "latency_ms_p50": percentile(latency_ms, 50),
+        "latency_ms_p99": percentile(latency_ms, 99),
+        "latency_ms_max": max(latency_ms) if latency_ms else None,
+        "queued_beyond_newest_max": max(queued) if queued else 0,
+        "frames_taken_while_newer_waited": sum(1 for q in queued if q > 0),
+        "queued_examples": examples,
+        "queue_margin_ms": margin_ns / 1e6,
+        "out_of_order": int(out_of_order),
+    }
+
+
+def taken_at(rows: list[tuple]) -> dict[int, int]:
+    """Stamp -> when the node's single worker took that frame, estimated as ``max(its publish time, arrival of
+    the previous output)``: outputs come in processing order, and the worker is free once it published one."""
+    taken, prev = {}, 0
+    for r in sorted(rows, key=lambda r: r[1]):
+        taken[r[0]] = max(r[0], prev)
+        prev = r[1]
+    return taken
+
+
+def brain_intervals(rows: list[tuple], reasoning: list[tuple], end_ns: int) -> list[tuple[int, int]]:
+    """Wall-clock spans of brain calls: from the moment the frame that asked was taken (:func:`taken_at`) for the
+    call's latency; a rethink whose Reasoning never came lasts to ``end_ns``."""
+    by_stamp = {r[0]: r for r in rows}
+    taken = taken_at(rows)
+    spans, covered = [], set()
+    for frame_stamp, latency, _ok, _recv in reasoning:
+        r = by_stamp.get(frame_stamp)
+        if r is None:
+            continue
+        start = taken[frame_stamp]
+        spans.append((start, start + int(latency * NS)))
+        covered.add(frame_stamp)
+    for r in rows:
+        if (r[3] or r[2] == 1) and r[0] not in covered:
+            spans.append((taken[r[0]], end_ns))
+    return spans
+
+
+def overlaps(row: tuple, spans: list[tuple[int, int]]) -> bool:
+    return any(row[0] < end and start < row[1] for start, end in spans)
+
+
+# ---------------------------------------------------------------------------------------------- phases
+class Bench:
+    def __init__(self, args):
+        from .rosio import BenchIO, FrameSource
+
+        self.args = args
+        self.io = BenchIO()
+        w, h = args.width, args.height
+        self.source = FrameSource(w, h)
+        margin_ms = args.queue_margin_ms if args.queue_margin_ms is not None else 1000.0 / args.fps
+        self.margin_ns = int(margin_ms * 1e6)
+        self._pubs: dict[tuple[str, str], Any] = {}
+
+    def pub(self, kind: str, topic: str):
+        """One publisher per (kind, topic), reused across phases (a new one would first have to be discovered)."""
+        key = (kind, topic)
+        if key not in self._pubs:
+            make = {
+                "image": self.io.image_publisher,
+                "string": self.io.string_publisher,
+            }[kind]
+            self._pubs[key] = make(topic)
+        return self._pubs[key]
+
+    def wait_ready(self, proc: NodeProcess, publishers: list, out_topic: str) -> float:
+        t0 = time.monotonic()
+        deadline = t0 + self.args.node_timeout
+        while True:
+            if (why := proc.failed()) is not None:
+                raise RuntimeError(why)
+            subs_ok = all(p.get_subscription_count() > 0 for p in publishers)
+            if subs_ok and self.io.count_publishers(out_topic) > 0:
+                return time.monotonic() - proc.started
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.fqn} not ready after {self.args.node_timeout:.0f} s (log {proc.log_path})")
+            time.sleep(0.1)
+
+    def paced(
+        self,
+        pubs: list,
+        seconds: float,
+        *,
+        on_tick: Callable[[float], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> list[int]:
+        period = 1.0 / self.args.fps
+        t0 = time.monotonic()
+        stamps: list[int] = []
+        k = 0
+        while True:
+            due = t0 + k * period
+            if due - t0 >= seconds or (stop is not None and stop()):
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            stamps.append(self.source.publish(*pubs))
+            if on_tick is not None:
+                on_tick(time.monotonic() - t0)
+            k += 1
+        return stamps
+
+    def drain(self, rows: Callable[[], list], stamps: list[int], seconds: float = 3.0) -> None:
+        """Wait until the last frame is answered or ``seconds`` pass without any new output."""
+        last = stamps[-1] if stamps else None
+        while True:
+            with self.io.lock:
+                n = len(rows())
+                done = last is None or any(r[0] == last for r in rows())
+            if done or not self.io.wait_for(lambda n=n: len(rows()) > n, seconds):
+                return
+
+    def closed_loop(
+        self,
+        pub,
+        rows: Callable[[], list],
+        frames: int,
+        *,
+        in_flight: int = 2,
+        lost_after: float = 2.0,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        """Keep ``in_flight`` frames outstanding until ``frames`` were sent and answered: the node never waits
+        for input, and in steady state a new frame arrives while the previous one is processed, so its
+        newest-frame queue drops nothing. A frame overtaken by a newer answer, or unanswered after
+        ``lost_after`` seconds, counts as lost.
+
+        Frames are spaced (see :func:`may_publish`): two frames published back to back both reach the idle node
+        before it takes the first, its keep-last-1 queue keeps only the second, and the loop degenerates into
+        one frame at a time with every other frame lost (measured: 30 of 60 lost, and the node's throughput
+        read as 1 / (processing + transport both ways))."""
+        stamps: list[int] = []
+        lost: set[int] = set()
+        spacing_ns = int(self.args.closed_loop_spacing_ms * 1e6)
+        last_output = time.monotonic()
+        while True:
+            with self.io.lock:
+                got = {r[0] for r in rows()}
+                n = len(rows())
+            newest = max(got) if got else -1
+            now_ns = time.time_ns()
+            for s in stamps:
+                if s not in got and s not in lost and (s < newest or now_ns - s > lost_after * NS):
+                    lost.add(s)
+            outstanding = [s for s in stamps if s not in got and s not in lost]
+            if len(stamps) >= frames and not outstanding:
+                break
+            if len(stamps) < frames and may_publish(outstanding, now_ns, in_flight, spacing_ns):
+                stamps.append(self.source.publish(pub))
+                continue
+            wait = min(lost_after, timeout)
+            if len(stamps) < frames and len(outstanding) < in_flight:  # only the spacing holds the next frame
+                wait = max(0.001, (max(outstanding) + spacing_ns - now_ns) / NS)
+            if self.io.wait_for(lambda n=n: len(rows()) > n, wait):
+                last_output = time.monotonic()
+            elif time.monotonic() - last_output > timeout:
+                raise TimeoutError(f"no output for {timeout:.0f} s in the throughput run")
+        with self.io.lock:
+            mine = sorted((r for r in rows() if r[0] in set(stamps)), key=lambda r: r[1])
+        span = (mine[-1][1] - mine[0][1]) / NS if len(mine) > 1 else 0.0
+        return {
+            "frames": len(stamps),
+            "answered": len(mine),
+            "lost": len(stamps) - len(mine),
+            "fps": (len(mine) - 1) / span if span > 0 else None,
+            "spacing_ms": self.args.closed_loop_spacing_ms,
+        }
+
+    def diag(self, fqn: str) -> dict[str, str]:
+        with self.io.lock:
+            return dict(self.io.diagnostics.get(fqn, {}))
+
+
+def may_publish(outstanding: Sequence[int], now_ns: int, in_flight: int, spacing_ns: int) -> bool:
+    """Closed loop: may the next frame go out now? ``outstanding`` = publish stamps (ns) of the frames not yet
+    answered nor lost. Yes when nothing is outstanding; otherwise only below ``in_flight`` and once the newest
+    outstanding frame went out ``spacing_ns`` ago, so that it has reached the node (and been taken, when the
+    node was idle) before the next one arrives. In steady state the spacing does not bind: the next frame goes
+    out when the previous answer arrives, one processing time after the newest outstanding frame was sent."""
+    if not outstanding:
+        return True
+    return len(outstanding) < in_flight and now_ns - max(outstanding) >= spacing_ns
+
+
+def _diag_delta(before: dict, after: dict, key: str) -> int | None:
+    try:
+        return int(after[key]) - int(before.get(key, 0))
+    except (KeyError, ValueError):
+        return None
+
+
+def _node_counts(before: dict, after: dict) -> dict[str, int | None]:
+    """The node's own frame counts over a phase: frames lost before it (DDS) vs by it (its queue)."""
+    keys = ("received", "processed", "dropped")
+    return {f"node_reported_{key}": _diag_delta(before, after, f"frames_{key}") for key in keys}
+
+
+def compare_throughput(bench: Bench, bare, node_run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Bare loop, node closed loop, bare loop again (the nodes idle while the bare loop runs): the bare figure is
+    the mean over both bare runs, so load that drifts during the run biases neither side."""
+    args = bench.args
+    first = bare.run(args.frames, args.warmup)
+    node = node_run()
+    second = bare.run(args.frames)
+    from .bare import loop_stats
+
+    stats = loop_stats(first + second)
+    stats.update(
+        {"load_s": bare.load_s, "fps_before": loop_stats(first)["fps"], "fps_after": loop_stats(second)["fps"]}
+    )
+    if hasattr(bare, "reasoning_s"):
+        stats["reasoning_s"] = bare.reasoning_s
+    return {"bare": stats, "node": node, "throughput_ratio": ratio(node["fps"], stats["fps"])}
+
+
+def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: list[str]) -> dict[str, Any]:
+    """Phases on tracker node A (tau 0: its brain is idle once the instruction is answered) and B (tau 1: it
+    rethinks over and over, so frames are decoded while the brain works)."""
+    args, io = bench.args, bench.io
+    out: dict[str, Any] = {"model": args.tracker_model}
+    logs, pubs = {}, {}
+    for name, proc in (("a", a), ("b", b)):
+        logs[name] = io.watch_tracker(proc.fqn)
+        pubs[name] = (
+            bench.pub("image", f"{proc.namespace}/image"),
+            bench.pub("string", f"{proc.namespace}/instruction"),
+        )
+    ready = {
+        name: bench.wait_ready(proc, list(pubs[name]), f"{proc.fqn}/result") for name, proc in (("a", a), ("b", b))
+    }
+    out["node_start_s"] = ready
+    out["rss_after_load_mb"] = {"a": (a.rss() or 0) / 2**20, "b": (b.rss() or 0) / 2**20}
+
+    def warm(name: str) -> None:
+        from std_msgs.msg import String
+
+        image_pub, instruction_pub = pubs[name]
+        log = logs[name]
+        instruction_pub.publish(String(data=INSTRUCTIONS[0]))
+        time.sleep(0.2)
+        decoded = lambda: sum(1 for r in log.results if r[2] in DECODED)  # noqa: E731
+        stamps = bench.paced([image_pub], args.node_timeout, stop=lambda: decoded() >= args.warmup)
+        if decoded() < args.warmup:
+            raise TimeoutError(f"tracker {name}: fewer than {args.warmup} decoded frames after {len(stamps)} sent")
+
+    # A: throughput against the bare loop, then latency at the live input rate with the brain idle
+    warm("a")
+    log_a = logs["a"]
+    i0 = len(log_a.results)
+    out.update(
+        compare_throughput(
+            bench, bare, lambda: bench.closed_loop(pubs["a"][0], lambda: log_a.results[i0:], args.frames)
+        )
+    )
+    i0, r0 = len(log_a.results), len(log_a.reasoning)
+    before = bench.diag(a.fqn)
+    stamps = bench.paced([pubs["a"][0]], args.live_seconds)
+    bench.drain(lambda: log_a.results[i0:], stamps)
+    rows = list(log_a.results[i0:])
+    spans = brain_intervals(rows, list(log_a.reasoning[r0:]), time.time_ns())
+    idle = live_stats(
+        stamps,
+        rows,
+        margin_ns=bench.margin_ns,
+        keep=lambda r: r[2] in DECODED and not overlaps(r, spans),
+    )
+    idle.update(_node_counts(before, bench.diag(a.fqn)))
+    out["live_idle"] = idle
+
+    # B: the brain rethinks over and over; latency of the frames decoded while it works
+    warm("b")
+    log_b = logs["b"]
+    i0, r0 = len(log_b.results), len(log_b.reasoning)
+    stamps = bench.paced([pubs["b"][0]], args.reasoning_seconds)
+    bench.drain(lambda: log_b.results[i0:], stamps)
+    rows = list(log_b.results[i0:])
+    spans = brain_intervals(rows, list(log_b.reasoning[r0:]), time.time_ns())
+    busy = live_stats(
+        stamps,
+        rows,
+        margin_ns=bench.margin_ns,
+        keep=lambda r: r[2] in DECODED and overlaps(r, spans),
+    )
+    busy["brain_calls"] = len(spans)
+    busy["brain_busy_fraction"] = _busy_fraction(spans, stamps)
+    busy["decoded_frames_with_brain_idle"] = sum(1 for r in rows if r[2] in DECODED and not overlaps(r, spans))
+    out["live_reasoning"] = busy
+    out["latency_p99_ratio"] = ratio(busy["latency_ms_p99"], idle["latency_ms_p99"])
+    if busy["latency_frames"] == 0:
+        warnings.append(
+            "tracker: no decoded frame overlapped a brain call (the brain answers faster than a frame "
+            "period); the latency ratio is undefined for this model"
+        )
+    out["reasoning_calls"] = _reasoning(list(log_b.reasoning[r0:]) + list(log_a.reasoning))
+    return out
+
+
+def _busy_fraction(spans: list[tuple[int, int]], stamps: list[int]) -> float | None:
+    if len(stamps) < 2:
+        return None
+    lo, hi = stamps[0], stamps[-1]
+    covered, cursor = 0, lo
+    for start, end in sorted(spans):
+        start, end = max(start, cursor), min(end, hi)
+        if end > start:
+            covered += end - start
+            cursor = end
+    return covered / (hi - lo)
+
+
+def _reasoning(calls: list[tuple]) -> dict[str, Any]:
+    latencies = [c[1] for c in calls if c[2]]
+    return {
+        "calls": len(calls),
+        "failed": sum(1 for c in calls if not c[2]),
+        "latency_s_p50": percentile(latencies, 50),
+        "latency_s_max": max(latencies) if latencies else None,
+        "latency_s_mean": float(np.mean(latencies)) if latencies else None,
+        "latencies_s": [round(x, 4) for x in latencies],
+    }
+
+
+def run_avs(bench: Bench, v: NodeProcess, bare, image_pub) -> dict[str, Any]:
+    from .rosio import AudioStream
+
+    args, io = bench.args, bench.io
+    out: dict[str, Any] = {"model": args.avs_model}
+    log = io.watch_avs(v.fqn)
+    out["node_start_s"] = bench.wait_ready(v, [image_pub], f"{v.fqn}/score")
+    out["rss_after_load_mb"] = (v.rss() or 0) / 2**20
+    # Audio goes out AUDIO_LEAD_S ahead of the frames, so frame latency and throughput measure the node, not a
+    # wait for the microphone (on a robot that adds up to one chunk, 32 ms, per frame). It comes from a process of
+    # its own: as a thread of this process it fell up to 1.8 s behind the frames while the bare loop and the
+    # closed loop ran here (see AudioStream).
+    audio = AudioStream("/bench_avs/audio", lead=AUDIO_LEAD_S, chunk=args.audio_chunk)
+    bench.audio = audio
+    if not audio.wait_matched(args.node_timeout):
+        raise TimeoutError(f"the bench audio stream found no subscriber in {args.node_timeout:.0f} s")
+    scored = lambda: sum(1 for r in log.scores if not math.isnan(r[2]))  # noqa: E731
+    stamps = bench.paced([image_pub], args.node_timeout, stop=lambda: scored() >= args.warmup)
+    if scored() < args.warmup:
+        raise TimeoutError(f"avs: fewer than {args.warmup} scored frames after {len(stamps)} sent")
+    i0 = len(log.scores)
+
+    def node_run() -> dict[str, Any]:
+        result = bench.closed_loop(image_pub, lambda: log.scores[i0:], args.frames)
+        with io.lock:
+            result["no_audio"] = sum(1 for r in log.scores[i0:] if math.isnan(r[2]))
+        return result
+
+    out.update(compare_throughput(bench, bare, node_run))
+    i0 = len(log.scores)
+    before = bench.diag(v.fqn)
+    stamps = bench.paced([image_pub], args.live_seconds)
+    bench.drain(lambda: log.scores[i0:], stamps)
+    rows = list(log.scores[i0:])
+    live = live_stats(stamps, rows, margin_ns=bench.margin_ns)
+    live["no_audio"] = sum(1 for r in rows if math.isnan(r[2]))
+    live.update(_node_counts(before, bench.diag(v.fqn)))
+    out["live"] = live
+    out["audio"] = audio.stats()
+    return out
+
+
+def run_memory(bench: Bench, procs: dict[str, NodeProcess], image_pubs: list, instruction_pub) -> dict[str, Any]:
+    """30 fps to the tracker (A) and AVS nodes, an instruction to A every period; RSS sampled every 2 s."""
+    from std_msgs.msg import String
+
+    args = bench.args
+    seconds = args.memory_minutes * 60.0
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in procs}
+    state = {"next_sample": 0.0, "next_instruction": 0.0, "k": 0}
+
+    def sample(t: float) -> None:
+        for name, proc in procs.items():
+            rss = proc.rss()
+            if rss is not None:
+                samples[name].append((round(t, 2), rss / 2**20))
+
+    def tick(t: float) -> None:
+        if t >= state["next_sample"]:
+            sample(t)
+            state["next_sample"] += 2.0
+        if instruction_pub is not None and t >= state["next_instruction"]:
+            instruction_pub.publish(String(data=INSTRUCTIONS[state["k"] % len(INSTRUCTIONS)]))
+            state["k"] += 1
+            state["next_instruction"] += args.instruction_period
+
+    sample(0.0)
+    bench.paced(image_pubs, seconds, on_tick=tick)
+    sample(seconds)
+    out = {"minutes": args.memory_minutes, "instructions_sent": state["k"]}
+    for name, points in samples.items():
+        if len(points) < 2:
+            out[name] = {"error": "the node process is gone"}
+            continue
+        start, end = points[0][1], points[-1][1]
+        out[name] = {
+            "rss_start_mb": start,
+            "rss_end_mb": end,
+            "rss_max_mb": max(p[1] for p in points),
+            "growth_pct": (end - start) / start * 100.0,
+            "samples": points,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- report
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    t, a, m = report.get("tracker") or {}, report.get("avs") or {}, report.get("memory") or {}
+    rows = []
+
+    def add(name, value, target, ok):
+        rows.append({"name": name, "value": value, "target": target, "met": None if value is None else bool(ok(value))})
+
+    add("tracker node throughput / bare loop", t.get("throughput_ratio"), ">= 0.8", lambda v: v >= 0.8)
+    add("avs node throughput / bare loop", a.get("throughput_ratio"), ">= 0.8", lambda v: v >= 0.8)
+    add("tracker p99 latency while reasoning / idle", t.get("latency_p99_ratio"), "<= 1.5", lambda v: v <= 1.5)
+    for name, phase in (
+        ("tracker (idle)", t.get("live_idle")),
+        ("tracker (reasoning)", t.get("live_reasoning")),
+        ("avs", a.get("live")),
+    ):
+        value = phase.get("queued_beyond_newest_max") if phase else None
+        add(f"{name} live: frames queued beyond the newest", value, "== 0", lambda v: v == 0)
+    for name in ("tracker", "avs"):
+        value = (m.get(name) or {}).get("growth_pct")
+        add(f"{name} node memory growth % over {m.get('minutes', '?')} min", value, "< 5", lambda v: v < 5.0)
+    return rows
+
+
+def _f(value, fmt="{:.2f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def table(report: dict[str, Any]) -> str:
+    """A short text table of the headline figures and the targets."""
+    t, a, m = report.get("tracker") or {}, report.get("avs") or {}, report.get("memory") or {}
+    ti, tr, al = t.get("live_idle") or {}, t.get("live_reasoning") or {}, a.get("live") or {}
+    rc = t.get("reasoning_calls") or {}
+    fps = report["settings"]["fps"]
+
+    def pair(x, y, fmt="{:.0f}") -> str:
+        return f"{_f(x, fmt)}/{_f(y, fmt)}"
+
+    def queued(*phases) -> str:
+        values = [p.get("queued_beyond_newest_max") for p in phases if p]
+        return str(max(values)) if values else "–"
+
+    rows = [
+        (
+            "bare loop frames/s",
+            _f((t.get("bare") or {}).get("fps"), "{:.1f}"),
+            _f((a.get("bare") or {}).get("fps"), "{:.1f}"),
+        ),
+        (
+            "node frames/s (closed loop)",
+            _f((t.get("node") or {}).get("fps"), "{:.1f}"),
+            _f((a.get("node") or {}).get("fps"), "{:.1f}"),
+        ),
+        ("node / bare (>= 0.8)", _f(t.get("throughput_ratio")), _f(a.get("throughput_ratio"))),
+        (
+            "latency p50/p99 ms, brain idle",
+            pair(ti.get("latency_ms_p50"), ti.get("latency_ms_p99")),
+            pair(al.get("latency_ms_p50"), al.get("latency_ms_p99")),
+        ),
+        ("latency p50/p99 ms, brain reasoning", pair(tr.get("latency_ms_p50"), tr.get("latency_ms_p99")), ""),
+        ("p99 reasoning / idle (<= 1.5)", _f(t.get("latency_p99_ratio")), ""),
+        (
+            f"live {fps:g} fps: missed/published",
+            pair(ti.get("missed"), ti.get("published"), "{}"),
+            pair(al.get("missed"), al.get("published"), "{}"),
+        ),
+        ("queued beyond newest, max (== 0)", queued(ti, tr), queued(al)),
+        (
+            f"memory growth % over {m.get('minutes', '?')} min (< 5)",
+            _f((m.get("tracker") or {}).get("growth_pct")),
+            _f((m.get("avs") or {}).get("growth_pct")),
+        ),
+        (
+            "brain call latency s p50/max",
+            pair(rc.get("latency_s_p50"), rc.get("latency_s_max"), "{:.2f}") + f" ({rc.get('calls', 0)})",
+            "",
+        ),
+    ]
+    lines = [
+        f"node benchmark on {report['machine']['device']} ({report['machine']['cpus']} CPUs): "
+        f"tracker {t.get('model', '–')}, avs {a.get('model', '–')}",
+        f"{'':40}{'tracker':>18}{'avs':>14}",
+    ]
+    lines += [f"{name:40}{x:>18}{y:>14}" for name, x, y in rows]
+    met = [x for x in report["targets"] if x["met"] is not None]
+    unmeasured = len(report["targets"]) - len(met)
+    lines.append(
+        f"targets met: {sum(x['met'] for x in met)} of {len(met)} measured"
+        + (f" ({unmeasured} not measured)" if unmeasured else "")
+    )
+    for x in report["targets"]:
+        if x["met"] is False:
+            lines.append(f"  NOT MET: {x['name']} = {_f(x['value'])} (target {x['target']})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="perception-bench",
+        description=__doc__ + "\n\n" + (sys.modules[__package__].__doc__ or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="results folder (writes node_bench.json)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help=f"time the full-size configurations ({FULL_MODELS['tracker']}, {FULL_MODELS['avs']})",
+    )
+    p.add_argument("--device", default="cpu", help="torch device of the bare loops and the nodes (cpu, cuda, cuda:N)")
+    p.add_argument("--tracker-model", default=None, help=f"tracker model (default {DEFAULT_MODELS['tracker']})")
+    p.add_argument("--avs-model", default=None, help=f"AVS model (default {DEFAULT_MODELS['avs']})")
+    p.add_argument("--only", choices=("tracker", "avs"), default=None, help="measure one node kind only")
+    p.add_argument("--frames", type=int, default=60, help="frames timed in the bare and closed-loop runs")
+    p.add_argument("--warmup", type=int, default=5, help="untimed frames first")
+    p.add_argument("--fps", type=float, default=30.0, help="live input rate")
+    p.add_argument("--image-qos", default="auto", choices=("auto", "best_effort", "reliable"),
+                   help="the nodes' image_qos_reliability (auto = their default: best effort in live mode)")
+    p.add_argument(
+        "--avs-threads",
+        type=int,
+        default=1,
+        help="torch threads of the AVS node and its bare loop (0 = torch's default, all cores; on a "
+        "loaded 2-core machine that is several times slower than 1)",
+    )
+    p.add_argument(
+        "--closed-loop-spacing-ms",
+        type=float,
+        default=20.0,
+        help="closed loop: least time between two frames sent while one is outstanding (lets the first reach the "
+        "node before the second, so its keep-last-1 queue does not drop it)",
+    )
+    p.add_argument("--audio-chunk", type=int, default=512, help="samples per bench audio chunk (16 kHz)")
+    p.add_argument("--live-seconds", type=float, default=10.0, help="live phase with the brain idle")
+    p.add_argument("--reasoning-seconds", type=float, default=15.0, help="live phase while the brain reasons")
+    p.add_argument("--memory-minutes", type=float, default=0.5, help="memory phase length (the target: 10)")
+    p.add_argument("--instruction-period", type=float, default=10.0, help="memory phase: seconds between instructions")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument(
+        "--queue-margin-ms",
+        type=float,
+        default=None,
+        help="a newer frame counts as queued only once published this long before the older was taken",
+    )
+    p.add_argument("--node-timeout", type=float, default=600.0, help="seconds for a node to start / first answer")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from . import bare as bare_loops
+
+    args = build_parser().parse_args(argv)
+    if args.full:
+        models = FULL_MODELS
+    else:
+        import avs
+        import trackgpt
+        from perception_common.models import shipped_model_dir
+
+        models = {"tracker": str(shipped_model_dir(trackgpt)), "avs": str(shipped_model_dir(avs))}
+    args.tracker_model = args.tracker_model or models["tracker"]
+    args.avs_model = args.avs_model or models["avs"]
+    do_tracker, do_avs = args.only in (None, "tracker"), args.only in (None, "avs")
+    args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    default_threads = torch.get_num_threads()
+    report: dict[str, Any] = {
+        "version": 1,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "device": args.device,
+            "cpus": os.cpu_count(),
+            "torch_threads": default_threads,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "tracker": None,
+        "avs": None,
+        "memory": None,
+        "errors": [],
+        "warnings": [],
+    }
+    t_start = time.monotonic()
+    frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+    # 1. the nodes, all started at once (they load in parallel), measured one after the other
+    logs = args.out / "node_logs"
+    procs: dict[str, NodeProcess] = {}
+    # Frames go out reliable (camera_node's default); the nodes subscribe as --image-qos says (default auto: best
+    # effort in live mode). Both sides load config/fastdds.xml (perception_nodes.dds): with Fast DDS's own 512 KB
+    # shared-memory segment no best-effort 640x480 rgb8 frame arrived (perception-dds-check).
+    common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
+    # --avs-threads: the AVS node's `threads` parameter and torch.set_num_threads of the bare loop alike.
+    avs_threads = args.avs_threads or default_threads
+    if do_tracker:
+        for name, tau in (("a", 0.0), ("b", 1.0)):
+            procs[name] = NodeProcess(
+                "tracker_node",
+                f"/bench_tracker_{name}",
+                {
+                    "model": args.tracker_model,
+                    "tau": tau,
+                    "image_topic": f"/bench_tracker_{name}/image",
+                    "instruction_topic": f"/bench_tracker_{name}/instruction",
+                    **common,
+                },
+                logs,
+            )
+    if do_avs:
+        procs["v"] = NodeProcess(
+            "avs_node",
+            "/bench_avs",
+            {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio",
+             "threads": avs_threads, **common},
+            logs,
+        )
+    report["nodes"] = {
+        name: {"node": p.fqn, "pid": p.pid, "command": p.cmd, "log": str(p.log_path)} for name, p in procs.items()
+    }
+    bench = None
+    bares: dict[str, Any] = {}
+    try:
+        # 2. the bare loops' models, loaded while the nodes load theirs (loading is not timed)
+        for kind, make in (
+            ("tracker", lambda: bare_loops.BareTracker(args.tracker_model, args.device, frame)),
+            ("avs", lambda: bare_loops.BareAVS(args.avs_model, args.device, frame, threads=avs_threads)),
+        ):
+            if (kind == "tracker" and do_tracker) or (kind == "avs" and do_avs):
+                print(f"perception-bench: bare {kind} model ({getattr(args, kind + '_model')})", flush=True)
+                try:
+                    bares[kind] = make()
+                except Exception as exc:
+                    report["errors"].append(f"bare {kind}: {type(exc).__name__}: {exc}")
+                    report[kind] = {"model": getattr(args, f"{kind}_model"), "bare": {"error": str(exc)}}
+        bench = Bench(args)
+        report["dds"] = bench.io.dds[1]  # which Fast DDS profile the frames went out with
+        if "tracker" in bares:
+            print("perception-bench: tracker nodes", flush=True)
+            try:
+                report["tracker"] = run_tracker(bench, procs["a"], procs["b"], bares["tracker"], report["warnings"])
+            except Exception as exc:
+                report["errors"].append(f"tracker nodes: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            bares.pop("tracker").close()
+        if "b" in procs:
+            procs.pop("b").stop()  # B is done; it would only hold memory and CPU
+        if "avs" in bares:
+            print("perception-bench: avs node", flush=True)
+            try:
+                report["avs"] = run_avs(
+                    bench,
+                    procs["v"],
+                    bares["avs"],
+                    bench.pub("image", "/bench_avs/image"),
+                )
+            except Exception as exc:
+                report["errors"].append(f"avs node: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            bares.pop("avs").close()
+        # 3. memory: tracker A and the AVS node together
+        mem_procs, image_pubs, instruction_pub = {}, [], None
+        if (report.get("tracker") or {}).get("live_idle"):
+            mem_procs["tracker"] = procs["a"]
+            image_pubs.append(bench.pub("image", "/bench_tracker_a/image"))
+            instruction_pub = bench.pub("string", "/bench_tracker_a/instruction")
+        if (report.get("avs") or {}).get("live"):
+            mem_procs["avs"] = procs["v"]
+            image_pubs.append(bench.pub("image", "/bench_avs/image"))
+        if mem_procs and args.memory_minutes > 0:
+            print(f"perception-bench: memory over {args.memory_minutes} min", flush=True)
+            report["memory"] = run_memory(bench, mem_procs, image_pubs, instruction_pub)
+    finally:
+        for b in bares.values():
+            b.close()
+        if bench is not None and getattr(bench, "audio", None) is not None:
+            bench.audio.stop()
+        for proc in procs.values():
+            proc.stop()
+        if bench is not None:
+            bench.io.close()
+    report["seconds"] = round(time.monotonic() - t_start, 1)
+    report["targets"] = targets(report)
+    path = args.out / "node_bench.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(table(report))
+    for w in report["warnings"]:
+        print(f"perception-bench: warning: {w}")
+    for e in report["errors"]:
+        print(f"perception-bench: error: {e}", file=sys.stderr)
+    print(f"perception-bench: wrote {path} in {report['seconds']:.0f} s")
+    return 1 if report["errors"] else 0

@@ -1,0 +1,108 @@
+"""perception-run: start the nodes a graph YAML describes as separate processes (for the pip environment).
+
+``ros2 launch`` (from the Docker image) and this command read the same YAML
+file; use ``ros2 launch`` where ``launch_ros`` exists, this command where it
+does not. Each node's output is prefixed with its name; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from perception_nodes.dds import configure_fastdds
+from perception_nodes.graph import GraphError, apply_overrides, load_graph
+
+
+def _pump(prefix: str, stream, lock: threading.Lock) -> None:
+    for raw in iter(stream.readline, b""):
+        with lock:
+            sys.stdout.write(f"[{prefix}] {raw.decode(errors='replace')}")
+            sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="perception-run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("graph", type=Path, help="graph YAML (a ROS 2 parameters file), e.g. config/robot.yaml")
+    parser.add_argument("--only", default="", help="comma-separated node keys or executables to start (default all)")
+    parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="override a parameter, e.g. --set /camera/camera_node.source=clip.mp4 (repeatable)")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop everything after this many seconds (0 = run)")
+    parser.add_argument("--exit-on-failure", action="store_true", help="stop all nodes when one exits with an error")
+    args = parser.parse_args(argv)
+
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix="perception-run-"))
+        params = apply_overrides(args.graph, args.set, tmp / "params.yaml") if args.set else args.graph.resolve()
+        specs = load_graph(params)
+    except GraphError as exc:
+        parser.error(str(exc))
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+        specs = [s for s in specs if s.key in wanted or s.executable in wanted]
+        if not specs:
+            parser.error(f"--only {args.only!r} matches no node of {args.graph}")
+    missing = [s.executable for s in specs if shutil.which(s.executable) is None]
+    if missing:
+        parser.error(f"executables not on PATH: {missing}; run `make setup` and `source scripts/env.sh` first")
+
+    _, dds_message = configure_fastdds()  # the nodes inherit it (and would apply it themselves)
+    print(f"perception-run: {dds_message}", flush=True)
+    discovery = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "(unset: SUBNET)")
+    print(f"perception-run: {len(specs)} node(s) from {args.graph}; ROS_DOMAIN_ID="
+          f"{os.environ.get('ROS_DOMAIN_ID', '0')}, discovery range {discovery}", flush=True)
+    lock = threading.Lock()
+    procs: list[tuple[str, subprocess.Popen]] = []
+    for spec in specs:
+        cmd = [spec.executable, *spec.ros_args(params)]
+        print(f"perception-run: starting {spec.key}: {' '.join(cmd)}", flush=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        threading.Thread(target=_pump, args=(spec.key, proc.stdout, lock), daemon=True).start()
+        procs.append((spec.key, proc))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    start = time.monotonic()
+    rc = 0
+    reported: set[str] = set()
+    while not stop.is_set():
+        if args.duration and time.monotonic() - start >= args.duration:
+            break
+        for key, proc in procs:
+            code = proc.poll()
+            if code is not None and key not in reported:
+                reported.add(key)
+                print(f"perception-run: {key} exited with code {code}", flush=True)
+                if code != 0:
+                    rc = 1
+                    if args.exit_on_failure:
+                        stop.set()
+        if len(reported) == len(procs):
+            break
+        stop.wait(0.2)
+    for _, proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    for key, proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            print(f"perception-run: {key} did not stop on SIGINT; killing it", flush=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

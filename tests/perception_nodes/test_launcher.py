@@ -1,0 +1,102 @@
+"""perception-run starts a graph YAML's nodes as processes; the launch files do the same under ros2 launch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from conftest import REPO, spin_until
+
+from perception_nodes.graph import GraphError, apply_overrides, load_graph
+
+pytestmark = pytest.mark.ros
+LAUNCH_TEST = REPO / "tests" / "perception_bringup" / "launch" / "test_robot_launch.py"
+
+
+def _graph(tmp_path: Path) -> Path:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((24, 32, 3), 50 * i, np.uint8))
+    sf.write(tmp_path / "a.wav", np.zeros((8000, 1), np.float32), 16000)
+    graph = {
+        "/cam/camera_node": {"ros__parameters": {"source": str(frames), "rate": 15.0, "loop": True}},
+        "/mic/microphone_node": {"ros__parameters": {"source": str(tmp_path / "a.wav"), "loop": True}},
+    }
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    return path
+
+
+def test_graph_file_parsing_and_overrides(tmp_path):
+    path = _graph(tmp_path)
+    specs = {s.key: s for s in load_graph(path)}
+    assert set(specs) == {"/cam/camera_node", "/mic/microphone_node"}
+    assert specs["/cam/camera_node"].package == "perception_nodes"
+    out = apply_overrides(path, ["/cam/camera_node.rate=5", "microphone_node.loop=false"], tmp_path / "o.yaml")
+    specs = {s.key: s for s in load_graph(out)}
+    assert specs["/cam/camera_node"].parameters["rate"] == 5
+    assert specs["/mic/microphone_node"].parameters["loop"] is False
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"/x/not_a_node": {"ros__parameters": {}}}))
+    with pytest.raises(GraphError, match="unknown node '/x/not_a_node'"):
+        load_graph(bad)
+    with pytest.raises(GraphError, match="does not exist"):
+        load_graph(tmp_path / "missing.yaml")
+    with pytest.raises(GraphError, match="NODE.PARAM=VALUE"):
+        apply_overrides(path, ["rate=5"], tmp_path / "x.yaml")
+
+
+def test_shipped_graphs_parse():
+    for name in ("robot", "tracking", "avs"):
+        specs = load_graph(REPO / "config" / f"{name}.yaml")
+        assert specs, name
+
+
+def test_perception_run_starts_and_stops_the_graph(ros_node, tmp_path):
+    from perception_msgs.msg import AudioChunk
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.runtime import sensor_qos
+
+    images, chunks = [], []
+    ros_node.create_subscription(Image, "/cam/image_raw", images.append, sensor_qos(10))
+    ros_node.create_subscription(AudioChunk, "/mic/audio", chunks.append, sensor_qos(50))
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(["perception-run", str(_graph(tmp_path)), "--set", "/cam/camera_node.rate=20"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+    try:
+        assert spin_until(ros_node, lambda: len(images) >= 5 and len(chunks) >= 5, timeout=40), (
+            (tmp_path / "run.log").read_text())
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=30)
+    text = (tmp_path / "run.log").read_text()
+    assert rc == 0, text
+    assert "[/cam/camera_node]" in text and "[/mic/microphone_node]" in text
+    # No node outlives the launcher.
+    ps = subprocess.run(["pgrep", "-f", str(tmp_path / "a.wav")], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", f"left running: {ps.stdout}"
+
+
+def test_launch_files_with_launch_testing(tmp_path):
+    try:
+        import launch  # noqa: F401
+        import launch_ros  # noqa: F401
+        import launch_testing  # noqa: F401
+    except ImportError:
+        pytest.skip("launch/launch_ros/launch_testing are not on PyPI; this runs in the Docker image")
+    res = subprocess.run(
+        [sys.executable, "-m", "launch_testing.launch_test", str(LAUNCH_TEST)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -1,0 +1,153 @@
+"""tracker_node as it runs: separate processes, real DDS, camera_node in front of it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import spin_until
+
+pytestmark = pytest.mark.ros
+NS = 1_000_000_000
+
+
+def _frames(folder, n=8, h=48, w=64):
+    import cv2
+
+    folder.mkdir()
+    for i in range(n):
+        img = np.full((h, w, 3), 30, np.uint8)
+        cv2.circle(img, (10 + 5 * i, 24), 8, (255, 40, 40), -1)
+        cv2.imwrite(str(folder / f"{i:05d}.png"), img[:, :, ::-1])
+    return folder
+
+
+def _subscribe(node, ns):
+    from perception_msgs.msg import Reasoning, TrackResult
+
+    from perception_nodes.runtime import reliable_qos
+
+    got = {"result": [], "reasoning": []}
+    node.create_subscription(TrackResult, f"{ns}/tracker_node/result", got["result"].append, reliable_qos(100))
+    node.create_subscription(Reasoning, f"{ns}/tracker_node/reasoning", got["reasoning"].append, reliable_qos(10))
+    return got
+
+
+def _instruction_pub(node, ns):
+    from std_msgs.msg import String
+
+    from perception_nodes.runtime import reliable_qos
+
+    pub = node.create_publisher(String, f"{ns}/instruction", reliable_qos(10))
+    assert spin_until(node, lambda: pub.get_subscription_count() > 0, timeout=60), "tracker_node did not subscribe"
+    return pub, String
+
+
+def _stamp(msg):
+    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+
+
+@pytest.mark.slow
+def test_camera_to_tracker_instruction_after_start_frames_answered_while_reasoning(ros_node, processes, tmp_path):
+    """With the embedded configuration (real SmolLM2 brain, ~1 s per answer on 2 cores) frames keep flowing."""
+    from perception_msgs.msg import TrackResult
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.runtime import sensor_qos
+
+    ns = "/trk"
+    frames = _frames(tmp_path / "frames")
+    got = _subscribe(ros_node, ns)
+    images = []
+    ros_node.create_subscription(Image, f"{ns}/image_raw", images.append, sensor_qos(100))
+    tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "model:=config:embedded",
+                               "-p", "device:=cpu", "-p", f"image_topic:={ns}/image_raw",
+                               "-p", f"instruction_topic:={ns}/instruction"])
+    processes.start(["camera_node", "--ros-args", "-r", f"__ns:={ns}", "-p", f"source:={frames}",
+                     "-p", "rate:=15.0", "-p", "loop:=true"])
+    pub, String = _instruction_pub(ros_node, ns)
+    assert spin_until(ros_node, lambda: len(got["result"]) >= 5, timeout=120), processes.log(tracker)
+    assert all(r.state == TrackResult.STATE_IDLE for r in got["result"]), "no instruction yet: IDLE"
+    pub.publish(String(data="track the red ball"))
+    assert spin_until(ros_node, lambda: len(got["reasoning"]) >= 1, timeout=120), processes.log(tracker)
+    assert spin_until(ros_node, lambda: any(r.state in (TrackResult.STATE_TRACKING, TrackResult.STATE_LOST)
+                                            for r in got["result"]), timeout=30), processes.log(tracker)
+    reasoning = got["reasoning"][0]
+    assert reasoning.success and reasoning.instruction == "track the red ball" and reasoning.latency > 0
+    results = got["result"]
+    answered_while_reasoning = [r for r in results if r.state == TrackResult.STATE_REASONING]
+    # Frames kept being answered while the brain thought: about latency x camera rate of them.
+    assert len(answered_while_reasoning) >= max(2, int(0.3 * reasoning.latency * 15)), (
+        len(answered_while_reasoning), reasoning.latency)
+    assert all(r.instruction == "track the red ball" and r.instruction_id == 1 for r in answered_while_reasoning)
+    # Every result carries the stamp of a frame the camera published.
+    camera_stamps = {_stamp(m) for m in images}
+    assert {_stamp(r) for r in results} <= camera_stamps
+    tracked = [r for r in results if r.state == TrackResult.STATE_TRACKING]
+    for r in tracked:
+        assert (r.mask.width, r.mask.height, r.mask.encoding) == (64, 48, "mono8")
+        assert 0.0 <= r.purport_score <= 1.0
+    assert reasoning.frame_stamp.sec * NS + reasoning.frame_stamp.nanosec in camera_stamps
+
+
+def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes):
+    from perception_msgs.msg import TrackResult
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.runtime import reliable_qos
+
+    ns = "/trk_bad"
+    got = _subscribe(ros_node, ns)
+    img_pub = ros_node.create_publisher(Image, f"{ns}/image", reliable_qos(50))
+    tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "model:=config:tiny",
+                               "-p", "device:=cpu", "-p", f"image_topic:={ns}/image", "-p", "mode:=replay",
+                               "-p", "image_qos_reliability:=reliable", "-p", "mask_threshold:=-2.5",
+                               "-p", f"instruction_topic:={ns}/instruction"])
+    pub, String = _instruction_pub(ros_node, ns)
+    assert spin_until(ros_node, lambda: img_pub.get_subscription_count() > 0, timeout=30)
+    assert "mask threshold -2.5" in processes.log(tracker)  # the parameter replaces the model's own
+    time.sleep(0.3)
+
+    def image(k, encoding="rgb8", h=48, w=64, step=None):
+        c = {"rgb8": 3, "yuv422": 2}[encoding]
+        msg = Image(height=h, width=w, encoding=encoding, step=w * c if step is None else step,
+                    data=np.full((h, w, c), 80, np.uint8).tobytes())
+        msg.header.stamp.sec = 100 + k
+        img_pub.publish(msg)
+
+    pub.publish(String(data=""))  # empty
+    pub.publish(String(data="   \n\t "))  # whitespace only
+    pub.publish(String(data="x" * 100_000))  # 100 kB
+    spin_until(ros_node, lambda: "100000 bytes" in processes.log(tracker), timeout=20)
+    for k in range(30):  # a flood of instructions (more than the subscription's depth): the last one wins
+        pub.publish(String(data=f"the object number {k}"))
+    image(0, encoding="yuv422")
+    image(1, h=0, w=0)
+    image(2, step=5)
+    for k in range(3, 8):
+        image(k)
+    assert spin_until(ros_node, lambda: len(got["result"]) >= 5, timeout=60), processes.log(tracker)
+    assert tracker.poll() is None, "the node must survive bad input"
+    log = processes.log(tracker)
+    assert log.count("instruction rejected") == 3, log
+    for expected in ("empty", "100000 bytes", "unsupported image encoding 'yuv422'", "empty image",
+                     "smaller than width"):
+        assert expected in log, f"no warning about {expected!r} in:\n{log}"
+    assert sorted(r.header.stamp.sec for r in got["result"]) == [103, 104, 105, 106, 107]
+    assert spin_until(ros_node, lambda: "'the object number 29'" in processes.log(tracker), timeout=30)
+    image(8)  # after the flood has settled, frames follow the last instruction
+    assert spin_until(ros_node, lambda: any(r.header.stamp.sec == 108 for r in got["result"]), timeout=30)
+    last = next(r for r in got["result"] if r.header.stamp.sec == 108)
+    assert last.instruction == "the object number 29" and last.state != TrackResult.STATE_IDLE
+    assert spin_until(ros_node, lambda: any(r.instruction == "the object number 29" and r.success
+                                            for r in got["reasoning"]), timeout=30)
+
+
+@pytest.mark.parametrize("value", ["abc", ".inf"])
+def test_a_bad_mask_threshold_names_the_parameter_and_exits(processes, ros_available, value):
+    proc = processes.start(["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "device:=cpu",
+                            "-p", f"mask_threshold:={value}"])
+    assert proc.wait(timeout=60) == 2
+    log = processes.log(proc)
+    assert "mask_threshold" in log and "cannot start" in log and "Traceback" not in log, log
