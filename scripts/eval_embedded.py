@@ -10,9 +10,11 @@ mIoU, the un-gated mIoU on positives and the gate accuracy (``training.avs.calib
 ``robust_figures``, with which the gate threshold was chosen on VAL). A gated model whose threshold is not 0.5
 is also scored at 0.5 on the same predictions, in a column of its own.
 
-TrackGPT (when a model folder exists): the instruction world's held-out split, tracked as the tracker does
-(reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score), DAVIS J&F overall,
-per instruction kind, held-out vs seen templates, and rethinking on vs off.
+TrackGPT (when a model folder exists): the instruction world's held-out split, tracked by the library's tracker
+(``perception_eval.tracking.evaluate_video``, synchronous timing: reasoning on frame 0 before it is decoded,
+propagation, rethinking below ``tau`` x the reference purport score) and scored by the workspace's one J&F rule
+(every frame, ``perception_eval.metrics.score_track``): overall, per instruction kind, held-out vs seen templates,
+and rethinking on vs off.
 
 Examples::
 
@@ -92,14 +94,17 @@ def evaluate_trackgpt(
     each group also has the share of first answers that name the target (``named``) and its category
     (``category_named``); ``None`` otherwise.
     """
-    from perception_eval.metrics import summarize_davis
+    from perception_eval.metrics import TRACKING_RULE, summarize_davis
+    from perception_eval.tracking import evaluate_video
     from training.trackgpt.calibrate import instruction_pairs, score_record, track_record
     from training.trackgpt.data import target_name
-    from training.trackgpt.train import evaluate_video
 
     pairs = instruction_pairs(root, split, max_videos=max_videos, max_expressions=max_expressions)
     threshold = float(model.perception.mask_threshold)
-    res: dict[str, Any] = {"split": split, "instructions": len(pairs), "tau": tau, "mask_threshold": threshold}
+    res: dict[str, Any] = {
+        "split": split, "instructions": len(pairs), "tau": tau, "mask_threshold": threshold,
+        "rule": TRACKING_RULE, "timing": "sync",
+    }
     template = model.config.brain.answer_template
     passes = [("rethink_on" if r else "rethink_off", r, True, False) for r in rethink_modes]
     if propagation_off:
@@ -115,20 +120,18 @@ def evaluate_trackgpt(
             target = target_name(extra.get("colour"), extra.get("category"))
             if oracle and not target:
                 continue  # the world does not name this target
-            answers: list[str] = []
-            logits: list[np.ndarray] | None = [] if threshold != 0.0 else None
-            obj, _ = evaluate_video(
+            obj, run = evaluate_video(
                 model,
                 video,
                 expression,
                 max_frames=max_frames,
                 rethink=rethink,
                 tau=tau,
-                answers=answers,
-                logits=logits,
+                keep_logits=threshold != 0.0,
                 propagate=propagate,
                 oracle_target=target if oracle else None,
             )
+            answers, logits = run.answers, run.logits
             naming = answer_names_target(
                 answers[0] if answers else "", template, extra.get("colour"), extra.get("category")
             )
@@ -186,7 +189,7 @@ def trackgpt_markdown(res: dict[str, Any]) -> str:
     groups = [k for k in res[modes[0]] if k != "seconds"]
     zero = int(any("J&F_mask_threshold_0" in res[modes[0]][g] for g in groups))
     lines = [
-        f"### TrackGPT embedded (DAVIS J&F, instruction world {res['split']} split, "
+        f"### TrackGPT embedded (J&F, every frame scored, instruction world {res['split']} split, "
         f"{res['instructions']} instructions, tau {res['tau']}, mask threshold {res.get('mask_threshold', 0.0):g})",
         "",
         "| group | n | "

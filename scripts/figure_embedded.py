@@ -3,10 +3,10 @@
 
 Top: instruction tracking (TrackGPT embedded). For each instruction kind (explicit, implicit, relational) one
 test-split instruction is tracked over its whole video exactly as ``scripts/eval_embedded.py`` evaluates it
-(``training.trackgpt.train.evaluate_video``: reason on frame 0, referring-query propagation, rethinking below
+(``perception_eval.tracking.evaluate_video``: reason on frame 0, referring-query propagation, rethinking below
 ``tau`` x the reference purport score). A few frames spread across the video show the predicted mask (filled,
 with its contour) and the ground-truth contour (thin, second colour); the row title holds the instruction, its
-kind and the video's DAVIS J&F.
+kind and the video's J&F (every frame scored).
 
 Bottom: robust audio-visual segmentation. One test clip of the audio-visual world's ``robust_test.csv``
 (``perception_eval.datasets.AVSBenchRobust``) under the four audio conditions positive, silence, noise and
@@ -71,28 +71,6 @@ def pick(items: list, seed: int):
 
 
 # --------------------------------------------------------------------------- instruction tracking
-class _Recorder:
-    """Wraps a TrackGPT model and records what ``evaluate_video`` decodes, so the figure shows exactly the
-    evaluation's masks without re-implementing its loop."""
-
-    def __init__(self, model):
-        self._model = model
-        self.masks: list[np.ndarray] = []
-        self.reasoned_before: list[int] = []  # frame index decoded next when the brain was asked
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def reason(self, frame, text, **kwargs):
-        self.reasoned_before.append(len(self.masks))
-        return self._model.reason(frame, text, **kwargs)
-
-    def decode(self, *args, **kwargs):
-        decoded = self._model.decode(*args, **kwargs)
-        self.masks.append(np.asarray(decoded.mask, dtype=bool))
-        return decoded
-
-
 @dataclass
 class TrackRun:
     """One instruction tracked over its video."""
@@ -115,16 +93,12 @@ def pick_instructions(dataset, seed: int) -> dict[str, tuple[Any, Any] | None]:
 
 
 def track_instruction(model, video, expression, *, tau: float = 0.5, max_frames: int = 0) -> TrackRun:
-    """Track as ``scripts/eval_embedded.py`` does (``evaluate_video``, rethinking on) and keep the masks."""
-    if str(REPO) not in sys.path:  # the training package lives at the repository root
-        sys.path.insert(0, str(REPO))
-    from training.trackgpt.train import evaluate_video
+    """Track as ``scripts/eval_embedded.py`` does (``perception_eval.tracking.evaluate_video``, rethinking on) and
+    keep the masks."""
+    from perception_eval.tracking import evaluate_video
 
-    recorder = _Recorder(model)
-    score, _ = evaluate_video(recorder, video, expression, max_frames=max_frames, rethink=True, tau=tau)
-    return TrackRun(
-        expression.kind, video, expression, score, recorder.masks, max(0, len(recorder.reasoned_before) - 1)
-    )
+    score, run = evaluate_video(model, video, expression, max_frames=max_frames, rethink=True, tau=tau)
+    return TrackRun(expression.kind, video, expression, score, run.masks, run.rethinks)
 
 
 # --------------------------------------------------------------------------- AVS

@@ -371,3 +371,62 @@ def test_brain_nice_lowers_only_the_brain_worker():
         assert run(tracker, [1, 2])[1].state is TrackState.TRACKING
     with pytest.raises(ValueError, match="brain_nice"):
         OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain(), brain_nice=25)
+
+
+# ------------------------------------------------------------------ synchronous timing, propagation, logits
+def test_synchronous_tracker_reasons_on_the_first_frame_before_decoding_it():
+    """Model-figure timing: frame 0 gets a mask decoded with the answer the brain gave on frame 0 itself; a
+    rethink asked on frame i is answered before frame i+1, which decodes with the new Q_R and Q_t = Q_R."""
+    scores = [0.8, 0.7, 0.3, 0.9, 0.9]
+    gate = threading.Event()
+    perception, brain = ControlledPerception(scores), FakeBrain(gate=gate)
+    threading.Timer(0.2, gate.set).start()  # a slow brain: step() must wait for it, not return REASONING
+    with OnlineTracker(perception=perception, brain=brain, tau=0.5, synchronous=True) as tracker:
+        tracker.set_instruction("the dog")
+        steps = [tracker.step(frame(m)) for m in range(20, 25)]
+    assert [s.state for s in steps] == [TrackState.TRACKING] * 5
+    assert [c[0] for c in brain.calls] == [20, 22]  # frame 0, then the frame whose S_p fell below 0.5 x 0.8
+    assert [s.rethinking for s in steps] == [False, False, True, False, False]
+    q_r = [float(c[1][0, 0]) for c in perception.calls]
+    q_t = [float(c[2][0, 0]) for c in perception.calls]
+    assert q_r == [1, 1, 1, 2, 2]  # the second answer (Q_R = [2]) decodes frame 3 on
+    assert q_t == [1, 2, 3, 2, 3]  # Q_t restarts from the new Q_R, then propagates
+    assert steps[3].purport_threshold == pytest.approx(0.5 * 0.9)  # frame 3's S_p is the new reference
+
+
+def test_live_tracker_gives_no_mask_while_the_first_reasoning_runs():
+    gate = threading.Event()
+    perception, brain = ControlledPerception([0.9]), FakeBrain(gate=gate)
+    with OnlineTracker(perception=perception, brain=brain) as tracker:
+        tracker.set_instruction("the dog")
+        first = tracker.step(frame(1))
+        gate.set()
+        assert tracker.wait_for_brain(5.0)
+        second = tracker.step(frame(2))
+    assert first.state is TrackState.REASONING and first.mask is None
+    assert second.state is TrackState.TRACKING and len(perception.calls) == 1
+
+
+@pytest.mark.parametrize("propagate", [True, False])
+def test_propagation_off_decodes_every_frame_with_the_referring_query(propagate):
+    perception, brain = ControlledPerception([0.9]), FakeBrain()
+    with OnlineTracker(perception=perception, brain=brain, synchronous=True, propagate=propagate) as tracker:
+        tracker.set_instruction("the dog")
+        for m in range(4):
+            tracker.step(frame(m))
+    q_t = [float(c[2][0, 0]) for c in perception.calls]
+    assert q_t == ([1, 2, 3, 4] if propagate else [1, 1, 1, 1])
+
+
+def test_keep_logits_returns_the_logits_behind_each_mask(tiny):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (40, 56, 3), dtype=np.uint8) for _ in range(3)]
+    with OnlineTracker(perception=tiny, synchronous=True, keep_logits=True) as tracker:
+        tracker.set_instruction("the red ball")
+        steps = [tracker.step(f) for f in frames]
+    for s in steps:
+        assert s.mask_logits.shape == s.mask.shape == (40, 56) and s.mask_logits.dtype == np.float32
+        assert np.array_equal(s.mask, s.mask_logits > tiny.perception.mask_threshold)
+    with OnlineTracker(perception=tiny, synchronous=True) as tracker:
+        tracker.set_instruction("the red ball")
+        assert tracker.step(frames[0]).mask_logits is None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from perception_eval.metrics import summarize_davis
+from perception_eval.tracking import evaluate_video
 from perception_eval.worlds.instruction import InstructionWorldConfig, generate_instruction_world
 from trackgpt import TrackGPT
 from training.common.config import float_grid
@@ -52,7 +53,7 @@ def test_sweep_matches_the_tracker_at_each_threshold(trained):
     assert set(table[thresholds[0]]) >= {"overall"}
     for t in thresholds:  # the tracker run with the model's threshold set to t gives the same J&F
         model.perception.mask_threshold = t
-        objs = [tg_train.evaluate_video(model, video, expression)[0] for video, expression in pairs]
+        objs = [evaluate_video(model, video, expression)[0] for video, expression in pairs]
         assert table[t]["overall"] == pytest.approx(summarize_davis(objs).overall["J&F-Mean"], abs=1e-3)
 
 
@@ -70,7 +71,7 @@ def test_propagation_ablation_decodes_every_frame_with_the_referring_query(train
     monkeypatch.setattr(model, "decode", spy)
     for propagate in (True, False):
         seen.clear()
-        tg_train.evaluate_video(model, video, expression, rethink=False, propagate=propagate)
+        evaluate_video(model, video, expression, rethink=False, propagate=propagate)
         assert len(seen) == len(video) >= 3
         same = [bool(np.allclose(q_r.numpy(), q_t.numpy())) for q_r, q_t in seen]
         assert same[0]  # frame 0 decodes with Q_t = Q_R either way

@@ -8,9 +8,10 @@ Usage::
 The tracker's mask is ``logits > sam.mask_threshold`` (0, as in SAM). A small decoder trained for a few thousand
 steps is not calibrated around 0, so this tool tracks the split's (video, instruction) pairs once (every video,
 up to ``--max-expressions`` instructions each, the evaluation's selection) as the tracker does
-(``training.trackgpt.train.evaluate_video``: reasoning on frame 0, propagation, rethinking below ``tau`` x the
-reference purport score; the threshold changes none of these, only which pixels are in the mask), keeps each
-frame's logits, and scores DAVIS J&F at every threshold of ``--thresholds``. ``--write`` stores the best one in the
+(``perception_eval.tracking.evaluate_video``, synchronous timing: reasoning on frame 0, propagation, rethinking
+below ``tau`` x the reference purport score; the threshold changes none of these, only which pixels are in the
+mask), keeps each frame's logits, and scores J&F by the workspace's one rule (every frame,
+``perception_eval.metrics.score_track``) at every threshold of ``--thresholds``. ``--write`` stores the best one in the
 model folder's ``config.json`` (``config.sam.mask_threshold``); weights are not touched. Choose on VAL, never on the
 split you report.
 """
@@ -59,13 +60,12 @@ def track_records(model, pairs, *, tau: float = 0.5, progress: bool = False) -> 
     """Track each pair as the tracker does (rethinking on) and keep the ground truth and the per-frame logits."""
     from tqdm import tqdm
 
-    from .train import evaluate_video
+    from perception_eval.tracking import evaluate_video
 
     records = []
     for video, expression in tqdm(pairs, desc="track", unit="instruction", disable=not progress, dynamic_ncols=True):
-        logits: list[np.ndarray] = []
-        evaluate_video(model, video, expression, tau=tau, logits=logits)
-        records.append(track_record(video, expression, logits))
+        _, run = evaluate_video(model, video, expression, tau=tau, keep_logits=True)
+        records.append(track_record(video, expression, run.logits))
     return records
 
 
@@ -76,20 +76,14 @@ def track_record(video, expression, logits: Sequence[np.ndarray]) -> TrackRecord
 
 
 def score_record(record: TrackRecord, threshold: float):
-    """DAVIS scores (``DavisObjectScore``) of ``record``'s masks at ``threshold``, first and last frames excluded."""
-    from perception_eval.metrics import evaluate_object
+    """J/F scores (``DavisObjectScore``) of ``record``'s masks at ``threshold``, every frame (the one rule)."""
+    from perception_eval.metrics import score_track
 
-    return evaluate_object(
-        record.gts,
-        record.logits > threshold,
-        exclude_first_last=len(record.logits) > 2,
-        sequence=record.video,
-        object_id=record.expression_id,
-    )
+    return score_track(record.gts, record.logits > threshold, sequence=record.video, object_id=record.expression_id)
 
 
 def jf_by_threshold(records: Sequence[TrackRecord], thresholds: Sequence[float]) -> dict[float, dict[str, float]]:
-    """DAVIS J&F (first and last frames excluded, as the evaluation) overall and per instruction kind at each
+    """J&F (every frame, as the evaluation) overall and per instruction kind at each
     threshold: ``{threshold: {"overall": J&F, "kind=explicit": J&F, ...}}``."""
     from perception_eval.metrics import summarize_davis
 

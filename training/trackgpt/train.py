@@ -65,9 +65,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception_eval.datasets import DatasetError
-from perception_eval.metrics import evaluate_object, summarize_davis
+from perception_eval.metrics import summarize_davis
+from perception_eval.tracking import dataset_instruction, evaluate_video
 from trackgpt import TrackGPT, get_config
-from trackgpt.brain import validate_instruction
 from trackgpt.errors import InstructionError, TrackGPTError
 from trackgpt.model import build_projection
 
@@ -546,7 +546,7 @@ class TrackGPTTask(Task):
                 scores, purport = [], []
                 for i in range(limit):
                     video, expression = ds.items[i]
-                    obj = evaluate_video(
+                    score, run = evaluate_video(
                         model,
                         video,
                         expression,
@@ -554,8 +554,8 @@ class TrackGPTTask(Task):
                         rethink=bool(ev["rethink"]),
                         tau=float(ev["tau"]),
                     )
-                    scores.append(obj[0])
-                    purport.append(obj[1])
+                    scores.append(score)
+                    purport.append(run.mean_purport)
                 summary = summarize_davis(scores).overall
                 metrics.update(
                     {
@@ -588,81 +588,10 @@ class TrackGPTTask(Task):
 
 def predict_image(model: TrackGPT, frame: np.ndarray, text: str) -> np.ndarray:
     """The mask TrackGPT decodes for ``text`` on one image (reason, then decode with Q_t = Q_R)."""
-    reasoning = model.reason(frame, _clean(text))
+    reasoning = model.reason(frame, dataset_instruction(text, model))
     features = model.encode_frame(frame)
     q = reasoning.referring_query
     return model.decode(features, referring_query=q, online_query=q, purport_query=reasoning.purport_query).mask
-
-
-def _clean(text: str) -> str:
-    try:
-        return validate_instruction(text)
-    except InstructionError:
-        return "object"
-
-
-def evaluate_video(
-    model: TrackGPT,
-    video,
-    expression,
-    *,
-    max_frames: int = 0,
-    rethink: bool = True,
-    tau: float = 0.5,
-    answers: list[str] | None = None,
-    logits: list[np.ndarray] | None = None,
-    propagate: bool = True,
-    oracle_target: str | None = None,
-):
-    """Track one (video, expression) like the tracker (paper Alg. 1, synchronous) and score it with DAVIS J/F.
-
-    ``propagate=False`` is the paper's ablation without cross-frame referring propagation: every frame decodes
-    with Q_t = Q_R. ``oracle_target`` (e.g. "red cup") teacher-forces the brain's answer naming that object at
-    every reasoning instead of generating it (:meth:`trackgpt.TrackGPT.reason`'s ``target``): the perception's
-    share of the score when the brain names the right object.
-
-    Returns ``(DavisObjectScore, mean purport score)``; the brain's answer of each reasoning (the first, then one per
-    rethinking) is appended to ``answers`` when given, and each frame's ``H x W`` mask logits (float32) to
-    ``logits`` (the masks are ``logits > model.perception.mask_threshold``; ``training.trackgpt.calibrate``
-    re-thresholds them).
-    """
-    n = len(video) if max_frames <= 0 else min(len(video), max_frames)
-    text = _clean(expression.text)
-    preds, gts, scores = [], [], []
-    q_r = q_p = q_t = None
-    reference = None
-    for i in range(n):
-        frame = video.load_frame(i)
-        if q_r is None:
-            reasoning = model.reason(frame, text, target=oracle_target)
-            q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
-            if answers is not None:
-                answers.append(reasoning.answer)
-        decoded = model.decode(model.encode_frame(frame), referring_query=q_r, online_query=q_t, purport_query=q_p)
-        q_t = decoded.next_query if propagate else q_r
-        if reference is None:
-            reference = decoded.purport_score
-        elif rethink and decoded.purport_score < tau * reference:
-            # as OnlineTracker: reason again on this frame; the new queries (Q_t = Q_R) decode the next frames
-            # and the next frame's S_p becomes the new reference
-            reasoning = model.reason(frame, text, target=oracle_target)
-            q_r, q_p, q_t = reasoning.referring_query, reasoning.purport_query, reasoning.referring_query
-            if answers is not None:
-                answers.append(reasoning.answer)
-            reference = None
-        preds.append(decoded.mask)
-        if logits is not None:
-            logits.append(decoded.mask_logits[0, 0].float().cpu().numpy())
-        gts.append(video.load_mask(i) == int(expression.obj_id))
-        scores.append(decoded.purport_score)
-    obj = evaluate_object(
-        np.stack(gts),
-        np.stack(preds),
-        exclude_first_last=n > 2,
-        sequence=video.name,
-        object_id=expression.expression_id,
-    )
-    return obj, float(np.mean(scores))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,9 @@
 """avs_node: robust audio-visual segmentation; a mask is published only when the sound comes from something visible.
 
-Audio chunks fill a ring buffer indexed by capture time. For each frame, the
-window of ``window_seconds`` ending at the frame's stamp is taken (the node
-waits up to ``max_audio_wait`` seconds for late audio), the model segments the
-sounding object and its correspondence classifier scores the pair. The score
+A thin adapter of :class:`avs.stream.AVSStream`, which holds the pairing rules: audio chunks fill a ring buffer
+indexed by capture time; for each frame, the window of ``window_seconds`` ending at the frame's stamp is taken
+(waiting up to ``max_audio_wait`` seconds for late audio), the model segments the sounding object and its
+correspondence classifier scores the pair. The score
 of EVERY frame goes out on ``~/score`` (a SoundingMask without mask; score NaN
 when there was no audio for the frame), and the mask goes out on
 ``~/sounding`` / ``~/mask`` only when the classifier fires.
@@ -25,9 +25,8 @@ from perception_msgs.msg import AudioChunk, SoundingMask
 from sensor_msgs.msg import Image
 
 import avs
-from avs.errors import AVSError
 from avs.model import AVSModel, build_model
-from perception_common.audio_buffer import AudioChunkError, AudioRingBuffer, NotEnoughAudio
+from avs.stream import AVSStream
 from perception_common.images import overlay
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 from perception_common.params import param
@@ -99,11 +98,10 @@ class AVSNode(FrameWorkerNode):
             f"model {value} on {device} loaded in {time.monotonic() - t0:.1f} s; gate {self.model.config.gate}, "
             f"threshold {self.threshold}, mode {self.p.mode}, image conversion: {BACKEND}"
         )
-        self.audio = AudioRingBuffer(capacity_s=self.p.buffer_seconds)
-        self._last_seq: int | None = None
-        self._last_frame_ns: int | None = None
-        self._restarts_seen = 0
-        self.lost_chunks = self.bad_chunks = self.no_audio_frames = self.sounding_frames = 0
+        self.stream = AVSStream(
+            self.model, threshold=self.threshold, window_seconds=self.p.window_seconds,
+            buffer_seconds=self.p.buffer_seconds, max_audio_wait=self.p.max_audio_wait,
+        )
         self.sounding_pub = self.create_publisher(SoundingMask, "~/sounding", reliable_qos(10))
         self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
         self.score_pub = self.create_publisher(SoundingMask, "~/score", reliable_qos(50))
@@ -117,71 +115,27 @@ class AVSNode(FrameWorkerNode):
 
     # ------------------------------------------------------------------ audio
     def _on_audio(self, msg: AudioChunk) -> None:
-        if self._last_seq is not None and msg.sequence > self._last_seq + 1:
-            lost = msg.sequence - self._last_seq - 1
-            self.lost_chunks += lost
-            self.warn(f"{lost} audio chunk(s) lost before sequence {msg.sequence}; zero-filled")
-        self._last_seq = msg.sequence
-        if msg.overflow:
-            self.warn("microphone reported an input overflow (samples dropped at the device)")
-        try:
-            note = self.audio.push(msg.samples, sample_rate=msg.sample_rate, channels=msg.channels,
-                                   start_ns=_stamp_ns(msg.header.stamp), sequence=msg.sequence)
-            if note:
-                self.warn(note)
-        except AudioChunkError as exc:
-            self.bad_chunks += 1
-            self.warn(f"audio chunk {msg.sequence} rejected: {exc}")
-
-    def _window(self, end_ns: int):
-        deadline = time.monotonic() + self.p.max_audio_wait
-        while True:
-            try:
-                return self.audio.window(end_ns, self.p.window_seconds), None
-            except NotEnoughAudio as exc:
-                behind = "before the frame" in str(exc) or "no audio" in str(exc)
-                if not behind or time.monotonic() >= deadline or self._stop.is_set():
-                    return None, str(exc)
-                time.sleep(0.005)
+        for line in self.stream.push_audio(
+            msg.samples, sample_rate=msg.sample_rate, channels=msg.channels, start_ns=_stamp_ns(msg.header.stamp),
+            sequence=msg.sequence, overflow=msg.overflow,
+        ):
+            self.warn(line)
 
     # ------------------------------------------------------------------ frames
-    def _check_time_jump(self, end_ns: int) -> None:
-        """Frames went back in time by more than the audio window (a new or looped bag, a restarted camera clock)
-        while the audio buffer did not restart: its audio at these stamps may be the earlier timeline's, the new
-        timeline's audio still on its way on the other topic. Wait up to ``max_audio_wait`` for the audio to restart;
-        if it does not (a late frame of the same timeline), the buffer is used as it is: nothing is dropped."""
-        last, self._last_frame_ns = self._last_frame_ns, end_ns
-        seen = self._restarts_seen
-        if last is not None and end_ns < last - self.p.window_seconds * NS and self.audio.restarts == seen:
-            deadline = time.monotonic() + self.p.max_audio_wait
-            while self.audio.restarts == seen and time.monotonic() < deadline and not self._stop.is_set():
-                time.sleep(0.005)
-            restarted = self.audio.restarts != seen
-            self.get_logger().info(
-                f"frame time went back {(last - end_ns) / NS:.2f} s: "
-                + ("audio restarted with it" if restarted else "no new audio; the buffered audio is used")
-            )
-        self._restarts_seen = self.audio.restarts
-
     def process(self, msg: Image, received: float) -> None:
         frame = imgmsg_to_rgb8(msg)
         end_ns = _stamp_ns(msg.header.stamp)
-        self._check_time_jump(end_ns)
-        window, why = self._window(end_ns)
+        result = self.stream.process(frame, end_ns, stop=self._stop)
+        for note in result.notes:
+            self.get_logger().info(note)
+        window, pred = result.window, result.prediction
         score = SoundingMask()
         score.header = msg.header
         score.threshold = self.threshold
-        pred = None
-        if window is not None:
-            try:
-                pred = self.model.predict(frame, window.samples, window.sample_rate, threshold=self.threshold)
-            except AVSError as exc:
-                why = str(exc)
         if pred is None:  # reported, never silently dropped: the score topic gets NaN
-            self.no_audio_frames += 1
             score.correspondence = score.score = math.nan
             self.score_pub.publish(score)
-            self.warn(f"frame at {end_ns / NS:.3f} s scored NaN: {why}")
+            self.warn(f"frame at {end_ns / NS:.3f} s scored NaN: {result.why}")
             return
         score.audio_window_start, score.audio_window_end = _time_msg(window.start_ns), _time_msg(window.end_ns)
         score.correspondence = math.nan if pred.similarity is None else float(pred.similarity)
@@ -190,7 +144,6 @@ class AVSNode(FrameWorkerNode):
         self.score_pub.publish(score)
         if not pred.sounding:
             return
-        self.sounding_frames += 1
         out = SoundingMask()
         out.header = msg.header
         out.audio_window_start, out.audio_window_end = score.audio_window_start, score.audio_window_end
@@ -203,10 +156,11 @@ class AVSNode(FrameWorkerNode):
             self.overlay_pub.publish(array_to_imgmsg(overlay(frame, pred.mask), "rgb8", msg.header))
 
     def status(self):
-        audio = f"audio to {self.audio.end_ns / NS:.2f} s" if self.audio.rate else "no audio yet"
-        return audio, [("sounding_frames", self.sounding_frames), ("no_audio_frames", self.no_audio_frames),
-                       ("lost_audio_chunks", self.lost_chunks), ("bad_audio_chunks", self.bad_chunks),
-                       ("audio_rate", self.audio.rate or 0), ("threshold", self.threshold)]
+        audio, c = self.stream.audio, self.stream.counters
+        summary = f"audio to {audio.end_ns / NS:.2f} s" if audio.rate else "no audio yet"
+        return summary, [("sounding_frames", c.sounding_frames), ("no_audio_frames", c.no_audio_frames),
+                         ("lost_audio_chunks", c.lost_chunks), ("bad_audio_chunks", c.bad_chunks),
+                         ("audio_rate", audio.rate or 0), ("threshold", self.threshold)]
 
 
 def main(argv=None) -> None:

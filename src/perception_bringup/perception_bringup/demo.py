@@ -172,7 +172,7 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
 
     from perception_common.images import overlay
     from perception_common.video import VideoWriter
-    from perception_eval.metrics.davis import boundary_measure, region_similarity
+    from perception_eval.metrics.davis import score_track
     from perception_nodes.image_msgs import imgmsg_to_rgb8
 
     states = {TrackResult.STATE_IDLE: "idle", TrackResult.STATE_REASONING: "reasoning",
@@ -181,7 +181,7 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
     frame_order = sorted(rec.track_frames)
     index = {s: i for i, s in enumerate(frame_order)}
     gt = data["track"]["gt"]
-    js, fs, sheet = [], [], []
+    truths, preds, sheet = [], [], []
     with VideoWriter(out / "tracking.mp4", fps=8.0) as video:
         for r in results:
             frame_msg = rec.track_frames.get(_ns(r))
@@ -195,11 +195,13 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
             if len(sheet) < 8 and index[_ns(r)] % 6 == 0:
                 sheet.append(shown)
             truth = gt[index[_ns(r)] % len(gt)]
-            pred = mask if mask is not None else np.zeros_like(truth)
-            js.append(region_similarity(truth, pred))
-            fs.append(boundary_measure(truth, pred))
+            truths.append(truth)
+            preds.append(mask if mask is not None else np.zeros_like(truth))
     if sheet:
         cv2.imwrite(str(out / "tracking.png"), np.concatenate(sheet, axis=1)[:, :, ::-1])
+    # the one J&F rule (every frame that got a result scored; the live timing: frames while the brain reasoned
+    # have no mask and count as misses)
+    score = score_track(truths, preds, sequence=data["track"]["video"]) if truths else None
 
     cond_of = {}
     av_order = sorted(rec.av_frames)
@@ -256,14 +258,14 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
             "answers": [r.answer for r in rec.reasoning if r.success],
             "reasoning_latency_s": [round(x, 3) for x in latencies],
             "rethinks": max((r.rethink_count for r in results), default=0),
-            "J_mean": float(np.mean(js)) if js else None, "F_mean": float(np.mean(fs)) if fs else None,
+            "J_mean": score.j_mean if score else None, "F_mean": score.f_mean if score else None,
         },
         "avs": {"clip": data["av"]["name"], "sounding_category": data["av"]["category"],
                 "frames_published": len(rec.av_frames), "audio_chunks": rec.audio_chunks, "scores": len(rec.scores),
                 "per_condition": per_cond},
     }
     t = summary["tracking"]
-    t["JF_mean"] = None if not js else (t["J_mean"] + t["F_mean"]) / 2
+    t["JF_mean"] = score.jf_mean if score else None
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     jf = "-" if t["JF_mean"] is None else f"{t['JF_mean']:.3f}"
     lines = [

@@ -16,9 +16,10 @@ Every frame is scored; none is skipped
 Tracking (TrackResult / ``trackgpt`` TrackStep)
     Per frame J (region similarity) and F (boundary measure) of :mod:`perception_eval.metrics.davis` against
     the mask of the object the instruction in force refers to. Frames before the first instruction have no
-    ground truth and are not part of the episode (listed, ``scored = False``). All scored frames count:
-    ``exclude_first_last = False`` (the referring benchmarks' protocol; DAVIS' semi-supervised protocol, which
-    drops them, has a given first mask, which instruction tracking does not). An episode is one "object" for
+    ground truth and are not part of the episode (listed, ``scored = False``). All scored frames count,
+    the first and last included: the workspace's one J&F rule (:func:`perception_eval.metrics.davis.score_track`,
+    the referring benchmarks' protocol; DAVIS' semi-supervised protocol, which drops them, has a given first
+    mask, which instruction tracking does not). An episode is one "object" for
     J-Mean / J-Recall / J-Decay (and F-...); several episodes are averaged as DAVIS averages objects.
 
 AVS (SoundingMask score + mask / ``avs`` Prediction)
@@ -774,55 +775,39 @@ def run_avs_library(
     window_s: float = AVS_WINDOW_S,
     warnings: list[str] | None = None,
 ) -> dict[int, AVSFrameOutput]:
-    """Run an ``avs`` model on an episode, no ROS: audio chunks go into an
-    :class:`~perception_common.audio_buffer.AudioRingBuffer` in bag order and each frame gets the
-    ``window_s`` seconds ending at its stamp (NaN score when that is not buffered), as the node does; a rejected
-    audio chunk or an unreadable frame is skipped with a line appended to ``warnings`` (when given)."""
-    from avs.errors import AVSError
-    from perception_common.audio_buffer import AudioChunkError, AudioRingBuffer, NotEnoughAudio
+    """Run an ``avs`` model on an episode, no ROS, through :class:`avs.stream.AVSStream` (the node's pairing
+    rules): audio chunks are pushed in bag order and each frame gets the ``window_s`` seconds ending at its stamp
+    (NaN score when that is not buffered or the model refuses it), as ``avs_node`` does. A rejected audio chunk
+    or an unreadable frame is skipped with a line appended to ``warnings`` (when given)."""
+    from avs.stream import AVSStream
     from perception_common.images import ImageError
 
     from .bags import _image_array
 
     store = episode._typestore
-    buffer = AudioRingBuffer(capacity_s=max(10.0, 4 * window_s))
+    stream = AVSStream(model, threshold=threshold, window_seconds=window_s, buffer_seconds=max(10.0, 4 * window_s))
     outputs: dict[int, AVSFrameOutput] = {}
     for role, _, msgtype, raw in episode.raw_messages(("image", "audio")):
         msg = store.deserialize_cdr(raw, msgtype)
         stamp = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
         if role == "audio":
-            try:
-                note = buffer.push(
-                    np.asarray(msg.samples, np.float32),
-                    sample_rate=int(msg.sample_rate),
-                    channels=int(msg.channels),
-                    start_ns=stamp,
-                    sequence=int(msg.sequence),
-                )
-            except AudioChunkError as exc:
-                note = f"audio chunk rejected: {exc}"
-            if note:
-                _note(warnings, f"{episode.path.name}: {note}")
+            for line in stream.push_audio(
+                np.asarray(msg.samples, np.float32), sample_rate=int(msg.sample_rate), channels=int(msg.channels),
+                start_ns=stamp, sequence=int(msg.sequence), overflow=bool(msg.overflow),
+            ):
+                _note(warnings, f"{episode.path.name}: {line}")
             continue
         try:
-            window = buffer.window(stamp, window_s)
-        except NotEnoughAudio:
-            outputs[stamp] = AVSFrameOutput(score=math.nan, sounding=False)
-            continue
-        samples = window.samples[:, 0] if window.samples.shape[1] == 1 else window.samples
-        try:
-            pred = model.predict(
-                _image_array(msg, episode.path),
-                samples,
-                window.sample_rate,
-                threshold=threshold,
-                layout="auto" if samples.ndim == 1 else "channels_last",
-            )
-        except (BagError, ImageError, AVSError, ValueError) as exc:
+            frame = _image_array(msg, episode.path)
+        except (BagError, ImageError, ValueError) as exc:
             _note(warnings, f"{episode.path.name}: frame {_stamp(msg)} skipped: {exc}")
             continue
+        result = stream.process(frame, stamp)
+        pred = result.prediction
+        if pred is None:
+            outputs[stamp] = AVSFrameOutput(score=math.nan, sounding=False)
+            continue
         score = math.nan if pred.score is None else float(pred.score)
-        outputs[stamp] = AVSFrameOutput(
-            score=score, sounding=bool(pred.sounding), mask=pred.mask if pred.sounding else None
-        )
+        mask = pred.mask if pred.sounding else None
+        outputs[stamp] = AVSFrameOutput(score=score, sounding=bool(pred.sounding), mask=mask)
     return outputs

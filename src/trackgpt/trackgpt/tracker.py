@@ -20,6 +20,11 @@ never waits for the brain:
   dropped, and any answer that still arrives for an older instruction is
   discarded by its instruction id.
 
+Timing: by default (``synchronous=False``, live) the brain never holds up a frame, so the frames given while it
+reasons get no mask, as on a robot. ``synchronous=True`` waits for it instead: the first reasoning runs on the
+first frame before that frame is decoded, and a rethink's answer is in before the next frame (paper Alg. 1 as a
+sequential loop; the model figures of ``perception_eval.tracking`` use it). The rules are otherwise the same.
+
 States: ``IDLE`` (no instruction), ``REASONING`` (waiting for the first answer),
 ``TRACKING`` (a non-empty mask), ``LOST`` (the queries found nothing in this
 frame, or the brain failed before giving any answer; ``TrackStep.error`` then
@@ -112,6 +117,7 @@ class TrackStep:
         answer: the brain's latest text answer for the current instruction.
         instruction_id: id returned by :meth:`OnlineTracker.set_instruction` (None while IDLE).
         error: the brain's last failure for this instruction, if any.
+        mask_logits: ``H x W`` float32 mask logits behind ``mask`` when the tracker keeps them (``keep_logits``).
     """
 
     frame_index: int
@@ -126,6 +132,7 @@ class TrackStep:
     answer: str | None = None
     instruction_id: int | None = None
     error: str | None = None
+    mask_logits: np.ndarray | None = None
 
 
 @dataclass
@@ -175,6 +182,10 @@ class OnlineTracker:
         frame_threads: torch intra-op threads for the thread that calls :meth:`step` (None: unchanged).
         brain_nice: raise the brain worker's nice value by this much (Linux: per thread), so that when the CPU is
             short the frame path runs first; 0 leaves it. A failure is kept in :attr:`brain_nice_error`.
+        synchronous: wait for the brain (see the module docstring, "Timing"); False (live) never waits.
+        propagate: propagate the referring query from frame to frame (the paper); False decodes every frame with
+            Q_t = Q_R (the paper's ablation without propagation).
+        keep_logits: return each decoded frame's mask logits in :attr:`TrackStep.mask_logits` (calibration).
     """
 
     def __init__(
@@ -186,6 +197,9 @@ class OnlineTracker:
         brain_threads: int | None = None,
         frame_threads: int | None = None,
         brain_nice: int = 0,
+        synchronous: bool = False,
+        propagate: bool = True,
+        keep_logits: bool = False,
     ) -> None:
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {tau}")
@@ -200,6 +214,9 @@ class OnlineTracker:
         if not 0 <= brain_nice <= 19:
             raise ValueError(f"brain_nice must be in [0, 19], got {brain_nice}")
         self.brain_nice = int(brain_nice)
+        self.synchronous = bool(synchronous)
+        self.propagate = bool(propagate)
+        self.keep_logits = bool(keep_logits)
         self.brain_nice_error: str | None = None
         self._brain_started = threading.Event()
         self._frame_thread_ids: set[int] = set()
@@ -275,6 +292,8 @@ class OnlineTracker:
         index = self._frame_index
         self._frame_index += 1
         with self._cond:
+            if self.synchronous:  # a rethink asked on the previous frame answers before this one
+                self._wait_idle()
             self._collect_results()
             if self._instruction is None:
                 return TrackStep(index, TrackState.IDLE)
@@ -282,6 +301,9 @@ class OnlineTracker:
             if self._need_initial:
                 self._submit(rgb, "initial", index)
                 self._need_initial = False
+                if self.synchronous:  # reason on this frame, then decode it with the answer
+                    self._wait_idle()
+                    self._collect_results()
             q_r, q_t, q_p = self._q_r, self._q_t, self._q_p
             if q_r is None:
                 state = TrackState.LOST if self._error and not self._awaiting else TrackState.REASONING
@@ -295,7 +317,7 @@ class OnlineTracker:
         rethinking = False
         with self._cond:
             if iid == self._instruction_id and self._q_r is q_r:
-                self._q_t = decoded.next_query
+                self._q_t = decoded.next_query if self.propagate else q_r
                 if self._reference is None:
                     self._reference = score
                 elif not self._awaiting and score < self.tau * self._reference:
@@ -304,9 +326,10 @@ class OnlineTracker:
                     rethinking = True
             state = TrackState.TRACKING if mask.any() else TrackState.LOST
             threshold = None if self._reference is None else self.tau * self._reference
+            logits = _logits_of(decoded) if self.keep_logits else None
             return self._result(
                 index, state, instruction_id=iid, mask=mask, box=mask_to_box(mask), purport_score=score,
-                purport_threshold=threshold, rethinking=rethinking,
+                purport_threshold=threshold, rethinking=rethinking, mask_logits=logits,
             )
 
     def pop_reasoning_records(self) -> list[ReasoningRecord]:
@@ -356,6 +379,10 @@ class OnlineTracker:
     def _check_open(self) -> None:
         if self._closed:
             raise TrackerError("the tracker is closed")
+
+    def _wait_idle(self) -> None:
+        """Wait (lock held; released while waiting) until the brain has nothing pending or running."""
+        self._cond.wait_for(lambda: (self._pending is None and self._running is None) or self._closed)
 
     def _apply_frame_threads(self) -> None:
         if self.frame_threads is None:
@@ -446,3 +473,11 @@ class OnlineTracker:
                     self._record(request, reasoning, error)
                     self._results.append((request, reasoning, error))
                 self._cond.notify_all()
+
+
+def _logits_of(decoded: Any) -> np.ndarray:
+    """The ``H x W`` float32 mask logits of a decoded frame (``decoded.mask_logits``: ``1 x 1 x H x W``)."""
+    logits = decoded.mask_logits
+    if isinstance(logits, torch.Tensor):
+        logits = logits.detach().float().cpu().numpy()
+    return np.asarray(logits, dtype=np.float32).reshape(np.shape(decoded.mask))

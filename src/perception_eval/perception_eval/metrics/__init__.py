@@ -8,6 +8,7 @@
 from .avs import avs_f_curve, avs_frame_iou, avs_fscore, avs_miou, avs_thresholds, clip_fscore, clip_miou, sigmoid
 from .davis import (
     DAVIS_VOID_LABEL,
+    TRACKING_RULE,
     DavisObjectScore,
     DavisSummary,
     boundary_measure,
@@ -17,6 +18,7 @@ from .davis import (
     evaluate_index_sequence,
     evaluate_object,
     region_similarity,
+    score_track,
     seg2bmap,
     summarize_davis,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "DAVIS_VOID_LABEL",
     "NEGATIVE_CONDITIONS",
     "POSITIVE_CONDITIONS",
+    "TRACKING_RULE",
     "DavisObjectScore",
     "DavisSummary",
     "RobustClip",
@@ -59,6 +62,7 @@ __all__ = [
     "global_score",
     "normalize_condition",
     "region_similarity",
+    "score_track",
     "seg2bmap",
     "sigmoid",
     "summarize_davis",

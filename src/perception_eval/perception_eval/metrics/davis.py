@@ -36,10 +36,13 @@ Statistics per object (over the scored frames of one object)
 
 First and last frame
     DAVIS-2017's semi-supervised protocol drops the first frame (it is given) and the last frame of every
-    sequence before scoring (``all_gt_masks[:, 1:-1]``); that is the default here (``exclude_first_last=True``).
-    The unsupervised task of the same package, which Refer-DAVIS-17 tooling (ReferFormer's / MTTR's
-    ``eval_davis.py``, ``--task unsupervised``) uses, scores every frame: pass ``exclude_first_last=False``
-    for the referring benchmarks' published numbers.
+    sequence before scoring (``all_gt_masks[:, 1:-1]``); that is :func:`evaluate_object`'s default
+    (``exclude_first_last=True``), kept so the semi-supervised numbers reproduce. The unsupervised task of the
+    same package scores every frame, and that is how the referring benchmarks' numbers are published:
+    ReferFormer's ``eval_davis.py`` scores Refer-DAVIS-17 through davis2017-evaluation with
+    ``--task unsupervised``. Instruction tracking has no given first mask either, so the workspace has ONE
+    rule for every TrackGPT figure (training's evaluation, calibration, ``scripts/eval_embedded.py``,
+    ``replay-eval``, the demo): every frame scored, :func:`score_track`.
 
 Void pixels in the released tool
     ``DAVISEvaluation`` builds its void mask as ``all_gt_masks == 255`` *after* the masks were binarised per
@@ -66,6 +69,7 @@ import numpy as np
 
 __all__ = [
     "DAVIS_VOID_LABEL",
+    "TRACKING_RULE",
     "DavisObjectScore",
     "DavisSummary",
     "boundary_measure",
@@ -75,6 +79,7 @@ __all__ = [
     "evaluate_index_sequence",
     "evaluate_object",
     "region_similarity",
+    "score_track",
     "seg2bmap",
     "summarize_davis",
 ]
@@ -286,6 +291,21 @@ def evaluate_object(
         f_mean=f_stats[0],
         f_recall=f_stats[1],
         f_decay=f_stats[2],
+    )
+
+
+TRACKING_RULE = "every frame scored (referring benchmarks' protocol: davis2017-evaluation's unsupervised task)"
+
+
+def score_track(
+    gt_masks, pred_masks, *, sequence: str = "", object_id: str | int = 1, bound_th: float = 0.008
+) -> DavisObjectScore:
+    """J and F of one tracked instruction under the workspace's one rule (:data:`TRACKING_RULE`).
+
+    Every frame counts, the first and last included; a frame without a prediction must come as an empty mask.
+    """
+    return evaluate_object(
+        gt_masks, pred_masks, exclude_first_last=False, bound_th=bound_th, sequence=sequence, object_id=object_id
     )
 
 

@@ -1,0 +1,153 @@
+"""avs.stream.AVSStream: the audio-to-frame pairing rules that avs_node and replay-eval's library path share."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from avs.errors import AudioError
+from avs.stream import AVSStream
+
+NS = 1_000_000_000
+RATE = 16_000
+CHUNK = 1600  # 0.1 s
+
+
+@dataclass
+class Config:
+    threshold: float = 0.5
+
+
+@dataclass
+class Pred:
+    mask: np.ndarray
+    score: float
+    sounding: bool
+
+
+class LoudnessModel:
+    """Sounding when the window's RMS is above 0.1; records each window it was given."""
+
+    config = Config()
+
+    def __init__(self, refuse: bool = False):
+        self.refuse = refuse
+        self.windows: list[tuple[np.ndarray, int, str]] = []
+
+    def predict(self, frame, waveform, sample_rate, *, threshold=None, layout="auto"):
+        if self.refuse:
+            raise AudioError("audio window is silent beyond repair")
+        self.windows.append((np.asarray(waveform), sample_rate, layout))
+        rms = float(np.sqrt(np.mean(np.square(waveform))))
+        score = min(1.0, rms * 5)
+        sounding = score > threshold
+        return Pred(np.ones(frame.shape[:2], bool) if sounding else np.zeros(frame.shape[:2], bool), score, sounding)
+
+
+def chunk(level: float, n: int = CHUNK) -> np.ndarray:
+    return np.full(n, level, np.float32)
+
+
+def feed(stream: AVSStream, start_s: float, seconds: float, level: float, first_seq: int = 0) -> int:
+    """Push ``seconds`` of constant audio starting at ``start_s``; returns the next sequence number."""
+    seq = first_seq
+    for k in range(round(seconds * RATE / CHUNK)):
+        lines = stream.push_audio(chunk(level), sample_rate=RATE, channels=1,
+                                  start_ns=round((start_s + k * CHUNK / RATE) * NS), sequence=seq)
+        assert lines == []
+        seq += 1
+    return seq
+
+
+FRAME = np.zeros((8, 10, 3), np.uint8)
+
+
+def test_each_frame_gets_the_window_ending_at_its_stamp():
+    model = LoudnessModel()
+    stream = AVSStream(model, window_seconds=1.0)
+    feed(stream, 0.0, 2.0, 0.5)
+    result = stream.process(FRAME, int(1.5 * NS))
+    assert result.window.end_ns == int(1.5 * NS) and result.window.start_ns == int(0.5 * NS)
+    assert result.sounding and result.prediction.mask.all()
+    samples, rate, layout = model.windows[0]
+    assert samples.shape == (RATE, 1) and rate == RATE and layout == "channels_last"
+    assert stream.threshold == 0.5 and stream.counters.sounding_frames == 1
+
+
+def test_a_frame_without_audio_is_reported_not_dropped():
+    stream = AVSStream(LoudnessModel())
+    result = stream.process(FRAME, NS)
+    assert result.prediction is None and "no audio" in result.why
+    feed(stream, 0.0, 0.5, 0.5)
+    early = stream.process(FRAME, int(0.4 * NS))  # only 0.4 s before the frame, 1 s needed
+    assert early.prediction is None and "need 1.000 s" in early.why
+    assert stream.counters.no_audio_frames == 2
+
+
+def test_the_model_refusing_the_window_gives_a_reason():
+    stream = AVSStream(LoudnessModel(refuse=True))
+    feed(stream, 0.0, 1.5, 0.5)
+    result = stream.process(FRAME, NS)
+    assert result.prediction is None and "beyond repair" in result.why
+
+
+def test_late_audio_is_waited_for_up_to_max_audio_wait():
+    stream = AVSStream(LoudnessModel(), max_audio_wait=2.0)
+    feed(stream, 0.0, 0.9, 0.5, first_seq=0)
+    late = threading.Timer(0.2, lambda: feed(stream, 0.9, 0.3, 0.5, first_seq=9))
+    late.start()
+    result = stream.process(FRAME, NS)  # the last 0.1 s arrives 0.2 s after the frame
+    late.join()
+    assert result.prediction is not None and result.window.end_ns == NS
+
+
+def test_a_stop_event_ends_the_wait_at_once():
+    clock = iter(range(1000))
+    stream = AVSStream(LoudnessModel(), max_audio_wait=60.0, clock=lambda: next(clock), sleep=lambda s: None)
+    stop = threading.Event()
+    stop.set()
+    result = stream.process(FRAME, NS, stop=stop)
+    assert result.prediction is None and next(clock) < 5
+
+
+def test_lost_chunks_overflow_and_bad_chunks_are_counted_and_reported():
+    stream = AVSStream(LoudnessModel())
+    stream.push_audio(chunk(0.1), sample_rate=RATE, channels=1, start_ns=0, sequence=0)
+    lines = stream.push_audio(chunk(0.1), sample_rate=RATE, channels=1, start_ns=3 * CHUNK * NS // RATE,
+                              sequence=3, overflow=True)
+    assert any("2 audio chunk(s) lost before sequence 3" in ln for ln in lines)
+    assert any("overflow" in ln for ln in lines)
+    bad = stream.push_audio(np.array([np.nan] * 10, np.float32), sample_rate=RATE, channels=1,
+                            start_ns=4 * CHUNK * NS // RATE, sequence=4)
+    assert bad and "rejected" in bad[0]
+    assert stream.counters.lost_chunks == 2 and stream.counters.bad_chunks == 1
+
+
+def test_a_backward_time_jump_waits_for_the_audio_to_follow_and_says_what_happened():
+    stream = AVSStream(LoudnessModel(), max_audio_wait=2.0)
+    feed(stream, 100.0, 2.0, 0.5)
+    assert stream.process(FRAME, int(101.5 * NS)).sounding
+    # a looped bag: frames start again at t = 1.5 s; their audio (silence) arrives 0.1 s later
+    threading.Timer(0.1, lambda: feed(stream, 0.0, 2.0, 0.0, first_seq=0)).start()
+    result = stream.process(FRAME, int(1.5 * NS))
+    assert "audio restarted with it" in result.notes[0]
+    assert result.prediction is not None and not result.sounding  # the new timeline's silence, not the old sound
+    # a late frame of the same timeline (no new audio): the buffer is used as it is
+    stream2 = AVSStream(LoudnessModel(), max_audio_wait=0.05)
+    feed(stream2, 0.0, 4.0, 0.5)
+    stream2.process(FRAME, int(3.5 * NS))
+    late = stream2.process(FRAME, int(1.5 * NS))
+    assert "no new audio" in late.notes[0] and late.sounding
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"threshold": 1.0}, "threshold"), ({"window_seconds": 0.0}, "window_seconds"),
+     ({"window_seconds": 2.0, "buffer_seconds": 1.0}, "buffer_seconds"), ({"max_audio_wait": -1.0}, "max_audio_wait")],
+)
+def test_settings_that_cannot_work_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AVSStream(LoudnessModel(), **kwargs)
