@@ -33,10 +33,9 @@ from typing import Any
 import numpy as np
 
 from perception_common.audio_buffer import AudioChunkError, AudioRingBuffer, AudioWindow, NotEnoughAudio
+from perception_common.stamps import NS
 
 from .errors import AVSError
-
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from avs.stream import AVSStream
 from perception_common.images import overlay
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 from perception_common.params import param
+from perception_common.stamps import NS, set_stamp, stamp_ns
 from perception_nodes.frame_queue import MODES
 from perception_nodes.frame_worker import FrameWorkerNode
 from perception_nodes.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
@@ -52,7 +53,6 @@ TOPICS = """topics:
   publishes   ~/score        perception_msgs/msg/SoundingMask  every frame: score, sounding, no mask (NaN = no audio)
   publishes   /diagnostics   diagnostic_msgs/msg/DiagnosticArray  rates, drops, audio state (1 Hz)"""
 
-NS = 1_000_000_000
 
 
 @dataclass
@@ -71,14 +71,6 @@ class AVSParams:
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
     publish_overlay: bool = param(False, "also publish ~/overlay")
     threads: int = param(1, "torch threads for the model (0 = leave unchanged); 1 leaves a core to the rest")
-
-
-def _stamp_ns(stamp) -> int:
-    return stamp.sec * NS + stamp.nanosec
-
-
-def _time_msg(ns: int) -> TimeMsg:
-    return TimeMsg(sec=ns // NS, nanosec=ns % NS)
 
 
 class AVSNode(FrameWorkerNode):
@@ -116,7 +108,7 @@ class AVSNode(FrameWorkerNode):
     # ------------------------------------------------------------------ audio
     def _on_audio(self, msg: AudioChunk) -> None:
         for line in self.stream.push_audio(
-            msg.samples, sample_rate=msg.sample_rate, channels=msg.channels, start_ns=_stamp_ns(msg.header.stamp),
+            msg.samples, sample_rate=msg.sample_rate, channels=msg.channels, start_ns=stamp_ns(msg.header.stamp),
             sequence=msg.sequence, overflow=msg.overflow,
         ):
             self.warn(line)
@@ -124,7 +116,7 @@ class AVSNode(FrameWorkerNode):
     # ------------------------------------------------------------------ frames
     def process(self, msg: Image, received: float) -> None:
         frame = imgmsg_to_rgb8(msg)
-        end_ns = _stamp_ns(msg.header.stamp)
+        end_ns = stamp_ns(msg.header.stamp)
         result = self.stream.process(frame, end_ns, stop=self._stop)
         for note in result.notes:
             self.get_logger().info(note)
@@ -137,7 +129,8 @@ class AVSNode(FrameWorkerNode):
             self.score_pub.publish(score)
             self.warn(f"frame at {end_ns / NS:.3f} s scored NaN: {result.why}")
             return
-        score.audio_window_start, score.audio_window_end = _time_msg(window.start_ns), _time_msg(window.end_ns)
+        score.audio_window_start = set_stamp(TimeMsg(), window.start_ns)
+        score.audio_window_end = set_stamp(TimeMsg(), window.end_ns)
         score.correspondence = math.nan if pred.similarity is None else float(pred.similarity)
         score.score = 1.0 if pred.score is None else float(pred.score)
         score.sounding = bool(pred.sounding)

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-NS = 1_000_000_000
+from perception_common.stamps import header_ns
+
 CONDITIONS = ("positive", "silence", "noise", "offscreen")
 LEAD_IN = 2  # frames of the audio-visual stream before the conditions start
 
@@ -131,9 +132,10 @@ class Recorder:
         n.create_subscription(Reasoning, "/tracker/tracker_node/reasoning", self.reasoning.append, reliable_qos(10))
         n.create_subscription(SoundingMask, "/avs/avs_node/score", self.scores.append, reliable_qos(100))
         n.create_subscription(SoundingMask, "/avs/avs_node/sounding", self.sounding.append, reliable_qos(100))
-        n.create_subscription(Image, "/track/image_raw", lambda m: self.track_frames.setdefault(_ns(m), m),
+        n.create_subscription(Image, "/track/image_raw", lambda m: self.track_frames.setdefault(header_ns(m), m),
                               sensor_qos(100))
-        n.create_subscription(Image, "/av/image_raw", lambda m: self.av_frames.setdefault(_ns(m), m), sensor_qos(100))
+        n.create_subscription(Image, "/av/image_raw", lambda m: self.av_frames.setdefault(header_ns(m), m),
+                              sensor_qos(100))
         self.audio_chunks = 0
         n.create_subscription(AudioChunk, "/av/audio", self._count_audio, sensor_qos(200, "reliable"))
         self.instruction_pub = n.create_publisher(String, "/instruction", reliable_qos(10))
@@ -156,10 +158,6 @@ class Recorder:
         rclpy.try_shutdown()
 
 
-def _ns(msg) -> int:
-    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
-
-
 def _decode_mask(img) -> np.ndarray | None:
     if img.width == 0:
         return None
@@ -177,14 +175,14 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
 
     states = {TrackResult.STATE_IDLE: "idle", TrackResult.STATE_REASONING: "reasoning",
               TrackResult.STATE_TRACKING: "tracking", TrackResult.STATE_LOST: "lost"}
-    results = sorted(rec.results, key=_ns)
+    results = sorted(rec.results, key=header_ns)
     frame_order = sorted(rec.track_frames)
     index = {s: i for i, s in enumerate(frame_order)}
     gt = data["track"]["gt"]
     truths, preds, sheet = [], [], []
     with VideoWriter(out / "tracking.mp4", fps=8.0) as video:
         for r in results:
-            frame_msg = rec.track_frames.get(_ns(r))
+            frame_msg = rec.track_frames.get(header_ns(r))
             if frame_msg is None:
                 continue
             frame = imgmsg_to_rgb8(frame_msg)
@@ -192,9 +190,9 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
             shown = overlay(frame, mask) if mask is not None else frame.copy()
             cv2.putText(shown, states[r.state], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
             video.write(shown)
-            if len(sheet) < 8 and index[_ns(r)] % 6 == 0:
+            if len(sheet) < 8 and index[header_ns(r)] % 6 == 0:
                 sheet.append(shown)
-            truth = gt[index[_ns(r)] % len(gt)]
+            truth = gt[index[header_ns(r)] % len(gt)]
             truths.append(truth)
             preds.append(mask if mask is not None else np.zeros_like(truth))
     if sheet:
@@ -208,11 +206,11 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
     for i, s in enumerate(av_order):
         conditions = data["av"]["conditions"]
         cond_of[s] = "lead-in" if i < LEAD_IN else conditions[(i - LEAD_IN) % len(conditions)]
-    sounding = {_ns(m): m for m in rec.sounding}
+    sounding = {header_ns(m): m for m in rec.sounding}
     per_cond: dict[str, dict] = {}
     candidates: dict[str, list] = {}
-    for m in sorted(rec.scores, key=_ns):
-        cond = cond_of.get(_ns(m), "unknown")
+    for m in sorted(rec.scores, key=header_ns):
+        cond = cond_of.get(header_ns(m), "unknown")
         c = per_cond.setdefault(cond, {"frames": 0, "masks_published": 0, "scores": [], "no_audio": 0,
                                        "foreground_fraction": []})
         c["frames"] += 1
@@ -220,11 +218,11 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
             c["no_audio"] += 1
         else:
             c["scores"].append(float(m.score))
-        s = sounding.get(_ns(m))
+        s = sounding.get(header_ns(m))
         mask = _decode_mask(s.mask) if s is not None else None
         c["masks_published"] += s is not None
         c["foreground_fraction"].append(0.0 if mask is None else float(mask.mean()))
-        if cond in CONDITIONS and _ns(m) in rec.av_frames:
+        if cond in CONDITIONS and header_ns(m) in rec.av_frames:
             candidates.setdefault(cond, []).append((m, mask))
     # one tile per condition: its middle frame, whose audio window lies inside the condition (the first one's
     # window still holds the previous condition's sound: the camera and microphone are not aligned)
@@ -233,7 +231,7 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
         if cond not in candidates:
             continue
         m, mask = candidates[cond][len(candidates[cond]) // 2]
-        frame = imgmsg_to_rgb8(rec.av_frames[_ns(m)])
+        frame = imgmsg_to_rgb8(rec.av_frames[header_ns(m)])
         shown = overlay(frame, mask) if mask is not None else frame.copy()
         label = f"{cond}: {'mask' if mask is not None else 'no mask'} s={m.score:.2f}"
         cv2.putText(shown, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)

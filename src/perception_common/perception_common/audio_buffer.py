@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .stamps import NS
+
 MAX_RATE = 384_000
-NS = 1_000_000_000
 
 
 class AudioChunkError(ValueError):

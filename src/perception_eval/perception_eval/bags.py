@@ -55,6 +55,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from perception_common.stamps import NS, split_ns, stamp_ns
+
 __all__ = [
     "DEFAULT_TOPICS",
     "EPISODE_KEY",
@@ -72,7 +74,6 @@ __all__ = [
     "write_episode_bag",
 ]
 
-NS = 1_000_000_000
 EPISODE_KEY = "perception_eval.episode"
 EPISODE_VERSION = 1
 DEFAULT_TOPICS = {
@@ -230,20 +231,20 @@ class Episode:
     def images(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(stamp_ns, H x W x 3 uint8 RGB)`` of every frame, in order."""
         for msg in self._decoded("image"):
-            yield _stamp_ns(msg.header.stamp), _image_array(msg, self.path)
+            yield stamp_ns(msg.header.stamp), _image_array(msg, self.path)
 
     def ground_truth(self) -> dict[int, np.ndarray]:
         """Frame stamp -> ``H x W`` bool ground-truth mask (frames without one are absent)."""
         if "ground_truth" not in self.topics:
             return {}
-        return {_stamp_ns(m.header.stamp): _image_array(m, self.path) > 0 for m in self._decoded("ground_truth")}
+        return {stamp_ns(m.header.stamp): _image_array(m, self.path) > 0 for m in self._decoded("ground_truth")}
 
     def audio_chunks(self) -> list[AudioChunkData]:
         if "audio" not in self.topics:
             return []
         return [
             AudioChunkData(
-                _stamp_ns(m.header.stamp),
+                stamp_ns(m.header.stamp),
                 int(m.sequence),
                 int(m.sample_rate),
                 int(m.channels),
@@ -251,10 +252,6 @@ class Episode:
             )
             for m in self._decoded("audio")
         ]
-
-
-def _stamp_ns(stamp) -> int:
-    return int(stamp.sec) * NS + int(stamp.nanosec)
 
 
 def _image_array(msg, where: Path) -> np.ndarray:
@@ -309,7 +306,8 @@ def read_episode(path: str | os.PathLike, *, msg_dir: str | os.PathLike | None =
 
 # ---------------------------------------------------------------------------------------------- writing
 def _time(store, ns: int):
-    return store.types["builtin_interfaces/msg/Time"](sec=int(ns // NS), nanosec=int(ns % NS))
+    sec, nanosec = split_ns(ns)
+    return store.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
 
 def _header(store, ns: int, frame_id: str):

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from perception_common.stamps import header_ns, stamp_ns
 from perception_nodes.dds import configure_fastdds
 
 from . import scoring
@@ -78,14 +79,6 @@ class ReplayOptions:
     frame_timeout: float = 30.0
     drain_timeout: float = 10.0
     topics: dict[str, str] = field(default_factory=dict)  # role -> topic override
-
-
-def _stamp(msg) -> int:
-    return int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
-
-
-def _time_ns(t) -> int:
-    return int(t.sec) * NS + int(t.nanosec)
 
 
 def _mask(image) -> np.ndarray | None:
@@ -178,7 +171,7 @@ class NodeRecorder:
         with_score = mask is not None
         self._store(
             self.results,
-            _stamp(msg),
+            header_ns(msg),
             scoring.TrackingFrameOutput(
                 mask=mask,
                 state=state,
@@ -194,8 +187,8 @@ class NodeRecorder:
         with self.lock:
             self.reasoning.append(
                 {
-                    "frame_stamp_ns": _time_ns(msg.frame_stamp),
-                    "published_ns": _stamp(msg),
+                    "frame_stamp_ns": stamp_ns(msg.frame_stamp),
+                    "published_ns": header_ns(msg),
                     "received_ns": time.time_ns(),
                     "instruction_id": int(msg.instruction_id),
                     "rethinking": bool(msg.rethinking),
@@ -209,10 +202,10 @@ class NodeRecorder:
             self.lock.notify_all()
 
     def _on_score(self, msg) -> None:
-        self._store(self.scores, _stamp(msg), (float(msg.score), bool(msg.sounding), time.time_ns()))
+        self._store(self.scores, header_ns(msg), (float(msg.score), bool(msg.sounding), time.time_ns()))
 
     def _on_sounding(self, msg) -> None:
-        self._store(self.sounding, _stamp(msg), _mask(msg.mask))
+        self._store(self.sounding, header_ns(msg), _mask(msg.mask))
 
     def _spin_loop(self) -> None:
         from rclpy.executors import ExternalShutdownException

@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from perception_common.stamps import header_ns, stamp_text
+
 from .bags import NS, BagError, Episode
 from .metrics.avs import avs_frame_iou, clip_fscore, clip_miou
 from .metrics.davis import boundary_measure, davis_statistics, region_similarity, summarize_davis
@@ -737,10 +739,10 @@ def run_tracker_library(
             try:
                 step = tracker.step(_image_array(msg, episode.path))
             except (BagError, ImageError, ValueError) as exc:
-                _note(warnings, f"{episode.path.name}: frame {_stamp(msg)} skipped: {exc}")
+                _note(warnings, f"{episode.path.name}: frame {stamp_text(msg.header.stamp)} skipped: {exc}")
                 continue
             threshold = getattr(step, "purport_threshold", None)
-            outputs[int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)] = TrackingFrameOutput(
+            outputs[header_ns(msg)] = TrackingFrameOutput(
                 mask=step.mask,
                 state=str(step.state.value),
                 purport_score=step.purport_score,
@@ -752,10 +754,6 @@ def run_tracker_library(
             if brain_sync and asked and not tracker.wait_for_brain(brain_timeout):
                 raise TimeoutError(f"the brain did not answer within {brain_timeout} s")
     return outputs
-
-
-def _stamp(msg) -> str:
-    return f"{int(msg.header.stamp.sec)}.{int(msg.header.stamp.nanosec):09d}"
 
 
 def _note(warnings: list[str] | None, line: str) -> None:
@@ -789,7 +787,7 @@ def run_avs_library(
     outputs: dict[int, AVSFrameOutput] = {}
     for role, _, msgtype, raw in episode.raw_messages(("image", "audio")):
         msg = store.deserialize_cdr(raw, msgtype)
-        stamp = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
+        stamp = header_ns(msg)
         if role == "audio":
             for line in stream.push_audio(
                 np.asarray(msg.samples, np.float32), sample_rate=int(msg.sample_rate), channels=int(msg.channels),
@@ -800,7 +798,7 @@ def run_avs_library(
         try:
             frame = _image_array(msg, episode.path)
         except (BagError, ImageError, ValueError) as exc:
-            _note(warnings, f"{episode.path.name}: frame {_stamp(msg)} skipped: {exc}")
+            _note(warnings, f"{episode.path.name}: frame {stamp_text(msg.header.stamp)} skipped: {exc}")
             continue
         result = stream.process(frame, stamp)
         pred = result.prediction

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from perception_common.stamps import NS
+
 from .procs import NodeProcess
 
-NS = 1_000_000_000
 # default: the shipped embedded models (their folders, so the bare loops and the nodes load the same files)
 DEFAULT_MODELS = {"tracker": "shipped embedded model", "avs": "shipped embedded model"}
 FULL_MODELS = {"tracker": "config:llava-7b-sam-vit-h", "avs": "config:pvt-v2-b5-vggish"}

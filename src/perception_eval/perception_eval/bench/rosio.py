@@ -10,13 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception_common.stamps import NS, header_ns, set_stamp, stamp_ns
 from perception_nodes.dds import configure_fastdds
-
-NS = 1_000_000_000
-
-
-def _stamp(msg) -> int:
-    return int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
 
 
 @dataclass
@@ -101,12 +96,12 @@ class BenchIO:
         def on_result(msg):
             with self.lock:
                 log.results.append(
-                    (_stamp(msg), time.time_ns(), int(msg.state), bool(msg.rethinking), float(msg.processing_time))
+                    (header_ns(msg), time.time_ns(), int(msg.state), bool(msg.rethinking), float(msg.processing_time))
                 )
                 self.lock.notify_all()
 
         def on_reasoning(msg):
-            frame = int(msg.frame_stamp.sec) * NS + int(msg.frame_stamp.nanosec)
+            frame = stamp_ns(msg.frame_stamp)
             with self.lock:
                 log.reasoning.append((frame, float(msg.latency), bool(msg.success), time.time_ns()))
                 self.lock.notify_all()
@@ -122,7 +117,7 @@ class BenchIO:
 
         def on_score(msg):
             with self.lock:
-                log.scores.append((_stamp(msg), time.time_ns(), float(msg.score), bool(msg.sounding)))
+                log.scores.append((header_ns(msg), time.time_ns(), float(msg.score), bool(msg.sounding)))
                 self.lock.notify_all()
 
         self._subs.append(self.node.create_subscription(SoundingMask, f"{fqn}/score", on_score, self._qos(500)))
@@ -165,7 +160,7 @@ class FrameSource:
 
     def publish(self, *publishers) -> int:
         now = time.time_ns()
-        self.msg.header.stamp.sec, self.msg.header.stamp.nanosec = divmod(now, NS)
+        set_stamp(self.msg.header.stamp, now)
         for pub in publishers:
             pub.publish(self.msg)
         return now
@@ -294,7 +289,7 @@ def _audio_process(topic, rate, chunk, lead, t0, stop, ready, sent, late_max_ns)
                 samples=signal_[i : i + chunk],
                 samples_per_channel=chunk,
             )
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start, NS)
+            set_stamp(msg.header.stamp, start)
             msg.header.frame_id = "microphone"
             pub.publish(msg)
             sent.value += 1

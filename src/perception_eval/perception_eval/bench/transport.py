@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from perception_common.stamps import header_ns, set_stamp
 from perception_nodes.dds import LEGACY_PROFILE_ENV, PROFILE_ENV, profile_path
 
-NS = 1_000_000_000
 QOS_CHOICES = ("best_effort", "reliable")
 PROFILE_CHOICES = ("shipped", "default")
 
@@ -54,7 +54,7 @@ def _publish(a: argparse.Namespace) -> dict:
             time.sleep(delay)
         msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=data)
         now = time.time_ns()
-        msg.header.stamp.sec, msg.header.stamp.nanosec = now // NS, now % NS
+        set_stamp(msg.header.stamp, now)
         msg.header.frame_id = str(i)
         pub.publish(msg)
     time.sleep(1.0)
@@ -73,7 +73,7 @@ def _subscribe(a: argparse.Namespace) -> dict:
 
     def on_image(msg):
         now = time.time_ns()
-        stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+        stamp = header_ns(msg)
         got.append((int(msg.header.frame_id), (now - stamp) / 1e6))
         end = time.perf_counter() + a.work_ms / 1000.0
         while time.perf_counter() < end:  # CPU work, like a model's
