@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,15 @@ def test_embedded_recipe_has_its_configs():
         "sam", "trackgpt-sam", "trackgpt-reader", "trackgpt-encoder",
         "trackgpt-vision", "trackgpt-vision-more", "trackgpt-vision-reader", "trackgpt-colour-reader",
     }  # fmt: skip
+
+
+def test_every_toy_path_the_tiny_configs_name_exists_after_toydata(tmp_path):
+    """The tiny configs' headers and data sections name data/toy/... paths; `python -m training.common.toydata`
+    (default --out data/toy) must write each of them, or a newcomer's smoke run fails on a missing file."""
+    write_all(tmp_path / "toy")
+    paths = set()
+    for cfg in sorted(CONFIGS.glob("*-tiny*.yaml")):
+        paths |= set(re.findall(r"data/toy/[\w./-]*\w", cfg.read_text()))
+    assert "data/toy/avs/s4" in paths  # the AVS config documents the toy stand-in for the world
+    missing = [p for p in sorted(paths) if not (tmp_path / "toy" / p.removeprefix("data/toy/")).exists()]
+    assert not missing, f"toydata does not write {missing}"
