@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,8 @@ import numpy as np
 import yaml
 
 from perception_common.stamps import header_ns
+from perception_nodes.processes import ManagedProcess, stop_all
+from perception_nodes.recorder import RecorderNode
 
 CONDITIONS = ("positive", "silence", "noise", "offscreen")
 LEAD_IN = 2  # frames of the audio-visual stream before the conditions start
@@ -114,48 +114,33 @@ def _graph(data: dict, tracker_model: str, avs_model: str, path: Path) -> Path:
     return path
 
 
-class Recorder:
+class Recorder(RecorderNode):
+    """What the demo records of the running graph: tracker results and reasoning, AVS scores and masks, the
+    frames the cameras published and the audio chunks (:class:`perception_nodes.recorder.RecorderNode`)."""
+
     def __init__(self):
-        import rclpy
         from perception_msgs.msg import AudioChunk, Reasoning, SoundingMask, TrackResult
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
         from perception_nodes.runtime import reliable_qos, sensor_qos
 
-        rclpy.init()
-        self.node = rclpy.create_node("demo_recorder")
+        super().__init__("demo_recorder")
         self.results, self.reasoning, self.scores, self.sounding = [], [], [], []
         self.track_frames, self.av_frames = {}, {}
-        n = self.node
-        n.create_subscription(TrackResult, "/tracker/tracker_node/result", self.results.append, reliable_qos(100))
-        n.create_subscription(Reasoning, "/tracker/tracker_node/reasoning", self.reasoning.append, reliable_qos(10))
-        n.create_subscription(SoundingMask, "/avs/avs_node/score", self.scores.append, reliable_qos(100))
-        n.create_subscription(SoundingMask, "/avs/avs_node/sounding", self.sounding.append, reliable_qos(100))
-        n.create_subscription(Image, "/track/image_raw", lambda m: self.track_frames.setdefault(header_ns(m), m),
-                              sensor_qos(100))
-        n.create_subscription(Image, "/av/image_raw", lambda m: self.av_frames.setdefault(header_ns(m), m),
-                              sensor_qos(100))
         self.audio_chunks = 0
-        n.create_subscription(AudioChunk, "/av/audio", self._count_audio, sensor_qos(200, "reliable"))
-        self.instruction_pub = n.create_publisher(String, "/instruction", reliable_qos(10))
+        self.subscribe(TrackResult, "/tracker/tracker_node/result", self.results.append, reliable_qos(100))
+        self.subscribe(Reasoning, "/tracker/tracker_node/reasoning", self.reasoning.append, reliable_qos(10))
+        self.subscribe(SoundingMask, "/avs/avs_node/score", self.scores.append, reliable_qos(100))
+        self.subscribe(SoundingMask, "/avs/avs_node/sounding", self.sounding.append, reliable_qos(100))
+        self.subscribe(Image, "/track/image_raw", lambda m: self.track_frames.setdefault(header_ns(m), m),
+                       sensor_qos(100))
+        self.subscribe(Image, "/av/image_raw", lambda m: self.av_frames.setdefault(header_ns(m), m), sensor_qos(100))
+        self.subscribe(AudioChunk, "/av/audio", self._count_audio, sensor_qos(200, "reliable"))
+        self.instruction_pub = self.publisher(String, "/instruction", 10)
 
     def _count_audio(self, msg) -> None:
         self.audio_chunks += 1
-
-    def spin_until(self, predicate, timeout):
-        import rclpy
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not predicate():
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return predicate()
-
-    def close(self):
-        import rclpy
-
-        self.node.destroy_node()
-        rclpy.try_shutdown()
 
 
 def _decode_mask(img) -> np.ndarray | None:
@@ -318,17 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     data = _prepare_data(out, args.seed)
     graph = _graph(data, t_model, a_model, out / "graph.yaml")
     rec = Recorder()
-    log = (out / "graph.log").open("wb")
     print(f"demo: starting the graph (perception-run {graph}); node output in {out / 'graph.log'}", flush=True)
     t0 = time.monotonic()
     others = ",".join(k for k in yaml.safe_load(graph.read_text()) if k != "/track/camera_node")
-    proc = subprocess.Popen(["perception-run", str(graph), "--only", others], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = ManagedProcess(["perception-run", str(graph), "--only", others], name="perception-run",
+                          log_path=out / "graph.log")
     camera = None
     try:
         n_track, n_av = 2 * data["track"]["n"], LEAD_IN + len(data["av"]["conditions"])
-        ok = rec.spin_until(lambda: proc.poll() is not None or rec.instruction_pub.get_subscription_count() > 0,
-                            timeout=120)
+        ok = rec.poll_until(lambda: proc.poll() is not None or rec.instruction_pub.get_subscription_count() > 0, 120)
         if not ok or proc.poll() is not None:
             print(f"demo: the tracker did not come up; see {out / 'graph.log'}", file=sys.stderr)
             return 1
@@ -338,23 +321,18 @@ def main(argv: list[str] | None = None) -> int:
         rec.instruction_pub.publish(String(data=data["track"]["instruction"]))
         print(f"demo: sent the instruction {data['track']['instruction']!r} on /instruction", flush=True)
         # The tracking camera starts once the instruction is out, so the clip is tracked from its first frames.
-        camera = subprocess.Popen(["perception-run", str(graph), "--only", "/track/camera_node"],
-                                  stdout=(out / "graph-camera.log").open("wb"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        done = rec.spin_until(lambda: len(rec.track_frames) >= n_track and len(rec.av_frames) >= n_av
-                              and len(rec.scores) >= n_av, timeout=args.timeout)
-        rec.spin_until(lambda: False, timeout=1.0)  # the last results
+        camera = ManagedProcess(["perception-run", str(graph), "--only", "/track/camera_node"],
+                                name="perception-run (tracking camera)", log_path=out / "graph-camera.log")
+        done = rec.wait_for(lambda: len(rec.track_frames) >= n_track and len(rec.av_frames) >= n_av
+                            and len(rec.scores) >= n_av, timeout=args.timeout)
+        time.sleep(1.0)  # the last results
         if not done:
             print(f"demo: timed out after {args.timeout:.0f} s; writing what arrived", file=sys.stderr)
     finally:
-        for p in (camera, proc):
-            if p is not None and p.poll() is None:
-                os.killpg(p.pid, signal.SIGINT)
-                p.wait(timeout=30)
-        log.close()
+        stop_all([camera, proc], grace=30.0)
+        rec.close()  # nothing is recorded after this: the outputs below read settled lists
     wall = time.monotonic() - t0
     summary = _write_outputs(out, data, rec, {"tracker": t_desc, "avs": a_desc}, wall)
-    rec.close()
     print((out / "summary.md").read_text())
     ok = summary["tracking"]["results"] > 0 and summary["avs"]["scores"] > 0
     print(f"demo: {'done' if ok else 'FAILED: no results'}; outputs in {out}/", flush=True)

@@ -38,11 +38,8 @@ with ``scoring.run_tracker_library(..., brain_sync=True)`` on the same bag -- te
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -54,7 +51,8 @@ from typing import Any
 import numpy as np
 
 from perception_common.stamps import header_ns, stamp_ns
-from perception_nodes.dds import configure_fastdds
+from perception_nodes.processes import ManagedProcess
+from perception_nodes.recorder import RecorderNode
 
 from . import scoring
 from .bags import NS, PLAYED_ROLES, BagError, Episode, read_episode
@@ -89,38 +87,28 @@ def _mask(image) -> np.ndarray | None:
     return imgmsg_to_array(image) > 0
 
 
-class NodeRecorder:
-    """An rclpy node in its own context, spinning in a background thread: publishers for the bags' roles,
+class NodeRecorder(RecorderNode):
+    """The replay's recorder (:class:`perception_nodes.recorder.RecorderNode`): publishers for the bags' roles,
     subscriptions to what tracker_node / avs_node publish, everything recorded by frame stamp."""
 
     def __init__(self, *, tracker_node: str | None, avs_node: str | None, topics: dict[str, str]):
-        import rclpy
         from perception_msgs.msg import AudioChunk, Reasoning, SoundingMask, TrackResult
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
-        self._rclpy = rclpy
-        self.context = rclpy.Context()
-        dds_level, dds_message = configure_fastdds()  # this process publishes the bag's images
+        super().__init__(f"replay_eval_{os.getpid()}")  # loads the Fast DDS profile: this process publishes images
+        dds_level, dds_message = self.dds
         if dds_level != "info":
             print(f"replay-eval: {dds_message}", file=sys.stderr, flush=True)
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"replay_eval_{os.getpid()}", context=self.context)
-        self.lock = threading.Condition()
         self.tracker_node, self.avs_node = tracker_node, avs_node
         self.topics = topics
 
-        def qos(depth: int) -> QoSProfile:
-            return QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.RELIABLE)
-
         types = {"image": Image, "audio": AudioChunk, "instruction": String}
         depth = {"image": 100, "audio": 1000, "instruction": 10}
-        self.pubs = {role: self.node.create_publisher(types[role], topics[role], qos(depth[role])) for role in types}
+        self.pubs = {role: self.publisher(types[role], topics[role], depth[role]) for role in types}
         # per-task image topics (graph mode gives each node its own, so a node never gets the other task's frames)
         self.image_pubs = {
-            task: self.node.create_publisher(Image, topics[f"image_{task}"], qos(100))
+            task: self.publisher(Image, topics[f"image_{task}"], 100)
             if topics.get(f"image_{task}", topics["image"]) != topics["image"]
             else self.pubs["image"]
             for task in ("tracking", "avs")
@@ -131,29 +119,15 @@ class NodeRecorder:
         self.sounding: dict[int, Any] = {}
         self.duplicates = 0
         self.last_output = time.monotonic()
-        self.subs = []
         if tracker_node:
-            self.subs.append(
-                self.node.create_subscription(TrackResult, f"{tracker_node}/result", self._on_result, qos(1000))
-            )
-            self.subs.append(
-                self.node.create_subscription(Reasoning, f"{tracker_node}/reasoning", self._on_reasoning, qos(100))
-            )
+            self.subscribe(TrackResult, f"{tracker_node}/result", self._on_result, 1000)
+            self.subscribe(Reasoning, f"{tracker_node}/reasoning", self._on_reasoning, 100)
             from std_srvs.srv import Trigger
 
             self.cancel_client = self.node.create_client(Trigger, f"{tracker_node}/cancel")
         if avs_node:
-            self.subs.append(
-                self.node.create_subscription(SoundingMask, f"{avs_node}/score", self._on_score, qos(1000))
-            )
-            self.subs.append(
-                self.node.create_subscription(SoundingMask, f"{avs_node}/sounding", self._on_sounding, qos(100))
-            )
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._closing = threading.Event()
-        self._spin = threading.Thread(target=self._spin_loop, name="replay_eval_spin", daemon=True)
-        self._spin.start()
+            self.subscribe(SoundingMask, f"{avs_node}/score", self._on_score, 1000)
+            self.subscribe(SoundingMask, f"{avs_node}/sounding", self._on_sounding, 100)
 
     # -- callbacks (executor thread) --------------------------------------------------
     def _store(self, table: dict, stamp: int, value) -> None:
@@ -207,20 +181,7 @@ class NodeRecorder:
     def _on_sounding(self, msg) -> None:
         self._store(self.sounding, header_ns(msg), _mask(msg.mask))
 
-    def _spin_loop(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok() and not self._closing.is_set():
-                self.executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, Exception):  # shutting down
-            pass
-
     # -- helpers -------------------------------------------------------------------------
-    def wait_for(self, predicate, timeout: float) -> bool:
-        with self.lock:
-            return self.lock.wait_for(predicate, timeout)
-
     def ready(self, task: str) -> str | None:
         """None when the node of ``task`` is connected both ways, else what is missing."""
         node = self.tracker_node if task == "tracking" else self.avs_node
@@ -282,15 +243,6 @@ class NodeRecorder:
             self.sounding.clear()
             self.reasoning.clear()
             self.duplicates = 0
-
-    def close(self) -> None:
-        self._closing.set()
-        self._spin.join(timeout=2.0)
-        with contextlib.suppress(Exception):
-            self.executor.shutdown()
-            self.node.destroy_node()
-        with contextlib.suppress(Exception):
-            self._rclpy.shutdown(context=self.context)
 
 
 # ---------------------------------------------------------------------------------------------- playing
@@ -422,16 +374,8 @@ class GraphNodes:
         if shutil.which("perception-run") is None:
             cmd = [sys.executable, "-m", "perception_nodes.launcher", *cmd[1:]]
         self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("wb")
         self.cmd = cmd
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
+        self.proc = ManagedProcess(cmd, name="perception-run", log_path=log_path)
 
     def topic(self, exe: str, param: str, default: str) -> str:
         spec = self.specs.get(exe)
@@ -445,14 +389,7 @@ class GraphNodes:
         return f"perception-run exited with code {code}; its log: {self.log_path}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
+        self.proc.stop(grace=20.0)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -11,7 +11,6 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from perception_nodes.dds import configure_fastdds
 from perception_nodes.graph import GraphError, apply_overrides, load_graph
+from perception_nodes.processes import ManagedProcess, stop_all
 
 
 def _pump(prefix: str, stream, lock: threading.Lock) -> None:
@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"perception-run: {len(specs)} node(s) from {args.graph}; ROS_DOMAIN_ID="
           f"{os.environ.get('ROS_DOMAIN_ID', '0')}, discovery range {discovery}", flush=True)
     lock = threading.Lock()
-    procs: list[tuple[str, subprocess.Popen]] = []
+    procs: list[ManagedProcess] = []
     for spec in specs:
         cmd = [spec.executable, *spec.ros_args(params)]
         print(f"perception-run: starting {spec.key}: {' '.join(cmd)}", flush=True)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = ManagedProcess(cmd, name=spec.key)
         threading.Thread(target=_pump, args=(spec.key, proc.stdout, lock), daemon=True).start()
-        procs.append((spec.key, proc))
+        procs.append(proc)
 
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.is_set():
         if args.duration and time.monotonic() - start >= args.duration:
             break
-        for key, proc in procs:
+        for proc in procs:
             code = proc.poll()
-            if code is not None and key not in reported:
-                reported.add(key)
-                print(f"perception-run: {key} exited with code {code}", flush=True)
+            if code is not None and proc.name not in reported:
+                reported.add(proc.name)
+                print(f"perception-run: {proc.name} exited with code {code}", flush=True)
                 if code != 0:
                     rc = 1
                     if args.exit_on_failure:
@@ -90,16 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(reported) == len(procs):
             break
         stop.wait(0.2)
-    for _, proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-    for key, proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            print(f"perception-run: {key} did not stop on SIGINT; killing it", flush=True)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_all(procs, grace=10.0, on_escalate=lambda p, sig: print(
+        f"perception-run: {p.name} did not stop; sending {sig}", flush=True))
     shutil.rmtree(tmp, ignore_errors=True)
     return rc
 

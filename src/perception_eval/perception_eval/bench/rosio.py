@@ -4,14 +4,13 @@ with their arrival times (wall clock, the clock frame stamps come from)."""
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from perception_common.stamps import NS, header_ns, set_stamp, stamp_ns
-from perception_nodes.dds import configure_fastdds
+from perception_nodes.recorder import RecorderNode
 
 
 @dataclass
@@ -37,42 +36,16 @@ class AVSLog:
         self.scores.clear()
 
 
-class BenchIO:
-    def __init__(self):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+class BenchIO(RecorderNode):
+    """The harness's recorder: publishers for frames and instructions, logs of what each node published, and the
+    latest ``/diagnostics`` of every node."""
 
-        self._rclpy = rclpy
-        self.context = rclpy.Context()
-        self.dds = configure_fastdds()  # this process publishes the frames: same transport as the nodes
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"perception_bench_{os.getpid()}", context=self.context)
-        self.lock = threading.Condition()
-        self.diagnostics: dict[str, dict[str, str]] = {}
-        self._subs = []
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._closing = threading.Event()
-        self._spin = threading.Thread(target=self._spin_loop, name="bench_spin", daemon=True)
-        self._spin.start()
+    def __init__(self):
         from diagnostic_msgs.msg import DiagnosticArray
 
-        self._subs.append(self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50))
-
-    def _spin_loop(self) -> None:
-        try:
-            while self.context.ok() and not self._closing.is_set():
-                self.executor.spin_once(timeout_sec=0.05)
-        except Exception:  # shutting down
-            pass
-
-    def _qos(self, depth: int, reliable: bool = True):
-        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
-
-        return QoSProfile(
-            depth=depth,
-            reliability=QoSReliabilityPolicy.RELIABLE if reliable else QoSReliabilityPolicy.BEST_EFFORT,
-        )
+        super().__init__(f"perception_bench_{os.getpid()}")
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.subscribe(DiagnosticArray, "/diagnostics", self._on_diag, 50)
 
     # -- inputs ---------------------------------------------------------------------------
     def image_publisher(self, topic: str):
@@ -80,12 +53,12 @@ class BenchIO:
 
         # Depth 1, as a camera: this process publishes to three nodes, and each reliable writer keeps its history in
         # the participant's shared-memory segment (16 MB: three writers x 5 VGA frames nearly filled it).
-        return self.node.create_publisher(Image, topic, self._qos(1))
+        return self.publisher(Image, topic, 1)
 
     def string_publisher(self, topic: str):
         from std_msgs.msg import String
 
-        return self.node.create_publisher(String, topic, self._qos(10))
+        return self.publisher(String, topic, 10)
 
     # -- outputs --------------------------------------------------------------------------
     def watch_tracker(self, fqn: str) -> TrackerLog:
@@ -94,20 +67,15 @@ class BenchIO:
         log = TrackerLog()
 
         def on_result(msg):
-            with self.lock:
-                log.results.append(
-                    (header_ns(msg), time.time_ns(), int(msg.state), bool(msg.rethinking), float(msg.processing_time))
-                )
-                self.lock.notify_all()
+            log.results.append(
+                (header_ns(msg), time.time_ns(), int(msg.state), bool(msg.rethinking), float(msg.processing_time))
+            )
 
         def on_reasoning(msg):
-            frame = stamp_ns(msg.frame_stamp)
-            with self.lock:
-                log.reasoning.append((frame, float(msg.latency), bool(msg.success), time.time_ns()))
-                self.lock.notify_all()
+            log.reasoning.append((stamp_ns(msg.frame_stamp), float(msg.latency), bool(msg.success), time.time_ns()))
 
-        self._subs.append(self.node.create_subscription(TrackResult, f"{fqn}/result", on_result, self._qos(500)))
-        self._subs.append(self.node.create_subscription(Reasoning, f"{fqn}/reasoning", on_reasoning, self._qos(50)))
+        self.subscribe(TrackResult, f"{fqn}/result", on_result, 500)
+        self.subscribe(Reasoning, f"{fqn}/reasoning", on_reasoning, 50)
         return log
 
     def watch_avs(self, fqn: str) -> AVSLog:
@@ -116,33 +84,14 @@ class BenchIO:
         log = AVSLog()
 
         def on_score(msg):
-            with self.lock:
-                log.scores.append((header_ns(msg), time.time_ns(), float(msg.score), bool(msg.sounding)))
-                self.lock.notify_all()
+            log.scores.append((header_ns(msg), time.time_ns(), float(msg.score), bool(msg.sounding)))
 
-        self._subs.append(self.node.create_subscription(SoundingMask, f"{fqn}/score", on_score, self._qos(500)))
+        self.subscribe(SoundingMask, f"{fqn}/score", on_score, 500)
         return log
 
     def _on_diag(self, msg) -> None:
-        with self.lock:
-            for status in msg.status:
-                self.diagnostics[status.hardware_id] = {kv.key: kv.value for kv in status.values}
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        with self.lock:
-            return self.lock.wait_for(predicate, timeout)
-
-    def count_publishers(self, topic: str) -> int:
-        return self.node.count_publishers(topic)
-
-    def close(self) -> None:
-        self._closing.set()
-        self._spin.join(timeout=2.0)
-        try:
-            self.executor.shutdown()
-            self.node.destroy_node()
-        finally:
-            self._rclpy.try_shutdown(context=self.context)
+        for status in msg.status:
+            self.diagnostics[status.hardware_id] = {kv.key: kv.value for kv in status.values}
 
 
 class FrameSource:
