@@ -287,214 +287,249 @@ def total_steps(config: Mapping[str, Any], samples_per_epoch: int, world: int) -
 
 def run(task: Task, *, resume: str | Path | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train ``task`` (see the module docstring). Returns a summary (steps, last metrics, paths)."""
-    cfg = task.config
-    out = Path(cfg["output_dir"])
-    train = cfg["train"]
-    accum, batch_size = int(train["grad_accum"]), int(train["batch_size"])
-    if accum < 1 or batch_size < 1:
-        raise ConfigError("train.grad_accum and train.batch_size must be at least 1")
-    state = None
-    if resume is not None:
-        state = load_checkpoint(find_checkpoint(resume))
-    elif (out / CHECKPOINTS).is_dir() and any((out / CHECKPOINTS).iterdir()):
-        if not overwrite:
-            raise SetupError(
-                f"output_dir {str(out)!r} already holds checkpoints: resume with --resume {out}, "
-                "pick another output_dir, or pass --overwrite"
-            )
-        shutil.rmtree(out / CHECKPOINTS)
+    return _TrainingRun(task, resume=resume, overwrite=overwrite).train()
 
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
-    task.setup()  # every path checked and every dataset read before anything heavy
 
-    accelerator = make_accelerator(
-        cfg["accelerate"], grad_accum=accum, batch_size=batch_size, grad_clip=float(train["grad_clip"])
-    )
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    steps = total_steps(cfg, task.samples_per_epoch(), world)
-    seed_everything(int(cfg["seed"]))
-    module = task.build_module()
-    optimizer = build_optimizer(task.param_groups(module), cfg["optim"])
-    scheduler = build_scheduler(optimizer, cfg["schedule"], steps)
-    module, optimizer = accelerator.prepare(module, optimizer)
-    raw = accelerator.unwrap_model(module)
-    deepspeed = accelerator.state.deepspeed_plugin is not None
+class _TrainingRun:
+    """One run of :func:`run`: set-up and resume (the constructor), the step loop (:meth:`train`), evaluation,
+    checkpoints and the final export."""
 
-    start, best = 0, {"value": None, "step": None}
-    if state is not None:
-        if state.get("world") not in (None, world):
+    def __init__(self, task: Task, *, resume: str | Path | None, overwrite: bool) -> None:
+        self.task = task
+        self.cfg = cfg = task.config
+        self.out = out = Path(cfg["output_dir"])
+        train = cfg["train"]
+        self.accum, self.batch_size = int(train["grad_accum"]), int(train["batch_size"])
+        if self.accum < 1 or self.batch_size < 1:
+            raise ConfigError("train.grad_accum and train.batch_size must be at least 1")
+        state = None
+        if resume is not None:
+            state = load_checkpoint(find_checkpoint(resume))
+        elif (out / CHECKPOINTS).is_dir() and any((out / CHECKPOINTS).iterdir()):
+            if not overwrite:
+                raise SetupError(
+                    f"output_dir {str(out)!r} already holds checkpoints: resume with --resume {out}, "
+                    "pick another output_dir, or pass --overwrite"
+                )
+            shutil.rmtree(out / CHECKPOINTS)
+
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg["threads"]))
+        task.setup()  # every path checked and every dataset read before anything heavy
+
+        self.accelerator = accelerator = make_accelerator(
+            cfg["accelerate"], grad_accum=self.accum, batch_size=self.batch_size, grad_clip=float(train["grad_clip"])
+        )
+        self.rank, self.world, self.main = (
+            accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+        )
+        self.steps = total_steps(cfg, task.samples_per_epoch(), self.world)
+        seed_everything(int(cfg["seed"]))
+        module = task.build_module()
+        optimizer = build_optimizer(task.param_groups(module), cfg["optim"])
+        self.scheduler = build_scheduler(optimizer, cfg["schedule"], self.steps)
+        self.module, self.optimizer = accelerator.prepare(module, optimizer)
+        self.raw = accelerator.unwrap_model(self.module)
+        self.deepspeed = accelerator.state.deepspeed_plugin is not None
+
+        self.start, self.best = 0, {"value": None, "step": None}
+        if state is not None:
+            self._restore(state, resume)
+        if self.main:
+            out.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, out / "config.yaml")
+        keep = self.start if state is not None else None
+        self.train_log = MetricsLog(out / "train_log.csv", keep_until=keep) if self.main else None
+        self.eval_log = MetricsLog(out / "eval_log.csv", keep_until=keep) if self.main else None
+        self.per_epoch = max(1, task.samples_per_epoch())
+        self.samples_per_micro = self.batch_size * self.world
+
+    def _restore(self, state: dict[str, Any], resume: str | Path) -> None:
+        """Model, optimizer, scheduler, random states and the data position of a checkpoint."""
+        if state.get("world") not in (None, self.world):
             print(
-                f"warning: checkpoint was written with {state['world']} processes, now {world}: the data order "
+                f"warning: checkpoint was written with {state['world']} processes, now {self.world}: the data order "
                 "after the resume differs from an uninterrupted run",
                 file=sys.stderr,
             )
-        if deepspeed:
-            accelerator.load_state(str(find_checkpoint(resume) / "accelerate"))
+        if self.deepspeed:
+            self.accelerator.load_state(str(find_checkpoint(resume) / "accelerate"))
         else:
-            task.load_model_state(raw, state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["lr_scheduler"])
-        start = int(state["step"])
-        best = dict(state.get("best") or best)
+            self.task.load_model_state(self.raw, state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["lr_scheduler"])
+        self.start = int(state["step"])
+        self.best = dict(state.get("best") or self.best)
         restore_rng(state["rng"])
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, out / "config.yaml")
-    train_log = MetricsLog(out / "train_log.csv", keep_until=start if state is not None else None) if main else None
-    eval_log = MetricsLog(out / "eval_log.csv", keep_until=start if state is not None else None) if main else None
 
-    per_epoch = max(1, task.samples_per_epoch())
-    samples_per_micro = batch_size * world
-
-    def data_position(step: int) -> dict[str, Any]:
-        samples = step * accum * samples_per_micro
+    def data_position(self, step: int) -> dict[str, Any]:
+        samples = step * self.accum * self.samples_per_micro
         return {
-            "micro_batches": step * accum,
+            "micro_batches": step * self.accum,
             "samples": samples,
-            "epoch": samples / per_epoch,
-            "samples_per_epoch": per_epoch,
+            "epoch": samples / self.per_epoch,
+            "samples_per_epoch": self.per_epoch,
         }
 
-    def checkpoint(step: int) -> None:
-        if deepspeed:
-            accelerator.save_state(str(out / CHECKPOINTS / f".ds_{step}"))
-            accelerator.wait_for_everyone()
-        if not main:
+    def checkpoint(self, step: int) -> None:
+        out = self.out
+        if self.deepspeed:
+            self.accelerator.save_state(str(out / CHECKPOINTS / f".ds_{step}"))
+            self.accelerator.wait_for_everyone()
+        if not self.main:
             return
         payload = {
             "step": step,
-            "epoch": data_position(step)["epoch"],
-            "world": world,
-            "model": {} if deepspeed else task.model_state(raw),
-            "optimizer": {} if deepspeed else optimizer.state_dict(),
-            "lr_scheduler": scheduler.state_dict(),
+            "epoch": self.data_position(step)["epoch"],
+            "world": self.world,
+            "model": {} if self.deepspeed else self.task.model_state(self.raw),
+            "optimizer": {} if self.deepspeed else self.optimizer.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict(),
             "rng": capture_rng(),
-            "data": data_position(step),
-            "best": best,
+            "data": self.data_position(step),
+            "best": self.best,
         }
 
         def move_ds(folder: Path) -> None:
-            if deepspeed:
+            if self.deepspeed:
                 (out / CHECKPOINTS / f".ds_{step}").rename(folder / "accelerate")
 
-        save_checkpoint(out, payload, cfg, keep_last=int(cfg["checkpoint"]["keep_last"]), extra_writer=move_ds)
+        keep_last = int(self.cfg["checkpoint"]["keep_last"])
+        save_checkpoint(out, payload, self.cfg, keep_last=keep_last, extra_writer=move_ds)
 
-    def evaluate(step: int) -> dict[str, float]:
+    def evaluate(self, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        if main:
-            raw.eval()
+        if self.main:
+            self.raw.eval()
             t0 = time.perf_counter()
             with torch.random.fork_rng(devices=[]), torch.no_grad():  # evaluation never moves the random states
-                metrics = task.evaluate(raw, step)
-            raw.train()
+                metrics = self.task.evaluate(self.raw, step)
+            self.raw.train()
             if metrics:
-                eval_log.append(
+                self.eval_log.append(
                     {
                         "step": step,
-                        "epoch": round(data_position(step)["epoch"], 4),
+                        "epoch": round(self.data_position(step)["epoch"], 4),
                         **metrics,
                         "eval_seconds": round(time.perf_counter() - t0, 2),
                     }
                 )
-                key = cfg["eval"].get("best_metric")
-                if key and key in metrics and math.isfinite(metrics[key]):
-                    better = best["value"] is None or (
-                        metrics[key] > best["value"]
-                        if cfg["eval"]["best_mode"] == "max"
-                        else metrics[key] < best["value"]
-                    )
-                    if better:
-                        best.update(value=float(metrics[key]), step=step)
-                        task.export(raw, out / "best")
-                        dump_config(cfg, out / "best" / "training_config.yaml")
-        accelerator.wait_for_everyone()
+                self._keep_best(step, metrics)
+        self.accelerator.wait_for_everyone()
         return metrics
 
-    generator = torch.Generator().manual_seed(int(cfg["seed"]))
-    batches = task.micro_batches(start * accum, rank=rank, world=world, generator=generator)
-    from tqdm.auto import tqdm
+    def _keep_best(self, step: int, metrics: dict[str, float]) -> None:
+        key = self.cfg["eval"].get("best_metric")
+        if not key or key not in metrics or not math.isfinite(metrics[key]):
+            return
+        best = self.best["value"]
+        value = metrics[key]
+        better = best is None or (value > best if self.cfg["eval"]["best_mode"] == "max" else value < best)
+        if better:
+            self.best.update(value=float(value), step=step)
+            self.task.export(self.raw, self.out / "best")
+            dump_config(self.cfg, self.out / "best" / "training_config.yaml")
 
-    bar = tqdm(
-        total=steps, initial=start, disable=not (main and cfg.get("progress", True)), desc=task.name, dynamic_ncols=True
-    )
-    log_every, eval_every, ckpt_every = (
-        int(train["log_every"]),
-        int(cfg["eval"]["every"]),
-        int(cfg["checkpoint"]["every"]),
-    )
-    window: dict[str, float] = {}
-    window_steps, window_time = 0, 0.0
-    last_metrics: dict[str, float] = {}
-    step = start
-    module.train()
-    try:
-        while step < steps:
-            t0 = time.perf_counter()
-            sums: dict[str, float] = {}
-            for j in range(accum):
-                batch = task.to_device(next(batches), accelerator.device)
-                sync = accelerator.no_sync(module) if (j < accum - 1 and not deepspeed) else _null()
-                with sync:
-                    losses = module(batch)
-                    loss = losses["loss"]
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss is {float(loss)} at step {step + 1}; stopping")
-                    accelerator.backward(loss / accum if not deepspeed else loss)
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
-            if float(train["grad_clip"]) > 0 and not deepspeed:
-                accelerator.clip_grad_norm_(module.parameters(), float(train["grad_clip"]))
-            optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            dt = time.perf_counter() - t0
-            for k, v in sums.items():
-                window[k] = window.get(k, 0.0) + v
-            window_steps += 1
-            window_time += dt
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss']:.4f}", lr=f"{lr:.2e}")
-            if main and (step % log_every == 0 or step == steps):
-                row = {"step": step, "epoch": round(data_position(step)["epoch"], 4), "lr": lr}
-                row.update({k: v / window_steps for k, v in window.items()})
-                row["sec_per_step"] = window_time / window_steps
-                row["samples_per_sec"] = accum * samples_per_micro * window_steps / max(window_time, 1e-9)
-                train_log.append(row)
-                window, window_steps, window_time = {}, 0, 0.0
-            if eval_every > 0 and step % eval_every == 0 and step != steps:
-                last_metrics = evaluate(step) or last_metrics
-            if ckpt_every > 0 and step % ckpt_every == 0 and step != steps:
-                checkpoint(step)
-    except KeyboardInterrupt:
-        bar.close()
-        checkpoint(step)
-        print(f"\ninterrupted: checkpoint of step {step} saved; continue with --resume {out}", file=sys.stderr)
-        raise
-    bar.close()
-    last_metrics = evaluate(step) or last_metrics
-    checkpoint(step)
-    summary: dict[str, Any] = {"steps": step, "output_dir": str(out), "metrics": last_metrics, "best": best}
-    if main:
-        task.export(raw, out / "model")
-        dump_config(cfg, out / "model" / "training_config.yaml")
-        summary["model"] = str(out / "model")
+    def _optimizer_step(self, batches: Iterator[Any], step: int) -> tuple[dict[str, float], float]:
+        """``grad_accum`` micro-batches and one optimizer step; returns the mean losses and the learning rate."""
+        accum, grad_clip = self.accum, float(self.cfg["train"]["grad_clip"])
+        sums: dict[str, float] = {}
+        for j in range(accum):
+            batch = self.task.to_device(next(batches), self.accelerator.device)
+            sync = self.accelerator.no_sync(self.module) if (j < accum - 1 and not self.deepspeed) else _null()
+            with sync:
+                losses = self.module(batch)
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {float(loss)} at step {step + 1}; stopping")
+                self.accelerator.backward(loss / accum if not self.deepspeed else loss)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
+        if grad_clip > 0 and not self.deepspeed:
+            self.accelerator.clip_grad_norm_(self.module.parameters(), grad_clip)
+        self.optimizer.step()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums, lr
+
+    def train(self) -> dict[str, Any]:
+        cfg, steps = self.cfg, self.steps
+        generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        batches = self.task.micro_batches(
+            self.start * self.accum, rank=self.rank, world=self.world, generator=generator
+        )
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=steps, initial=self.start, disable=not (self.main and cfg.get("progress", True)),
+            desc=self.task.name, dynamic_ncols=True,
+        )
+        log_every, eval_every, ckpt_every = (
+            int(cfg["train"]["log_every"]),
+            int(cfg["eval"]["every"]),
+            int(cfg["checkpoint"]["every"]),
+        )
+        window: dict[str, float] = {}
+        window_steps, window_time = 0, 0.0
+        last_metrics: dict[str, float] = {}
+        step = self.start
+        self.module.train()
         try:
-            summary["curves"] = str(
-                plot_curves(
-                    out / "train_log.csv",
-                    out / "eval_log.csv",
-                    out / "curves.png",
-                    title=f"{task.name}: {out.name}",
-                    metrics=task.plot_metrics,
+            while step < steps:
+                t0 = time.perf_counter()
+                sums, lr = self._optimizer_step(batches, step)
+                step += 1
+                dt = time.perf_counter() - t0
+                for k, v in sums.items():
+                    window[k] = window.get(k, 0.0) + v
+                window_steps += 1
+                window_time += dt
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['loss']:.4f}", lr=f"{lr:.2e}")
+                if self.main and (step % log_every == 0 or step == steps):
+                    row = {"step": step, "epoch": round(self.data_position(step)["epoch"], 4), "lr": lr}
+                    row.update({k: v / window_steps for k, v in window.items()})
+                    row["sec_per_step"] = window_time / window_steps
+                    row["samples_per_sec"] = self.accum * self.samples_per_micro * window_steps / max(window_time, 1e-9)
+                    self.train_log.append(row)
+                    window, window_steps, window_time = {}, 0, 0.0
+                if eval_every > 0 and step % eval_every == 0 and step != steps:
+                    last_metrics = self.evaluate(step) or last_metrics
+                if ckpt_every > 0 and step % ckpt_every == 0 and step != steps:
+                    self.checkpoint(step)
+        except KeyboardInterrupt:
+            bar.close()
+            self.checkpoint(step)
+            print(f"\ninterrupted: checkpoint of step {step} saved; continue with --resume {self.out}", file=sys.stderr)
+            raise
+        bar.close()
+        last_metrics = self.evaluate(step) or last_metrics
+        self.checkpoint(step)
+        return self._finish(step, last_metrics)
+
+    def _finish(self, step: int, last_metrics: dict[str, float]) -> dict[str, Any]:
+        """The final export (``model/``, its config, ``curves.png``) and the run's summary."""
+        out = self.out
+        summary: dict[str, Any] = {"steps": step, "output_dir": str(out), "metrics": last_metrics, "best": self.best}
+        if self.main:
+            self.task.export(self.raw, out / "model")
+            dump_config(self.cfg, out / "model" / "training_config.yaml")
+            summary["model"] = str(out / "model")
+            try:
+                summary["curves"] = str(
+                    plot_curves(
+                        out / "train_log.csv",
+                        out / "eval_log.csv",
+                        out / "curves.png",
+                        title=f"{self.task.name}: {out.name}",
+                        metrics=self.task.plot_metrics,
+                    )
                 )
-            )
-        except Exception as exc:  # a plotting problem must not lose a finished run
-            print(f"warning: curves.png not written: {exc}", file=sys.stderr)
-    accelerator.wait_for_everyone()
-    return summary
+            except Exception as exc:  # a plotting problem must not lose a finished run
+                print(f"warning: curves.png not written: {exc}", file=sys.stderr)
+        self.accelerator.wait_for_everyone()
+        return summary
 
 
 class _null:

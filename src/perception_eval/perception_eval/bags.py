@@ -364,8 +364,6 @@ def write_episode_bag(
         ground_truth: per frame an ``H x W`` mask or None (no annotation).
         storage: ``"mcap"`` or ``"sqlite3"``.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-
     if task not in ("tracking", "avs"):
         raise ValueError(f"task must be 'tracking' or 'avs', got {task!r}")
     if storage not in ("mcap", "sqlite3"):
@@ -382,58 +380,12 @@ def write_episode_bag(
     names = list(frame_names) if frame_names is not None else [f"{i:05d}" for i in range(len(frames))]
     stamps = [start_ns + round((first_frame_delay_s + i / fps) * NS) for i in range(len(frames))]
     instr = sorted(((stamps[0] + round(t * NS), text, extra) for t, text, extra in instructions), key=lambda x: x[0])
-    # (log_ns, role, message)
-    records: list[tuple[int, str, Any]] = []
-    for i, (frame, ns) in enumerate(zip(frames, stamps)):
-        frame = np.asarray(frame)
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frame {names[i]} must be H x W x 3 uint8 RGB, got {frame.dtype} {frame.shape}")
-        records.append((ns, "image", _image_msg(store, frame, "rgb8", ns, frame_id)))
-        if ground_truth is not None and ground_truth[i] is not None:
-            gt = np.where(np.asarray(ground_truth[i]) != 0, 255, 0).astype(np.uint8)
-            if gt.shape != frame.shape[:2]:
-                raise ValueError(f"ground truth of frame {names[i]} is {gt.shape}, the frame {frame.shape[:2]}")
-            records.append((ns, "ground_truth", _image_msg(store, gt, "mono8", ns, frame_id)))
-    for ns, text, _ in instr:
-        records.append((ns, "instruction", store.types["std_msgs/msg/String"](data=text)))
+    records = _frame_records(store, frames, names, stamps, ground_truth, frame_id)
+    records += [(ns, "instruction", store.types["std_msgs/msg/String"](data=text)) for ns, text, _ in instr]
     audio_info = None
     if audio is not None:
-        samples, rate = audio
-        samples = np.asarray(samples, np.float32)
-        if samples.ndim == 1:
-            samples = samples[:, None]
-        if samples.ndim != 2 or not samples.size:
-            raise ValueError(f"audio must be n or n x channels samples, got shape {samples.shape}")
-        if not np.isfinite(samples).all():
-            raise ValueError("audio contains NaN or Inf samples")
-        rate, channels = int(rate), int(samples.shape[1])
-        chunk_type = store.types["perception_msgs/msg/AudioChunk"]
-        for k, first in enumerate(range(0, samples.shape[0], chunk_size)):
-            block = samples[first : first + chunk_size]
-            ns = start_ns + round(first * NS / rate)
-            records.append(
-                (
-                    ns,
-                    "audio",
-                    chunk_type(
-                        header=_header(store, ns, audio_frame_id),
-                        sequence=k,
-                        sample_rate=rate,
-                        channels=channels,
-                        sample_format="f32",
-                        samples=np.ascontiguousarray(block.reshape(-1)),
-                        samples_per_channel=len(block),
-                        overflow=False,
-                    ),
-                )
-            )
-        audio_info = {
-            "sample_rate": rate,
-            "channels": channels,
-            "chunk_size": chunk_size,
-            "start_ns": start_ns,
-            "samples_per_channel": int(samples.shape[0]),
-        }
+        audio_records, audio_info = _audio_records(store, audio, start_ns, chunk_size, audio_frame_id)
+        records += audio_records
     order = {"audio": 0, "instruction": 1, "image": 2, "ground_truth": 3}
     records.sort(key=lambda r: (r[0], order[r[1]]))
     used = {role for _, role, _ in records}
@@ -452,6 +404,71 @@ def write_episode_bag(
         "negative": bool(negative),
         "audio": audio_info,
     }
+    _write_records(path, storage, store, info, records, {role: topics[role] for role in DEFAULT_TOPICS if role in used})
+    return path
+
+
+Record = tuple[int, str, Any]  # (log time ns, role, message)
+
+
+def _frame_records(store, frames, names, stamps, ground_truth, frame_id: str) -> list[Record]:
+    """The image (and ground-truth mask) messages of an episode's frames, checked."""
+    records: list[Record] = []
+    for i, (frame, ns) in enumerate(zip(frames, stamps)):
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frame {names[i]} must be H x W x 3 uint8 RGB, got {frame.dtype} {frame.shape}")
+        records.append((ns, "image", _image_msg(store, frame, "rgb8", ns, frame_id)))
+        if ground_truth is not None and ground_truth[i] is not None:
+            gt = np.where(np.asarray(ground_truth[i]) != 0, 255, 0).astype(np.uint8)
+            if gt.shape != frame.shape[:2]:
+                raise ValueError(f"ground truth of frame {names[i]} is {gt.shape}, the frame {frame.shape[:2]}")
+            records.append((ns, "ground_truth", _image_msg(store, gt, "mono8", ns, frame_id)))
+    return records
+
+
+def _audio_records(store, audio, start_ns: int, chunk_size: int, frame_id: str) -> tuple[list[Record], dict]:
+    """``AudioChunk`` messages of ``chunk_size`` samples (chunk ``k`` stamped at its first sample) and the episode's
+    audio description."""
+    samples, rate = audio
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or not samples.size:
+        raise ValueError(f"audio must be n or n x channels samples, got shape {samples.shape}")
+    if not np.isfinite(samples).all():
+        raise ValueError("audio contains NaN or Inf samples")
+    rate, channels = int(rate), int(samples.shape[1])
+    chunk_type = store.types["perception_msgs/msg/AudioChunk"]
+    records: list[Record] = []
+    for k, first in enumerate(range(0, samples.shape[0], chunk_size)):
+        block = samples[first : first + chunk_size]
+        ns = start_ns + round(first * NS / rate)
+        msg = chunk_type(
+            header=_header(store, ns, frame_id),
+            sequence=k,
+            sample_rate=rate,
+            channels=channels,
+            sample_format="f32",
+            samples=np.ascontiguousarray(block.reshape(-1)),
+            samples_per_channel=len(block),
+            overflow=False,
+        )
+        records.append((ns, "audio", msg))
+    info = {
+        "sample_rate": rate,
+        "channels": channels,
+        "chunk_size": chunk_size,
+        "start_ns": start_ns,
+        "samples_per_channel": int(samples.shape[0]),
+    }
+    return records, info
+
+
+def _write_records(path: Path, storage: str, store, info: dict, records: list[Record], topics: dict[str, str]) -> None:
+    """Write sorted records to a new rosbag2 folder with the episode description as custom data."""
+    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+
     try:
         writer = Writer(
             path, version=8, storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -459,15 +476,12 @@ def write_episode_bag(
         writer.set_custom_data(EPISODE_KEY, json.dumps(info))
         with writer:
             conns = {
-                role: writer.add_connection(topics[role], MSGTYPES[role], typestore=store)
-                for role in DEFAULT_TOPICS
-                if role in used
+                role: writer.add_connection(topic, MSGTYPES[role], typestore=store) for role, topic in topics.items()
             }
             for ns, role, msg in records:
                 writer.write(conns[role], ns, store.serialize_cdr(msg, MSGTYPES[role]))
     except WriterError as exc:
         raise BagError(f"cannot write {path}: {exc}") from None
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- sources

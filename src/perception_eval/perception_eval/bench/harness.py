@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from perception_common.stamps import NS
+from perception_nodes.processes import stop_all
 
 from .procs import NodeProcess
 
@@ -646,25 +647,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import bare as bare_loops
-
     args = build_parser().parse_args(argv)
-    if args.full:
-        models = FULL_MODELS
-    else:
-        import avs
-        import trackgpt
-        from perception_common.models import shipped_model_dir
-
-        models = {"tracker": str(shipped_model_dir(trackgpt)), "avs": str(shipped_model_dir(avs))}
+    models = FULL_MODELS if args.full else _shipped_models()
     args.tracker_model = args.tracker_model or models["tracker"]
     args.avs_model = args.avs_model or models["avs"]
-    do_tracker, do_avs = args.only in (None, "tracker"), args.only in (None, "avs")
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
     default_threads = torch.get_num_threads()
-    report: dict[str, Any] = {
+    # --avs-threads: the AVS node's `threads` parameter and torch.set_num_threads of the bare loop alike.
+    args.avs_threads = args.avs_threads or default_threads
+    report = _new_report(args, default_threads)
+    t_start = time.monotonic()
+    frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+    # 1. the nodes, all started at once (they load in parallel), measured one after the other
+    procs = _start_nodes(args)
+    report["nodes"] = {
+        name: {"node": p.fqn, "pid": p.pid, "command": p.cmd, "log": str(p.log_path)} for name, p in procs.items()
+    }
+    bench = None
+    bares: dict[str, Any] = {}
+    try:
+        # 2. the bare loops' models, loaded while the nodes load theirs (loading is not timed)
+        bares = _load_bare_models(args, frame, report)
+        bench = Bench(args)
+        report["dds"] = bench.io.dds[1]  # which Fast DDS profile the frames went out with
+        _measure(bench, args, procs, bares, report)
+    finally:
+        for b in bares.values():
+            b.close()
+        if bench is not None and getattr(bench, "audio", None) is not None:
+            bench.audio.stop()
+        stop_all(list(procs.values()))
+        if bench is not None:
+            bench.io.close()
+    report["seconds"] = round(time.monotonic() - t_start, 1)
+    report["targets"] = targets(report)
+    return _write_report(args.out / "node_bench.json", report)
+
+
+def _shipped_models() -> dict[str, str]:
+    import avs
+    import trackgpt
+    from perception_common.models import shipped_model_dir
+
+    return {"tracker": str(shipped_model_dir(trackgpt)), "avs": str(shipped_model_dir(avs))}
+
+
+def _wanted(args, kind: str) -> bool:
+    return args.only in (None, kind)
+
+
+def _new_report(args, default_threads: int) -> dict[str, Any]:
+    import torch
+
+    return {
         "version": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -683,106 +720,87 @@ def main(argv: Sequence[str] | None = None) -> int:
         "errors": [],
         "warnings": [],
     }
-    t_start = time.monotonic()
-    frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
-    # 1. the nodes, all started at once (they load in parallel), measured one after the other
+
+
+def _start_nodes(args) -> dict[str, NodeProcess]:
+    """Tracker A (tau 0: never rethinks) and B (tau 1: rethinks on every drop) and the AVS node V, as asked."""
     logs = args.out / "node_logs"
     procs: dict[str, NodeProcess] = {}
     # Frames go out reliable (camera_node's default); the nodes subscribe as --image-qos says (default auto: best
     # effort in live mode). Both sides load config/fastdds.xml (perception_nodes.dds): with Fast DDS's own 512 KB
     # shared-memory segment no best-effort 640x480 rgb8 frame arrived (perception-dds-check).
     common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
-    # --avs-threads: the AVS node's `threads` parameter and torch.set_num_threads of the bare loop alike.
-    avs_threads = args.avs_threads or default_threads
-    if do_tracker:
+    if _wanted(args, "tracker"):
         for name, tau in (("a", 0.0), ("b", 1.0)):
-            procs[name] = NodeProcess(
-                "tracker_node",
-                f"/bench_tracker_{name}",
-                {
-                    "model": args.tracker_model,
-                    "tau": tau,
-                    "image_topic": f"/bench_tracker_{name}/image",
-                    "instruction_topic": f"/bench_tracker_{name}/instruction",
-                    **common,
-                },
-                logs,
-            )
-    if do_avs:
-        procs["v"] = NodeProcess(
-            "avs_node",
-            "/bench_avs",
-            {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio",
-             "threads": avs_threads, **common},
-            logs,
-        )
-    report["nodes"] = {
-        name: {"node": p.fqn, "pid": p.pid, "command": p.cmd, "log": str(p.log_path)} for name, p in procs.items()
-    }
-    bench = None
+            params = {
+                "model": args.tracker_model,
+                "tau": tau,
+                "image_topic": f"/bench_tracker_{name}/image",
+                "instruction_topic": f"/bench_tracker_{name}/instruction",
+                **common,
+            }
+            procs[name] = NodeProcess("tracker_node", f"/bench_tracker_{name}", params, logs)
+    if _wanted(args, "avs"):
+        params = {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio",
+                  "threads": args.avs_threads, **common}
+        procs["v"] = NodeProcess("avs_node", "/bench_avs", params, logs)
+    return procs
+
+
+def _load_bare_models(args, frame: np.ndarray, report: dict[str, Any]) -> dict[str, Any]:
+    """The bare loops (the models without ROS) for the kinds asked; a failure is reported, not raised."""
+    from . import bare as bare_loops
+
     bares: dict[str, Any] = {}
-    try:
-        # 2. the bare loops' models, loaded while the nodes load theirs (loading is not timed)
-        for kind, make in (
-            ("tracker", lambda: bare_loops.BareTracker(args.tracker_model, args.device, frame)),
-            ("avs", lambda: bare_loops.BareAVS(args.avs_model, args.device, frame, threads=avs_threads)),
-        ):
-            if (kind == "tracker" and do_tracker) or (kind == "avs" and do_avs):
-                print(f"perception-bench: bare {kind} model ({getattr(args, kind + '_model')})", flush=True)
-                try:
-                    bares[kind] = make()
-                except Exception as exc:
-                    report["errors"].append(f"bare {kind}: {type(exc).__name__}: {exc}")
-                    report[kind] = {"model": getattr(args, f"{kind}_model"), "bare": {"error": str(exc)}}
-        bench = Bench(args)
-        report["dds"] = bench.io.dds[1]  # which Fast DDS profile the frames went out with
-        if "tracker" in bares:
-            print("perception-bench: tracker nodes", flush=True)
-            try:
-                report["tracker"] = run_tracker(bench, procs["a"], procs["b"], bares["tracker"], report["warnings"])
-            except Exception as exc:
-                report["errors"].append(f"tracker nodes: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-            bares.pop("tracker").close()
-        if "b" in procs:
-            procs.pop("b").stop()  # B is done; it would only hold memory and CPU
-        if "avs" in bares:
-            print("perception-bench: avs node", flush=True)
-            try:
-                report["avs"] = run_avs(
-                    bench,
-                    procs["v"],
-                    bares["avs"],
-                    bench.pub("image", "/bench_avs/image"),
-                )
-            except Exception as exc:
-                report["errors"].append(f"avs node: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-            bares.pop("avs").close()
-        # 3. memory: tracker A and the AVS node together
-        mem_procs, image_pubs, instruction_pub = {}, [], None
-        if (report.get("tracker") or {}).get("live_idle"):
-            mem_procs["tracker"] = procs["a"]
-            image_pubs.append(bench.pub("image", "/bench_tracker_a/image"))
-            instruction_pub = bench.pub("string", "/bench_tracker_a/instruction")
-        if (report.get("avs") or {}).get("live"):
-            mem_procs["avs"] = procs["v"]
-            image_pubs.append(bench.pub("image", "/bench_avs/image"))
-        if mem_procs and args.memory_minutes > 0:
-            print(f"perception-bench: memory over {args.memory_minutes} min", flush=True)
-            report["memory"] = run_memory(bench, mem_procs, image_pubs, instruction_pub)
-    finally:
-        for b in bares.values():
-            b.close()
-        if bench is not None and getattr(bench, "audio", None) is not None:
-            bench.audio.stop()
-        for proc in procs.values():
-            proc.stop()
-        if bench is not None:
-            bench.io.close()
-    report["seconds"] = round(time.monotonic() - t_start, 1)
-    report["targets"] = targets(report)
-    path = args.out / "node_bench.json"
+    for kind, make in (
+        ("tracker", lambda: bare_loops.BareTracker(args.tracker_model, args.device, frame)),
+        ("avs", lambda: bare_loops.BareAVS(args.avs_model, args.device, frame, threads=args.avs_threads)),
+    ):
+        if not _wanted(args, kind):
+            continue
+        print(f"perception-bench: bare {kind} model ({getattr(args, kind + '_model')})", flush=True)
+        try:
+            bares[kind] = make()
+        except Exception as exc:
+            report["errors"].append(f"bare {kind}: {type(exc).__name__}: {exc}")
+            report[kind] = {"model": getattr(args, f"{kind}_model"), "bare": {"error": str(exc)}}
+    return bares
+
+
+def _measure(bench: Bench, args, procs: dict[str, NodeProcess], bares: dict[str, Any], report: dict[str, Any]):
+    """The tracker nodes, then the AVS node, then the memory run of tracker A and the AVS node together."""
+    if "tracker" in bares:
+        print("perception-bench: tracker nodes", flush=True)
+        try:
+            report["tracker"] = run_tracker(bench, procs["a"], procs["b"], bares["tracker"], report["warnings"])
+        except Exception as exc:
+            report["errors"].append(f"tracker nodes: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        bares.pop("tracker").close()
+    if "b" in procs:
+        procs.pop("b").stop()  # B is done; it would only hold memory and CPU
+    if "avs" in bares:
+        print("perception-bench: avs node", flush=True)
+        try:
+            report["avs"] = run_avs(bench, procs["v"], bares["avs"], bench.pub("image", "/bench_avs/image"))
+        except Exception as exc:
+            report["errors"].append(f"avs node: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        bares.pop("avs").close()
+    mem_procs, image_pubs, instruction_pub = {}, [], None
+    if (report.get("tracker") or {}).get("live_idle"):
+        mem_procs["tracker"] = procs["a"]
+        image_pubs.append(bench.pub("image", "/bench_tracker_a/image"))
+        instruction_pub = bench.pub("string", "/bench_tracker_a/instruction")
+    if (report.get("avs") or {}).get("live"):
+        mem_procs["avs"] = procs["v"]
+        image_pubs.append(bench.pub("image", "/bench_avs/image"))
+    if mem_procs and args.memory_minutes > 0:
+        print(f"perception-bench: memory over {args.memory_minutes} min", flush=True)
+        report["memory"] = run_memory(bench, mem_procs, image_pubs, instruction_pub)
+
+
+def _write_report(path: Path, report: dict[str, Any]) -> int:
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(table(report))
     for w in report["warnings"]:
