@@ -150,6 +150,24 @@ def _decode_mask(img) -> np.ndarray | None:
 
 
 def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: float) -> dict:
+    """``tracking.mp4``, ``tracking.png``, ``avs.png``, ``summary.json`` and ``summary.md``; returns the summary."""
+    tracking = _tracking_outputs(out, data, rec)
+    per_cond = _avs_outputs(out, data, rec)
+    summary = {
+        "wall_seconds": round(wall, 1),
+        "models": models,
+        "tracking": tracking,
+        "avs": {"clip": data["av"]["name"], "sounding_category": data["av"]["category"],
+                "frames_published": len(rec.av_frames), "audio_chunks": rec.audio_chunks, "scores": len(rec.scores),
+                "per_condition": per_cond},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(_summary_markdown(summary))
+    return summary
+
+
+def _tracking_outputs(out: Path, data: dict, rec: Recorder) -> dict:
+    """The tracked video and contact sheet, and the tracking part of the summary (J&F by the one rule)."""
     import cv2
     from perception_msgs.msg import TrackResult
 
@@ -185,6 +203,27 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
     # the one J&F rule (every frame that got a result scored; the live timing: frames while the brain reasoned
     # have no mask and count as misses)
     score = score_track(truths, preds, sequence=data["track"]["video"]) if truths else None
+    latencies = [r.latency for r in rec.reasoning if r.success]
+    return {
+        "video": data["track"]["video"], "instruction": data["track"]["instruction"],
+        "instruction_kind": data["track"]["kind"],
+        "frames_published": len(rec.track_frames), "results": len(results),
+        "states": {name: sum(r.state == code for r in results) for code, name in states.items()},
+        "masks": sum(r.mask.width > 0 for r in results),
+        "answers": [r.answer for r in rec.reasoning if r.success],
+        "reasoning_latency_s": [round(x, 3) for x in latencies],
+        "rethinks": max((r.rethink_count for r in results), default=0),
+        "J_mean": score.j_mean if score else None, "F_mean": score.f_mean if score else None,
+        "JF_mean": score.jf_mean if score else None,
+    }
+
+
+def _avs_outputs(out: Path, data: dict, rec: Recorder) -> dict[str, dict]:
+    """``avs.png`` (a frame per audio condition, mask only where published) and the per-condition figures."""
+    import cv2
+
+    from perception_common.images import overlay
+    from perception_nodes.image_msgs import imgmsg_to_rgb8
 
     cond_of = {}
     av_order = sorted(rec.av_frames)
@@ -227,29 +266,11 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
         c["mean_score"] = float(np.mean(c["scores"])) if c["scores"] else None
         c["fpr_mean"] = float(np.mean(c["foreground_fraction"]))
         del c["scores"], c["foreground_fraction"]
+    return per_cond
 
-    latencies = [r.latency for r in rec.reasoning if r.success]
-    summary = {
-        "wall_seconds": round(wall, 1),
-        "models": models,
-        "tracking": {
-            "video": data["track"]["video"], "instruction": data["track"]["instruction"],
-            "instruction_kind": data["track"]["kind"],
-            "frames_published": len(rec.track_frames), "results": len(results),
-            "states": {name: sum(r.state == code for r in results) for code, name in states.items()},
-            "masks": sum(r.mask.width > 0 for r in results),
-            "answers": [r.answer for r in rec.reasoning if r.success],
-            "reasoning_latency_s": [round(x, 3) for x in latencies],
-            "rethinks": max((r.rethink_count for r in results), default=0),
-            "J_mean": score.j_mean if score else None, "F_mean": score.f_mean if score else None,
-        },
-        "avs": {"clip": data["av"]["name"], "sounding_category": data["av"]["category"],
-                "frames_published": len(rec.av_frames), "audio_chunks": rec.audio_chunks, "scores": len(rec.scores),
-                "per_condition": per_cond},
-    }
-    t = summary["tracking"]
-    t["JF_mean"] = score.jf_mean if score else None
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+def _summary_markdown(summary: dict) -> str:
+    t, models, per_cond = summary["tracking"], summary["models"], summary["avs"]["per_condition"]
     jf = "-" if t["JF_mean"] is None else f"{t['JF_mean']:.3f}"
     lines = [
         "# Demo summary", "",
@@ -273,8 +294,7 @@ def _write_outputs(out: Path, data: dict, rec: Recorder, models: dict, wall: flo
         lines.append(f"| {cond} | {c['frames']} | {c['masks_published']} | {score} | {c['no_audio']} | "
                      f"{c['fpr_mean']:.3f} |")
     lines += ["", "Files: tracking.mp4, tracking.png, avs.png, graph.yaml, graph.log, graph-camera.log, summary.json."]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    return summary
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
