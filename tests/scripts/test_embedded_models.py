@@ -30,11 +30,12 @@ AVS_MEASURED = {"G-mIoU": 0.809, "G-FPR": 0.006, "mIoU": 0.725}
 AVS_BASELINE_MEASURED = {"mIoU": 0.643}  # its first 3 clips
 MARGIN = 0.10  # absolute: G-mIoU / mIoU may be at most this much lower, G-FPR at most this much higher
 
-# The shipped TrackGPT is far below its target (J&F 0.311 on this sample of 3 instructions with its mask threshold
-# -1 chosen on VAL, 0.312 at 0; on the 167 of the test split see results/embedded); the sample is small and noisy
-# (the previous checkpoints: 0.260, 0.190, 0.184 and 0.265 here), so it guards against a broken checkpoint, not
-# small changes: one that does not localise its target scored 0.037.
-TRACKGPT_MEASURED = {"J&F": 0.311}
+# The shipped TrackGPT is far below its target (J&F 0.321 on this sample of 3 instructions with its mask threshold
+# -1 chosen on VAL, 0.319 at 0, under the one J&F rule: every frame scored; 0.311 / 0.312 when the first and last
+# frames were left out; on the 167 of the test split see results/embedded); the sample is small and noisy (the
+# previous checkpoints: 0.260, 0.190, 0.184 and 0.265 here, old rule), so it guards against a broken checkpoint,
+# not small changes: one that does not localise its target scored 0.037.
+TRACKGPT_MEASURED = {"J&F": 0.321}
 TRACKGPT_MARGIN = 0.10
 
 

@@ -1,6 +1,6 @@
 """``scripts/figure_embedded.py`` renders its figure and reports the AVS gate's decision consistently.
 
-Like ``tests/test_embedded_models.py``, the held-out sample is generated here by the seeded world generators
+Like ``tests/scripts/test_embedded_models.py``, the held-out sample is generated here by the seeded world generators
 (seed 9001, never used for training), so the test runs without ``data/worlds`` (CI generates nothing).
 """
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE_SEED = 9001  # as tests/test_embedded_models.py: not a training seed
+SAMPLE_SEED = 9001  # as tests/scripts/test_embedded_models.py: not a training seed
 MODEL_DIRS = (
     REPO / "src/avs/avs/pretrained/embedded",
     REPO / "src/avs/avs/pretrained/embedded-baseline",

@@ -1,6 +1,6 @@
 """launch_testing: launch/robot.launch.py with a sensors-only graph brings up nodes whose topics flow.
 
-Run by tests/test_launcher.py where launch_testing exists (the Docker image):
+Run by tests/perception_nodes/test_launcher.py where launch_testing exists (the Docker image):
     python -m launch_testing.launch_test tests/perception_bringup/launch/test_robot_launch.py
 """
 
