@@ -79,7 +79,7 @@ def evaluate_trackgpt(
     propagation_off: bool = True,
     oracle_answer: bool = True,
 ) -> dict[str, Any]:
-    """DAVIS J&F of a TrackGPT model on the instruction world, tracked as ``training.trackgpt``'s evaluator does
+    """J&F (every frame scored) of a TrackGPT model on the instruction world, tracked by the library's tracker
     (reason on frame 0, propagation, rethinking below ``tau`` x the reference purport score).
 
     The first ``max_videos`` videos of ``split`` and at most ``max_expressions`` instructions each. Groups:
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
 
-    from avs import AVSModel
+    from avs.loading import load_model as load_avs
 
     out: dict[str, Any] = {"avs": {}, "trackgpt": None}
     for label, folder in (("gated", args.avs_model), ("baseline (gate off)", args.avs_baseline)):
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"eval_embedded: no AVS model folder {folder}", file=sys.stderr)
             return 2
         t0 = time.perf_counter()
-        model = AVSModel.from_pretrained(folder)
+        model = load_avs(str(folder))
         also = () if model.config.gate == "off" or model.config.threshold == 0.5 else (0.5,)
         res = evaluate_avs(
             model, args.avs_world, args.avs_split, max_clips=args.avs_max_clips or None, also_thresholds=also
@@ -313,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         for t, other in res.pop("at_threshold", {}).items():  # the same predictions at another threshold
             out["avs"][f"{label}, threshold {t}"] = {**other, "threshold": float(t), "model": str(folder)}
     if not args.skip_trackgpt and args.trackgpt_model and Path(args.trackgpt_model).is_dir():
-        from trackgpt import TrackGPT
+        from trackgpt.loading import load_model as load_tracker
 
-        tmodel = TrackGPT.from_pretrained(args.trackgpt_model)
+        tmodel = load_tracker(str(args.trackgpt_model))
         out["trackgpt"] = evaluate_trackgpt(
             tmodel,
             args.instruction_world,

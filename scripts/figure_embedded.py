@@ -373,13 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, TrackRun | None] | None = None
     if args.trackgpt_model:
         from perception_eval.datasets import InsTrack
-        from trackgpt import TrackGPT
+        from trackgpt.loading import load_model as load_tracker
 
         root = worlds / "instruction"
         if not root.is_dir():
             return fail(f"no instruction world at {root} (perception-worlds instruction --out {root} --seed 0)")
         dataset = InsTrack(root, args.split, require_masks=True)
-        model = TrackGPT.from_pretrained(args.trackgpt_model)
+        model = load_tracker(str(args.trackgpt_model))
         runs = {}
         for kind, chosen in pick_instructions(dataset, args.seed).items():
             runs[kind] = (
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
     avs_rows: list[tuple[str, list[AVSPanel]]] = []
     if args.avs_model or args.avs_baseline_model:
-        from avs import AVSModel
+        from avs.loading import load_model as load_avs
         from perception_eval.datasets import AVSBenchRobust
 
         root = worlds / "avs"
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if not folder:
                 continue
-            model = AVSModel.from_pretrained(folder)
+            model = load_avs(str(folder))
             panels = avs_panels(model, samples, args.avs_frame)
             info = panels[0].extra
             avs_rows.append(

@@ -76,9 +76,9 @@ def pooled_features(model, world: Path, split: str, limit: int) -> tuple[list[to
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from avs import AVSModel
+    from avs.loading import load_model
 
-    model = AVSModel.from_pretrained(args.model).eval()
+    model = load_model(str(args.model))
     train_x, train_v = pooled_features(model, Path(args.world), args.train_split, args.train_clips)
     eval_x, eval_v = pooled_features(model, Path(args.world), args.eval_split, args.eval_clips)
     categories = sorted(set().union(*train_v))

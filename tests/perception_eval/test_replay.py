@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_bags import write_instrack, write_s4
 
+from avs.loading import load_model as load_avs
 from perception_eval import bags, scoring
 from perception_eval.bags import NS, read_episode
 from perception_eval.datasets import AVSBenchRobust, AVSBenchS4, InsTrack
@@ -21,6 +22,7 @@ from perception_eval.scoring import (
     score_avs,
     score_tracking,
 )
+from trackgpt.loading import load_model as load_tracker
 
 
 def _mask(shape, rows, cols):
@@ -149,7 +151,7 @@ def episode_bags(tmp_path_factory):
 
 def test_library_runs_are_scored_frame_by_frame(episode_bags, tiny_models):
     episode = read_episode(episode_bags["tracking"])
-    model = scoring.load_tracker_model(tiny_models["tracker"])
+    model = load_tracker(tiny_models["tracker"])
     first = scoring.run_tracker_library(episode, model)
     assert sorted(first) == episode.stamps  # an output for every frame
     # the first frame of each instruction goes to the brain (no mask yet), the next ones are decoded
@@ -164,7 +166,7 @@ def test_library_runs_are_scored_frame_by_frame(episode_bags, tiny_models):
     result = scoring.score_episode(episode, first)
     assert result["summary"]["scored"] == len(episode.stamps) and result["summary"]["missing"] == 0
 
-    avs_model = scoring.load_avs_model(tiny_models["avs"])
+    avs_model = load_avs(tiny_models["avs"])
     for path in episode_bags["avs"]:
         ep = read_episode(path)
         out = scoring.run_avs_library(ep, avs_model)
@@ -179,7 +181,7 @@ def test_avs_library_run_reports_frames_without_enough_audio(tmp_path, tiny_mode
     path = bags.write_episode_bag(
         tmp_path / "b", task="avs", frames=frames, fps=1, start_ns=10 * NS, first_frame_delay_s=0.5, audio=audio
     )
-    out = scoring.run_avs_library(read_episode(path), scoring.load_avs_model(tiny_models["avs"]))
+    out = scoring.run_avs_library(read_episode(path), load_avs(tiny_models["avs"]))
     scores = [out[s].score for s in sorted(out)]
     assert math.isnan(scores[0]) and not math.isnan(scores[1]) and math.isnan(scores[2])
 
@@ -216,7 +218,7 @@ def test_library_runs_skip_bad_input_with_a_warning_as_the_nodes_do(tmp_path, ti
     )
     episode = _corrupted(read_episode(path), _spoil)
     warnings: list[str] = []
-    out = scoring.run_avs_library(episode, scoring.load_avs_model(tiny_models["avs"]), warnings=warnings)
+    out = scoring.run_avs_library(episode, load_avs(tiny_models["avs"]), warnings=warnings)
     assert any("NaN" in w for w in warnings), warnings
     assert any("skipped" in w for w in warnings), warnings
     s0, s1, s2 = episode.stamps
@@ -228,7 +230,7 @@ def test_library_runs_skip_bad_input_with_a_warning_as_the_nodes_do(tmp_path, ti
     )  # fmt: skip
     episode = _corrupted(read_episode(path), _spoil)
     warnings = []
-    out = scoring.run_tracker_library(episode, scoring.load_tracker_model(tiny_models["tracker"]), warnings=warnings)
+    out = scoring.run_tracker_library(episode, load_tracker(tiny_models["tracker"]), warnings=warnings)
     assert any("instruction ignored" in w for w in warnings), warnings
     assert any("skipped" in w for w in warnings), warnings
     s0, s1, s2 = episode.stamps

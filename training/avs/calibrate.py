@@ -187,14 +187,14 @@ def save_shipped(model, dst: Path, *, fp16: bool) -> None:
     """Write ``model`` to ``dst`` (replacing it), the weights in fp16 when asked, and load it back."""
     from safetensors.torch import save_file
 
-    from avs import AVSModel
+    from avs.loading import load_model
 
     shutil.rmtree(dst, ignore_errors=True)
     model.save_pretrained(dst)
     if fp16:
         state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(dst / "model.safetensors"))
-    AVSModel.from_pretrained(dst)
+    load_model(str(dst))  # the written folder loads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,14 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(0.0 < t < 1.0 for t in args.thresholds):
         p.error(f"--thresholds must lie in (0, 1), got {args.thresholds}")
 
-    from avs import AVSModel
     from avs.errors import AVSError
+    from avs.loading import load_model
     from perception_common.checkpoint import CheckpointError
     from perception_eval.datasets import DatasetError
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        model = AVSModel.from_pretrained(args.model)
+        model = load_model(str(args.model))
         if args.gate_threshold and model.config.gate == "off":
             raise ValueError(f"{args.model}: gate is off, there is no threshold to choose (drop --gate-threshold)")
         first = predict_robust(

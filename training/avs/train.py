@@ -36,8 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avs import AVSModel, build_model, get_config
+from avs import AVSModel, get_config
 from avs.errors import AVSError
+from avs.loading import load_model
 from avs.losses import avm_loss, gate_bce_loss, segmentation_loss
 from perception_eval.datasets import DatasetError
 from perception_eval.metrics import RobustClip, avs_miou, evaluate_robust
@@ -187,7 +188,7 @@ class AVSTask(Task):
                 )
         try:
             self.model_config = (
-                AVSModel.from_pretrained(m["init_from"], gate_overrides=m.get("overrides")).config
+                load_model(m["init_from"], gate_overrides=m.get("overrides")).config
                 if m.get("init_from")
                 else get_config(m["config"], **dict(m.get("overrides") or {}))
             )
@@ -212,12 +213,12 @@ class AVSTask(Task):
         m = self.config["model"]
         try:
             if m.get("init_from"):
-                model = AVSModel.from_pretrained(m["init_from"], gate_overrides=m.get("overrides"))
+                model = load_model(m["init_from"], gate_overrides=m.get("overrides"))
                 for what, keys in model.gate_load_report.items():
                     if keys:
                         print(f"model.init_from: gate weights {what}: {', '.join(keys)}", file=sys.stderr)
             else:
-                model = build_model(m["config"], **dict(m.get("overrides") or {}))
+                model = load_model(f"config:{m['config']}", config_overrides=m.get("overrides"))
             if m.get("backbone_weights"):
                 model.load_backbone_weights(m["backbone_weights"])
             if m.get("audio_weights"):

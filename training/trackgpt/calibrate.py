@@ -155,11 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from perception_common.checkpoint import CheckpointError
     from perception_eval.datasets import DatasetError
-    from trackgpt import TrackGPT
+    from trackgpt.loading import load_model
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        model = TrackGPT.from_pretrained(args.model)
+        model = load_model(str(args.model))
         pairs = instruction_pairs(
             args.data, args.split, max_videos=args.max_videos or None, max_expressions=args.max_expressions
         )

@@ -69,6 +69,7 @@ from perception_eval.metrics import summarize_davis
 from perception_eval.tracking import dataset_instruction, evaluate_video
 from trackgpt import TrackGPT, get_config
 from trackgpt.errors import InstructionError, TrackGPTError
+from trackgpt.loading import load_model
 from trackgpt.model import build_projection
 
 from ..common.config import deep_merge
@@ -494,7 +495,7 @@ class TrackGPTTask(Task):
         try:
             if m.get("init_from"):
                 overrides = dict(m.get("overrides") or {})
-                model = TrackGPT.from_pretrained(m["init_from"], **dict(overrides.get("brain") or {}))
+                model = load_model(m["init_from"], **dict(overrides.get("brain") or {}))
                 norm = overrides.get("projection_input_norm")
                 if norm is not None and bool(norm) != model.config.projection_input_norm:
                     # phi of another input: a fresh one (the loaded phi read unstandardised states)
@@ -504,7 +505,7 @@ class TrackGPTTask(Task):
                         phi = build_projection(model.config, model.brain.hidden_size)
                     model.projection = phi.to(model.perception.dtype)
             else:
-                model = TrackGPT.from_config(self.model_config)
+                model = load_model(self.model_config)
         except TrackGPTError as exc:
             raise SetupError(f"model: {exc}") from exc
         self.model_config = model.config

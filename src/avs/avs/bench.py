@@ -31,7 +31,7 @@ from perception_common.timing import frame_time_stats
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
 from .errors import AVSError
-from .model import AVSModel, build_model
+from .loading import load_model
 
 DEFAULT_CONFIGS = ("tiny", "embedded", "resnet50-vggish", "pvt-v2-b5-vggish")
 
@@ -50,7 +50,7 @@ def bench_config(
 ) -> dict:
     """Time ``frames`` iterations of the per-frame loop for configuration ``name`` (or the model ``folder``)."""
     torch.manual_seed(seed)
-    model = (AVSModel.from_pretrained(folder) if folder else build_model(name)).to(device).eval()
+    model = load_model(str(folder) if folder else f"config:{name}", device=device)
     rng = np.random.default_rng(seed)
     window = int(np.ceil(WINDOW_SAMPLES * audio_rate / 16000)) + audio_rate // 100  # + 10 ms of filter context
     images = rng.integers(0, 256, (4, height, width, 3), dtype=np.uint8)

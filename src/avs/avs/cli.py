@@ -34,11 +34,12 @@ import torch
 from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
+from perception_common.models import ModelSpecError
 from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio_file, resample_to_16k, to_mono_float
 from .errors import AudioError, AVSError, CheckpointError
-from .model import AVSModel
+from .loading import load_model
 
 
 def find_ffmpeg() -> str | None:
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict:
     """Segment the video; returns the results dict that is also written as JSON."""
     skipped = SkippedFrames("avs-segment")
-    model = AVSModel.from_pretrained(args.model, device=args.device)
+    model = load_model(str(args.model), device=args.device)
     frames = FrameSource(args.video, default_fps=args.fps or 30.0, on_unreadable=skipped)
     fps = float(args.fps) if args.fps else frames.fps
     if args.audio_from_video:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with torch.inference_mode():
             results = run(args)
-    except (AVSError, CheckpointError, VideoError, ImageError, OSError) as exc:
+    except (AVSError, CheckpointError, ModelSpecError, VideoError, ImageError, OSError) as exc:
         print(f"avs-segment: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

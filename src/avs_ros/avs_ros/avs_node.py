@@ -24,11 +24,10 @@ from builtin_interfaces.msg import Time as TimeMsg
 from perception_msgs.msg import AudioChunk, SoundingMask
 from sensor_msgs.msg import Image
 
-import avs
-from avs.model import AVSModel, build_model
+from avs.loading import load_model, shipped_folder
 from avs.stream import AVSStream
 from perception_common.images import overlay
-from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
+from perception_common.models import resolve_device
 from perception_common.params import param
 from perception_common.stamps import NS, set_stamp, stamp_ns
 from perception_nodes.frame_queue import MODES
@@ -82,9 +81,9 @@ class AVSNode(FrameWorkerNode):
         if not 0.0 <= self.p.threshold < 1.0:
             raise ValueError(f"parameter 'threshold' must be in [0, 1), got {self.p.threshold}")
         device = resolve_device(self.p.device)
-        kind, value = resolve_model_spec(self.p.model, shipped_model_dir(avs))
         t0 = time.monotonic()
-        self.model = (build_model(value) if kind == "config" else AVSModel.from_pretrained(value)).to(device).eval()
+        self.model = load_model(self.p.model, device=device)
+        value = self.p.model or str(shipped_folder())
         self.threshold = self.p.threshold or float(self.model.config.threshold)
         self.get_logger().info(
             f"model {value} on {device} loaded in {time.monotonic() - t0:.1f} s; gate {self.model.config.gate}, "

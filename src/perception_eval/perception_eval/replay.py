@@ -50,9 +50,11 @@ from typing import Any
 
 import numpy as np
 
+from avs.loading import load_model as load_avs
 from perception_common.stamps import header_ns, stamp_ns
 from perception_nodes.processes import ManagedProcess
 from perception_nodes.recorder import RecorderNode
+from trackgpt.loading import load_model as load_tracker
 
 from . import scoring
 from .bags import NS, PLAYED_ROLES, BagError, Episode, read_episode
@@ -470,10 +472,10 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
     for episode in episodes:
         t0 = time.monotonic()
         if episode.task == "tracking":
-            tracker = tracker or scoring.load_tracker_model(args.tracker_model, args.device)
+            tracker = tracker or load_tracker(args.tracker_model, device=args.device)
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
-            avs = avs or scoring.load_avs_model(args.avs_model, args.device)
+            avs = avs or load_avs(args.avs_model, device=args.device)
             outputs = scoring.run_avs_library(episode, avs, warnings=warnings)
         result = scoring.score_episode(episode, outputs)
         if args.save_masks:

@@ -65,8 +65,6 @@ __all__ = [
     "AVSGroundTruth",
     "TrackingFrameOutput",
     "TrackingGroundTruth",
-    "load_avs_model",
-    "load_tracker_model",
     "run_avs_library",
     "run_tracker_library",
     "score_avs",
@@ -670,37 +668,6 @@ def _json_default(obj):
 
 
 # ---------------------------------------------------------------------------------------------- libraries
-def load_tracker_model(spec: str, device: str = "cpu"):
-    """A TrackGPT for a ``model`` value as the node takes it (``config:NAME`` or a folder)."""
-    try:
-        from trackgpt.runtime import load_tracker_model as _load
-    except ImportError:
-        _load = None
-    if _load is not None:
-        return _load(spec, device=device)[0]
-    from trackgpt.model import TrackGPT
-
-    if spec.startswith("config:"):
-        return TrackGPT.from_config(spec.split(":", 1)[1]).to(device)
-    return TrackGPT.from_pretrained(spec).to(device)
-
-
-def load_avs_model(spec: str, device: str = "cpu"):
-    """An AVSModel for a ``model`` value (``config:NAME`` = random weights, or a folder)."""
-    try:
-        from avs.runtime import load_avs_model as _load
-    except ImportError:
-        _load = None
-    if _load is not None:
-        result = _load(spec, device=device)
-        return result[0] if isinstance(result, tuple) else result
-    from avs.model import AVSModel, build_model
-
-    if spec.startswith("config:"):
-        return build_model(spec.split(":", 1)[1]).to(device).eval()
-    return AVSModel.from_pretrained(spec, device=device)
-
-
 def run_tracker_library(
     episode: Episode,
     model,

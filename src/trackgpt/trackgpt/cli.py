@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
+from perception_common.models import ModelSpecError
 from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .config import CONFIGS
@@ -60,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(args: argparse.Namespace):
-    from .model import TrackGPT
+    from .loading import load_model
 
     if args.model is not None:
-        return TrackGPT.from_pretrained(args.model)
+        return load_model(str(args.model))
     print(f"{PROG}: note: configuration {args.config!r} with random weights (no checkpoint)", file=sys.stderr)
-    return TrackGPT.from_config(args.config)
+    return load_model(f"config:{args.config}")
 
 
 def _draw(frame: np.ndarray, step: TrackStep) -> np.ndarray:
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = run(args)
-    except (TrackGPTError, CheckpointError, VideoError, ImageError, OSError) as exc:
+    except (TrackGPTError, CheckpointError, ModelSpecError, VideoError, ImageError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

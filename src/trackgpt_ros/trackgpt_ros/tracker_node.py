@@ -27,9 +27,8 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-import trackgpt
 from perception_common.images import overlay
-from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
+from perception_common.models import resolve_device
 from perception_common.params import param
 from perception_nodes.frame_queue import MODES
 from perception_nodes.frame_worker import FrameWorkerNode
@@ -44,7 +43,7 @@ from perception_nodes.runtime import (
     sensor_qos,
 )
 from trackgpt.errors import TrackGPTError
-from trackgpt.model import TrackGPT
+from trackgpt.loading import load_model, shipped_folder
 from trackgpt.tracker import OnlineTracker, TrackState
 
 TOPICS = """topics:
@@ -64,16 +63,6 @@ STATE_CODES = {
     TrackState.TRACKING: TrackResult.STATE_TRACKING,
     TrackState.LOST: TrackResult.STATE_LOST,
 }
-
-
-def load_model(spec: str, *, device: str, precision: str) -> tuple[TrackGPT, str]:
-    """The model a ``model`` parameter names (see :mod:`perception_common.models`), on ``device``."""
-    kind, value = resolve_model_spec(spec, shipped_model_dir(trackgpt))
-    if kind == "config":
-        model = TrackGPT.from_config(value, brain={"precision": precision})
-    else:
-        model = TrackGPT.from_pretrained(value, precision=precision)
-    return model.to(device).eval(), value
 
 
 @dataclass
@@ -107,7 +96,8 @@ class TrackerNode(FrameWorkerNode):
             raise ValueError(f"parameter 'mask_threshold' must be finite or nan, got {self.p.mask_threshold}")
         device = resolve_device(self.p.device)
         t0 = time.monotonic()
-        model, source = load_model(self.p.model, device=device, precision=self.p.precision)
+        model = load_model(self.p.model, device=device, precision=self.p.precision)
+        source = self.p.model or str(shipped_folder())
         if not math.isnan(self.p.mask_threshold):
             model.perception.mask_threshold = self.p.mask_threshold
         self.tracker = OnlineTracker(

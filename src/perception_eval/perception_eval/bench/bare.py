@@ -30,13 +30,12 @@ class BareTracker:
     def __init__(self, spec: str, device: str, frame: np.ndarray, *, brain_timeout: float = 600.0):
         import torch
 
+        from trackgpt.loading import load_model
         from trackgpt.tracker import OnlineTracker
-
-        from ..scoring import load_tracker_model
 
         self.frame = frame
         t0 = time.monotonic()
-        self.model = load_tracker_model(spec, device)
+        self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
         torch.set_num_threads(self.threads)
         # tau 0: never rethinks, so the brain stays idle while frames are timed
@@ -73,11 +72,11 @@ class BareAVS:
     def __init__(
         self, spec: str, device: str, frame: np.ndarray, *, threads: int, window_s: float = 1.0, rate: int = 16000
     ):
-        from ..scoring import load_avs_model
+        from avs.loading import load_model
 
         self.frame, self.threads, self.rate = frame, threads, rate
         t0 = time.monotonic()
-        self.model = load_avs_model(spec, device)
+        self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
         rng = np.random.default_rng(2)
         self.window = (0.3 * rng.standard_normal((int(window_s * rate), 1))).astype(np.float32)

@@ -1,0 +1,64 @@
+"""trackgpt.loading.load_model: the one loader every entry point uses (spec -> ready model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from perception_common.models import ModelSpecError
+from trackgpt import get_config, loading
+from trackgpt.errors import CheckpointError
+from trackgpt.loading import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tg") / "tiny"
+    load_model("config:tiny").save_pretrained(folder)
+    return folder
+
+
+def test_config_spec_gives_a_fresh_model_in_eval_mode():
+    model = load_model("config:tiny", precision="bf16")
+    assert not model.training and model.config.brain.precision == "bf16"
+    assert next(model.brain.parameters()).dtype == torch.bfloat16
+    assert load_model(get_config("tiny")).config == get_config("tiny")  # a configuration object: training's start
+
+
+def test_a_folder_round_trips(tiny_folder):
+    model = load_model(str(tiny_folder), device="auto")
+    again = load_model(str(tiny_folder))
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert str(next(model.parameters()).device) == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def test_a_folder_with_a_missing_tensor_is_an_error_naming_it(tiny_folder, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_folder, broken)
+    tensors = load_file(broken / "model.safetensors")
+    gone = sorted(tensors)[0]
+    del tensors[gone]
+    save_file(tensors, str(broken / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="missing") as err:
+        load_model(str(broken))
+    assert gone in str(err.value)
+
+
+def test_specs_that_name_nothing(tmp_path, monkeypatch):
+    with pytest.raises(ModelSpecError, match="does not exist"):
+        load_model(str(tmp_path / "nothing"))
+    with pytest.raises(ModelSpecError, match="configuration name"):
+        load_model("config:")
+    monkeypatch.setattr(loading, "shipped_folder", lambda: tmp_path / "not-shipped")
+    with pytest.raises(ModelSpecError, match="shipped embedded model is missing"):
+        load_model("")
+    with pytest.raises(ModelSpecError, match="device"):
+        load_model("config:tiny", device="tpu")
+
+
+def test_the_empty_spec_is_the_shipped_folder():
+    assert loading.shipped_folder().name == "embedded" and (loading.shipped_folder() / "config.json").is_file()
