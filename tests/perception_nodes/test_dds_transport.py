@@ -47,6 +47,12 @@ def test_configure_sets_the_profile_only_where_the_user_has_not_chosen():
     _, message = configure_fastdds(mine)
     assert mine == {PROFILE_ENV: "/etc/my_fastdds.xml"} and "yours" in message
 
+    # scripts/env.sh exports config/fastdds.xml, a link to the shipped file (as the install space's copy is):
+    # the same profile, not the user's own
+    shipped = {PROFILE_ENV: str(REPO / "config" / "fastdds.xml")}
+    _, message = configure_fastdds(shipped)
+    assert "yours" not in message
+
     legacy = {LEGACY_PROFILE_ENV: "/etc/old.xml"}
     configure_fastdds(legacy)
     assert PROFILE_ENV not in legacy

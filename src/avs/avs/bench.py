@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from perception_common.models import ModelSpecError
 from perception_common.timing import frame_time_stats
 
 from .audio import WINDOW_SAMPLES
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 r = results[-1]
                 print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
-    except (AVSError, RuntimeError) as exc:
+    except (AVSError, ModelSpecError, RuntimeError) as exc:
         print(f"avs-bench: error: {exc}", file=sys.stderr)
         return 2
     report = {

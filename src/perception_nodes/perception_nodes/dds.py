@@ -47,7 +47,7 @@ def configure_fastdds(environ: MutableMapping[str, str] | None = None) -> tuple[
     path = profile_path()
     for var in (PROFILE_ENV, LEGACY_PROFILE_ENV):
         if env.get(var):
-            mine = path is not None and Path(env[var]).resolve() == path
+            mine = path is not None and Path(env[var]).resolve() == path.resolve()
             return "info", f"Fast DDS profile from {var}={env[var]}" + ("" if mine else " (yours, not the shipped one)")
     if path is None:
         return "warning", (
