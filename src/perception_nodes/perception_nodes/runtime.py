@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,6 +89,23 @@ def parse_help(argv: Sequence[str], prog: str, description: str, params_cls: typ
     parser.parse_known_args(user_args)
 
 
+# Test hooks: when set to a file path, the node holds at that point (start-up: signal handlers installed, node not
+# built yet; clean-up: stopping, nothing released yet) until the file exists (at most 30 s), so a test can deliver
+# signals inside that window deterministically instead of by timing. Unset in normal use.
+STARTUP_GATE_ENV = "PERCEPTION_TEST_STARTUP_GATE"
+CLEANUP_GATE_ENV = "PERCEPTION_TEST_CLEANUP_GATE"
+
+
+def _test_gate(variable: str, what: str) -> None:
+    gate = os.environ.get(variable)
+    if not gate:
+        return
+    print(f"[{Path(sys.argv[0]).name}] {what}: holding until {gate} exists", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + 30.0
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -> None:
     """Init rclpy, spin the node until Ctrl-C/SIGTERM or shutdown, then close it cleanly.
 
@@ -97,14 +116,21 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     and 294-300 of 300, p99 37-64 and 41-69 ms).
 
     rclpy's own signal handler is not installed: it would shut the context down
-    before the node could log its summary and release its devices. SIGINT and
-    SIGTERM raise KeyboardInterrupt in the spinning thread instead.
+    before the node could log its summary and release its devices. The FIRST SIGINT or
+    SIGTERM raises KeyboardInterrupt in the spinning thread; every later one is absorbed, so the
+    clean-up always runs to its end and the node exits 0: under ``ros2 launch`` a terminal Ctrl-C
+    reaches each node twice (the terminal's process-group signal, then launch's forwarded one).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
+    stopping = threading.Event()
+
     def _interrupt(signum, frame):
+        if stopping.is_set():
+            return  # already stopping: a second signal must not cut the clean-up short
+        stopping.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -114,6 +140,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     node = None
     try:
         try:
+            _test_gate(STARTUP_GATE_ENV, "start-up")
             node = node_factory()
         except (ParameterError, ValueError, RuntimeError, OSError) as exc:
             # Configuration problems (bad parameter, missing model or device): one clear line, exit code 2.
@@ -128,6 +155,8 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        stopping.set()  # from here on every signal is absorbed
+        _test_gate(CLEANUP_GATE_ENV, "clean-up")
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
