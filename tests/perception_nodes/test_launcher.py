@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,18 +75,19 @@ def test_perception_run_starts_and_stops_the_graph(ros_node, tmp_path):
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(["perception-run", str(_graph(tmp_path)), "--set", "/cam/camera_node.rate=20"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+    nodes: list[int] = []
     try:
         assert spin_until(ros_node, lambda: len(images) >= 5 and len(chunks) >= 5, timeout=40), (
             (tmp_path / "run.log").read_text())
+        nodes = _children(proc.pid)
+        assert len(_alive(nodes)) == 2, nodes
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         rc = proc.wait(timeout=30)
     text = (tmp_path / "run.log").read_text()
     assert rc == 0, text
     assert "[/cam/camera_node]" in text and "[/mic/microphone_node]" in text
-    # No node outlives the launcher.
-    ps = subprocess.run(["pgrep", "-f", str(tmp_path / "a.wav")], capture_output=True, text=True)
-    assert ps.stdout.strip() == "", f"left running: {ps.stdout}"
+    assert not _alive(nodes), f"left running: {_alive(nodes)}"  # no node outlives the launcher
 
 
 def test_launch_files_with_launch_testing(tmp_path):
@@ -100,3 +102,53 @@ def test_launch_files_with_launch_testing(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def _children(pid: int) -> list[int]:
+    ps = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in ps.stdout.split()]
+
+
+def _alive(pids: list[int]) -> list[int]:
+    """The pids still running (a zombie waiting for its reaper counts as gone)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+        except FileNotFoundError:
+            pass
+    return alive
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP])
+def test_no_node_outlives_perception_run(ros_node, tmp_path, how):
+    """Killed outright (no chance to stop anything) or hung up on (terminal closed): the nodes go with it."""
+    from perception_msgs.msg import AudioChunk
+
+    from perception_nodes.runtime import sensor_qos
+
+    chunks = []
+    ros_node.create_subscription(AudioChunk, "/mic/audio", chunks.append, sensor_qos(50))
+    log = (tmp_path / "run.log").open("wb")
+    proc = subprocess.Popen(["perception-run", str(_graph(tmp_path))], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=dict(os.environ))
+    try:
+        assert spin_until(ros_node, lambda: len(chunks) >= 3, timeout=40), (tmp_path / "run.log").read_text()
+        nodes = _children(proc.pid)
+        assert len(_alive(nodes)) == 2, f"camera and microphone nodes should be running: {nodes}"
+        os.kill(proc.pid, how)  # perception-run alone, not its nodes' own process groups
+        rc = proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _alive(nodes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(nodes), f"left running after {how.name}: {_alive(nodes)}"
+        assert rc == (-signal.SIGKILL if how == signal.SIGKILL else 0), (tmp_path / "run.log").read_text()
+    finally:
+        leftover = _children(proc.pid)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+        for pid in _alive(leftover):
+            os.kill(pid, signal.SIGKILL)

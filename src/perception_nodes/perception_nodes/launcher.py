@@ -2,7 +2,10 @@
 
 ``ros2 launch`` (from the Docker image) and this command read the same YAML
 file; use ``ros2 launch`` where ``launch_ros`` exists, this command where it
-does not. Each node's output is prefixed with its name; Ctrl-C stops them all.
+does not. Each node's output is prefixed with its name; Ctrl-C, SIGTERM or SIGHUP
+(a closed terminal) stops them all, and if perception-run itself is killed the
+kernel stops its nodes (Linux): none outlives it. Exit status: 0 when every node
+ended cleanly, 1 when one failed or was killed (each is named in the output).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from pathlib import Path
 from perception_nodes.dds import configure_fastdds
 from perception_nodes.graph import GraphError, apply_overrides, load_graph
 from perception_nodes.processes import ManagedProcess, stop_all
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _pump(prefix: str, stream, lock: threading.Lock) -> None:
@@ -70,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(proc)
 
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed, the SSH link dropped
+        signal.signal(sig, lambda *_: stop.set())
     start = time.monotonic()
     rc = 0
     reported: set[str] = set()
@@ -82,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             code = proc.poll()
             if code is not None and proc.name not in reported:
                 reported.add(proc.name)
-                print(f"perception-run: {proc.name} exited with code {code}", flush=True)
+                how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+                print(f"perception-run: {proc.name} {how}", flush=True)
                 if code != 0:
                     rc = 1
                     if args.exit_on_failure:

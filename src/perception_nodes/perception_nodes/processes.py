@@ -3,19 +3,34 @@
 ``perception-run``, ``replay-eval --graph``, ``perception-bench`` and ``perception-demo`` all start nodes (or a
 ``perception-run``) through :class:`ManagedProcess` and stop them with :func:`stop_all`. Each child gets its own
 session (process group), so a signal reaches it and whatever it starts, and a Ctrl-C in the terminal is not
-delivered to it twice; stopping escalates SIGINT (the nodes' clean shutdown) -> SIGTERM -> SIGKILL. ROS-free.
+delivered to it twice; stopping escalates SIGINT (the nodes' clean shutdown) -> SIGTERM -> SIGKILL. On Linux each
+child also gets SIGTERM from the kernel when the process that started it dies, however it dies (SIGKILL, a closed
+terminal's SIGHUP, a crash): no node outlives its launcher. ROS-free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
+
+PR_SET_PDEATHSIG = 1
+try:  # resolved in the parent: the child, between fork and exec, only calls it
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask the kernel for SIGTERM when the parent dies."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -57,6 +72,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
+            preexec_fn=_die_with_parent if _prctl is not None else None,
         )
 
     @property
