@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -115,12 +113,30 @@ def test_camera_with_a_missing_source_says_so_and_exits(processes, tmp_path, ros
     assert "cannot start" in log and "nothere.mp4" in log and "Traceback" not in log
 
 
-def test_microphone_with_an_unreadable_file_reports_it_and_stays_up(processes, tmp_path, ros_available):
+def test_microphone_with_an_unreadable_file_stops_with_one_line(processes, tmp_path, ros_available):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF0000WAVEjunk")
     proc = processes.start(["microphone_node", "--ros-args", "-p", f"source:={bad}"])
-    deadline = time.monotonic() + 30
-    while "broken.wav" not in processes.log(proc) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "cannot read audio file" in processes.log(proc) and "broken.wav" in processes.log(proc)
-    assert proc.poll() is None, "the node stays up (its other interfaces keep working)"
+    assert proc.wait(timeout=30) == 2
+    log = processes.log(proc)
+    assert "cannot start: cannot read audio file" in log and "broken.wav" in log and "Traceback" not in log
+
+
+def test_microphone_without_its_sound_device_stops_with_one_line(processes, tmp_path, ros_available):
+    proc = processes.start(["microphone_node", "--ros-args", "-p", "source:=device",
+                            "-p", "device:=no-such-microphone-here"])
+    assert proc.wait(timeout=30) == 2
+    log = processes.log(proc)
+    assert "cannot start" in log and "no-such-microphone-here" in log and "source:=FILE" in log
+    assert "Traceback" not in log
+
+
+def test_camera_with_no_readable_frame_stops_with_one_line(processes, tmp_path, ros_available):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i:03d}.png").write_bytes(b"not a png")
+    proc = processes.start(["camera_node", "--ros-args", "-p", f"source:={folder}"])
+    assert proc.wait(timeout=30) == 2
+    log = processes.log(proc)
+    assert "cannot start: no readable frame in" in log and "Traceback" not in log

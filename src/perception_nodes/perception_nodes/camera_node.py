@@ -74,6 +74,8 @@ class CameraNode(Node):
             self.fps = self.p.rate or 30.0
         else:
             self.frames = FrameSource(src, on_unreadable=self._skip_unreadable)
+            if next(iter(FrameSource(src, on_unreadable=lambda path, exc: None)), None) is None:
+                raise ValueError(f"no readable frame in {src}")  # a source that can produce nothing
             self.fps = self.p.rate or self.frames.fps
         self.get_logger().info(
             f"publishing {src} at {self.fps:.1f} Hz on {self.image_pub.topic_name} "

@@ -60,6 +60,20 @@ def _file_chunks(path: str, chunk: int, loop: bool, stop: threading.Event):
             return
 
 
+def _check_file(path: str) -> None:
+    """Raise ValueError naming ``path`` when it is not a sound file that can be read."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+        with sf.SoundFile(path) as f:
+            f.read(1, dtype="float32")
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, OSError, ...
+        raise ValueError(f"cannot read audio file {path!r}: {exc}") from None
+    if info.frames == 0:
+        raise ValueError(f"audio file {path!r} holds no samples")
+
+
 class MicrophoneNode(Node):
     def __init__(self):
         super().__init__("microphone_node")
@@ -76,6 +90,7 @@ class MicrophoneNode(Node):
             self._start_device()
             self.thread = None
         else:
+            _check_file(self.p.source)  # a file that can produce nothing stops the node at start-up
             self.thread = threading.Thread(target=self._file_loop, name="microphone_file", daemon=True)
             self.thread.start()
 
@@ -139,11 +154,18 @@ class MicrophoneNode(Node):
             stamp = self._t0_ns + round(self.samples_sent * 1e9 / self.p.sample_rate)
             self._publish(indata.copy(), self.p.sample_rate, AudioChunk.FORMAT_F32, stamp, overflow)
 
-        stream = sd.InputStream(
-            device=device, samplerate=self.p.sample_rate, channels=self.p.channels, dtype="float32",
-            blocksize=self.p.chunk_size, callback=callback,
-        )
-        stream.start()
+        try:
+            stream = sd.InputStream(
+                device=device, samplerate=self.p.sample_rate, channels=self.p.channels, dtype="float32",
+                blocksize=self.p.chunk_size, callback=callback,
+            )
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            which = repr(self.p.device) if self.p.device else "the default input"
+            raise RuntimeError(
+                f"no usable sound input ({which}: {exc}); plug a microphone in, set device:=NAME|INDEX, "
+                "or use source:=FILE"
+            ) from None
         self.stream = stream
         self.get_logger().info(
             f"recording {stream.device} at {self.p.sample_rate} Hz, {self.p.channels} ch, {self.p.chunk_size}/chunk"
