@@ -200,3 +200,16 @@ def test_a_new_timeline_is_scored_with_its_own_audio(ros_node, processes, tmp_pa
     assert abs(own - stale) > 1e-4, "the test needs audio that changes the score"
     assert msg.score == pytest.approx(own, abs=1e-5), (msg.score, own, stale, processes.log(proc))
     assert "frame time went back 1.80 s: audio restarted with it" in processes.log(proc)
+
+
+@pytest.mark.parametrize(
+    "setting, named",
+    [("window_seconds:=0.0", "window_seconds"), ("buffer_seconds:=0.5", "buffer_seconds"),
+     ("max_audio_wait:=-1.0", "max_audio_wait"), ("threshold:=1.5", "threshold")],
+)
+def test_settings_that_cannot_work_stop_the_node_with_one_line(processes, setting, named, ros_available):
+    """A zero audio window or a buffer shorter than the window used to start and then score every frame NaN."""
+    proc = processes.start(["avs_node", "--ros-args", "-p", "model:=config:tiny", "-p", setting])
+    assert proc.wait(timeout=60) == 2
+    log = processes.log(proc)
+    assert "cannot start" in log and named in log and "Traceback" not in log
