@@ -271,10 +271,13 @@ def test_thread_hints_apply_to_each_side():
 def test_bad_instructions_and_frames_give_clear_errors():
     with OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain()) as tracker:
         for bad, message in [("", "empty"), (" \t\n ", "whitespace"), (b"\xff\xfe car", "UTF-8"),
-                             ("the \udcff car", "UTF-8"), ("the <TK> car", "reserved"), (42, "str")]:
+                             ("the \udcff car", "UTF-8"), ("the <TK> car", "reserved"), (42, "str"),
+                             ("\u200b\u200b\u200b", "no visible character"), ("\u200b \ufeff\u2060", "visible"),
+                             ("track the\x00 car", "U\\+0000"), ("the \x1b[31mred\x1b[0m car", "U\\+001B")]:
             with pytest.raises(InstructionError, match=message):
                 tracker.set_instruction(bad)
         assert tracker.step(frame(1)).state is TrackState.IDLE  # failed instructions change nothing
+        assert tracker.set_instruction("  le café à gauche\t(тот) 🚗 ") > 0  # any visible script, emoji, tab: fine
         for bad, message in [(np.zeros((0, 5, 3), np.uint8), "empty"), (np.zeros((4, 4, 2), np.uint8), "channels"),
                              (np.full((4, 4, 3), np.nan, np.float32), "NaN")]:
             with pytest.raises(ImageError, match=message):

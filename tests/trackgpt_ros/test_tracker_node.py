@@ -118,6 +118,7 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
 
     pub.publish(String(data=""))  # empty
     pub.publish(String(data="   \n\t "))  # whitespace only
+    pub.publish(String(data="\u200b\u200b\u2060"))  # zero-width characters only: the brain used to invent a target
     pub.publish(String(data="x" * 100_000))  # 100 kB
     spin_until(ros_node, lambda: "100000 bytes" in processes.log(tracker), timeout=20)
     for k in range(30):  # a flood of instructions (more than the subscription's depth): the last one wins
@@ -130,8 +131,8 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
     assert spin_until(ros_node, lambda: len(got["result"]) >= 5, timeout=60), processes.log(tracker)
     assert tracker.poll() is None, "the node must survive bad input"
     log = processes.log(tracker)
-    assert log.count("instruction rejected") == 3, log
-    for expected in ("empty", "100000 bytes", "unsupported image encoding 'yuv422'", "empty image",
+    assert log.count("instruction rejected") == 4, log
+    for expected in ("empty", "no visible character", "100000 bytes", "unsupported image encoding 'yuv422'", "empty image",
                      "smaller than width"):
         assert expected in log, f"no warning about {expected!r} in:\n{log}"
     assert sorted(r.header.stamp.sec for r in got["result"]) == [103, 104, 105, 106, 107]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,10 @@ def validate_instruction(text: str | bytes) -> str:
 
     Raises:
         InstructionError: not str/bytes, bytes that are not UTF-8, text that cannot be encoded as
-            UTF-8 (lone surrogates), empty or whitespace-only text, or text containing the reserved
-            token strings ``<image>``, ``<TK>``, ``<PO>``.
+            UTF-8 (lone surrogates), empty or whitespace-only text, text with no visible character (only
+            format or control characters such as zero-width spaces), text with a NUL or another control
+            character than tab and newline, or text containing the reserved token strings ``<image>``,
+            ``<TK>``, ``<PO>``.
     """
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -117,6 +120,11 @@ def validate_instruction(text: str | bytes) -> str:
     text = text.strip()
     if not text:
         raise InstructionError("instruction is empty or whitespace only")
+    control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
+    if control is not None:
+        raise InstructionError(f"instruction contains the control character U+{ord(control):04X}")
+    if not any(unicodedata.category(c)[0] in "LNPS" for c in text):
+        raise InstructionError("instruction has no visible character (only spaces, format or control characters)")
     for reserved in RESERVED_STRINGS:
         if reserved in text:
             raise InstructionError(f"instruction must not contain the reserved token {reserved!r}")
