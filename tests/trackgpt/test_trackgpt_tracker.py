@@ -433,3 +433,17 @@ def test_keep_logits_returns_the_logits_behind_each_mask(tiny):
     with OnlineTracker(perception=tiny, synchronous=True) as tracker:
         tracker.set_instruction("the red ball")
         assert tracker.step(frames[0]).mask_logits is None
+
+
+def test_a_flood_of_instructions_reports_each_superseded_one():
+    with OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain()) as tracker:
+        ids = [tracker.set_instruction(f"the dog number {k}") for k in range(5)]
+        tracker.clear_instruction()
+        tracker.set_instruction("the cat")
+        tracker.step(frame(1))
+        assert tracker.wait_for_brain(5.0)
+        records = tracker.pop_reasoning_records()
+    unreasoned = [r for r in records if r.error is not None]
+    assert [r.instruction_id for r in unreasoned] == ids  # the fifth was cleared, the others superseded
+    assert all("superseded" in r.error for r in unreasoned[:4]) and "cleared" in unreasoned[4].error
+    assert [r.instruction for r in records if r.error is None] == ["the cat"]

@@ -266,6 +266,7 @@ class OnlineTracker:
         check = getattr(self.brain, "check_instruction", None)
         text = check(text) if check is not None else validate_instruction(text)
         with self._cond:
+            self._unreasoned("superseded by a newer instruction before the brain saw it")
             self._instruction_id += 1
             self._instruction = text
             self._supersede()
@@ -275,6 +276,7 @@ class OnlineTracker:
     def clear_instruction(self) -> None:
         """Stop tracking (state IDLE); pending reasoning is cancelled."""
         with self._cond:
+            self._unreasoned("cleared before the brain saw it")
             self._instruction_id += 1
             self._instruction = None
             self._supersede()
@@ -391,6 +393,15 @@ class OnlineTracker:
         if ident not in self._frame_thread_ids:
             set_thread_count(self.frame_threads)
             self._frame_thread_ids.add(ident)
+
+    def _unreasoned(self, why: str) -> None:
+        """Record the current instruction as never reasoned when no frame sent it to the brain (lock held), so
+        every instruction has a record even in a flood faster than the frames."""
+        if self._need_initial and self._instruction is not None:
+            self._records.append(ReasoningRecord(
+                instruction_id=self._instruction_id, instruction=self._instruction, kind="initial", frame_index=-1,
+                answer=None, latency=0.0, error=why,
+            ))
 
     def _supersede(self) -> None:
         """Drop pending work and reset per-instruction state (lock held)."""

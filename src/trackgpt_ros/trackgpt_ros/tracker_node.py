@@ -141,7 +141,8 @@ class TrackerNode(FrameWorkerNode):
         except TrackGPTError as exc:
             self.get_logger().warning(f"instruction rejected: {exc}")
             return
-        self.get_logger().info(f"instruction {iid}: {text!r}")
+        # throttled: a flood of instructions must not flood the log (each still gets its ~/reasoning record)
+        self.get_logger().info(f"instruction {iid}: {text!r}", throttle_duration_sec=0.5)
 
     def _on_cancel(self, request, response):
         self.tracker.clear_instruction()
@@ -201,8 +202,11 @@ class TrackerNode(FrameWorkerNode):
             msg.error = rec.error or ""
             self.reasoning_pub.publish(msg)
             outcome = f"answer {msg.answer!r}" if msg.success else f"no answer: {msg.error}"
-            self.get_logger().info(f"reasoning for instruction {rec.instruction_id} ({rec.kind}), "
-                                   f"{rec.latency:.2f} s: {outcome}")
+            line = f"reasoning for instruction {rec.instruction_id} ({rec.kind}), {rec.latency:.2f} s: {outcome}"
+            if rec.error is not None and rec.error.startswith(("superseded", "cleared")):
+                self.get_logger().info(line, throttle_duration_sec=0.5)  # floods: one line per half second
+            else:
+                self.get_logger().info(line)
 
     def status(self):
         return self._last_state.value, [("state", self._last_state.value), ("rethinks", self.tracker.rethink_count)]
