@@ -57,7 +57,7 @@ def feed(stream: AVSStream, start_s: float, seconds: float, level: float, first_
     for k in range(round(seconds * RATE / CHUNK)):
         lines = stream.push_audio(chunk(level), sample_rate=RATE, channels=1,
                                   start_ns=round((start_s + k * CHUNK / RATE) * NS), sequence=seq)
-        assert lines == []
+        assert not any("rejected" in line or "lost" in line for line in lines), lines
         seq += 1
     return seq
 
@@ -151,3 +151,14 @@ def test_a_backward_time_jump_waits_for_the_audio_to_follow_and_says_what_happen
 def test_settings_that_cannot_work_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AVSStream(LoudnessModel(), **kwargs)
+
+
+def test_a_chunk_whose_count_disagrees_with_its_samples_is_warned_about_and_used():
+    stream = AVSStream(LoudnessModel())
+    lines = stream.push_audio(chunk(0.5), sample_rate=RATE, channels=1, start_ns=0, sequence=0,
+                              samples_per_channel=CHUNK + 7)
+    assert lines == [f"audio chunk 0 says {CHUNK + 7} samples per channel but carries {CHUNK}; the samples carried "
+                     "are used"]
+    assert stream.audio.end_ns == CHUNK * NS // RATE  # buffered as carried
+    assert stream.push_audio(chunk(0.5), sample_rate=RATE, channels=1, start_ns=CHUNK * NS // RATE, sequence=1,
+                             samples_per_channel=CHUNK) == []

@@ -101,3 +101,37 @@ def test_bad_chunks_are_rejected_and_good_data_kept(kwargs, match):
     with pytest.raises(AudioChunkError, match=match):
         buf.push(samples, **args)
     np.testing.assert_array_equal(buf.window(NS, 0.5).samples, before)
+
+
+def test_one_chunk_stamped_in_the_past_does_not_wipe_a_live_stream():
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 10 * NS, 200)  # 2 s of live audio
+    note = buf.push(np.zeros(160, np.float32), sample_rate=16000, channels=1, start_ns=5 * NS, sequence=200)
+    assert "-7.000 s off the buffered audio" in note and "held" in note
+    _push_ramp(buf, 12 * NS, 1, first=200 * 160, seq0=201)  # the live stream goes on
+    assert buf.restarts == 0 and buf.dropped_chunks == 1
+    assert buf.window(12 * NS + NS // 100, 2.0).samples.shape == (32000, 1)  # nothing of the 2 s was lost
+
+
+def test_a_new_timeline_restarts_the_buffer_once_three_chunks_confirm_it():
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 10 * NS, 200)
+    notes = [buf.push(np.full(160, 0.5, np.float32), sample_rate=16000, channels=1,
+                      start_ns=round(k * 160 * NS / 16000), sequence=k) for k in range(3)]  # a looped bag: t = 0
+    assert "held" in notes[0] and "held" in notes[1] and "restarted with the new timeline" in notes[2]
+    assert buf.restarts == 1
+    w = buf.window(round(3 * 160 * NS / 16000), 3 * 160 / 16000)  # all three confirming chunks are kept
+    np.testing.assert_array_equal(w.samples[:, 0], 0.5)
+    # a real pause longer than max_gap_s is a new timeline too, confirmed the same way
+    later = 100 * NS
+    for k in range(3):
+        buf.push(np.ones(160, np.float32), sample_rate=16000, channels=1, start_ns=later + round(k * 160 * NS / 16000))
+    assert buf.restarts == 2 and buf.window(later + round(3 * 160 * NS / 16000), 0.03).samples.shape == (480, 1)
+
+
+def test_jumps_that_do_not_follow_each_other_are_strays():
+    buf = AudioRingBuffer()
+    _push_ramp(buf, 10 * NS, 100)
+    for start in (3 * NS, 50 * NS, 1 * NS):  # three single chunks, each somewhere else
+        assert "held" in buf.push(np.zeros(160, np.float32), sample_rate=16000, channels=1, start_ns=start)
+    assert buf.restarts == 0 and buf.dropped_chunks == 2

@@ -152,3 +152,27 @@ def test_no_node_outlives_perception_run(ros_node, tmp_path, how):
             proc.wait(timeout=30)
         for pid in _alive(leftover):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_node_that_will_not_stop_is_killed_and_fails_the_run(tmp_path, ros_available):
+    """A node stuck in its clean-up (held there by the runtime's test gate) gets SIGTERM, then SIGKILL, and
+    perception-run's exit status says so (it used to exit 0)."""
+    from perception_nodes.runtime import CLEANUP_GATE_ENV
+
+    log_path = tmp_path / "run.log"
+    env = dict(os.environ, **{CLEANUP_GATE_ENV: str(tmp_path / "never")})
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(["perception-run", str(_graph(tmp_path)), "--only", "/mic/microphone_node"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    deadline = time.monotonic() + 60
+    while log_path.read_text().count("Fast DDS profile") < 2 and time.monotonic() < deadline:  # runner's, node's
+        time.sleep(0.1)
+    nodes = _children(proc.pid)
+    assert len(_alive(nodes)) == 1, log_path.read_text()
+    os.killpg(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=60)
+    text = log_path.read_text()
+    assert rc == 1, text
+    assert "did not stop; sending SIGTERM" in text and "sending SIGKILL" in text, text
+    assert "/mic/microphone_node was killed by SIGKILL while stopping" in text, text
+    assert not _alive(nodes)

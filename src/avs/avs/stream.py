@@ -5,7 +5,8 @@ that pair audio with frames, used by ``avs_node`` and by ``replay-eval``'s libra
 
 Audio (:meth:`AVSStream.push_audio`): chunks stamped with the capture time of their first sample go into an
 :class:`~perception_common.audio_buffer.AudioRingBuffer` (its rules: rejected NaN / odd-format / duplicate
-chunks, held format changes, zero-filled gaps, restart on a clock jump). A gap in ``sequence`` is counted as lost
+chunks, held format changes, zero-filled gaps, a restart on a jump in time once three chunks confirm the new
+timeline). A gap in ``sequence`` is counted as lost
 chunks, a device overflow and every buffer note come back as lines for the caller's log.
 
 Frames (:meth:`AVSStream.process`): each frame is paired with the ``window_seconds`` of audio ending at its stamp.
@@ -124,9 +125,18 @@ class AVSStream:
         start_ns: int,
         sequence: int | None = None,
         overflow: bool = False,
+        samples_per_channel: int | None = None,
     ) -> list[str]:
-        """Buffer one chunk; returns the lines worth a warning (lost chunks, overflow, rejection, format notes)."""
+        """Buffer one chunk; returns the lines worth a warning (lost chunks, overflow, rejection, format notes, a
+        ``samples_per_channel`` that disagrees with the samples carried: the samples are used)."""
         lines = []
+        if samples_per_channel is not None and channels > 0:
+            carried = int(np.size(samples)) // channels
+            if int(samples_per_channel) != carried:
+                lines.append(
+                    f"audio chunk {sequence} says {samples_per_channel} samples per channel but carries {carried}; "
+                    "the samples carried are used"
+                )
         if sequence is not None and self._last_seq is not None and sequence > self._last_seq + 1:
             lost = sequence - self._last_seq - 1
             self.counters.lost_chunks += lost

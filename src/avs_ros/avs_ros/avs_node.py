@@ -108,7 +108,7 @@ class AVSNode(FrameWorkerNode):
     def _on_audio(self, msg: AudioChunk) -> None:
         for line in self.stream.push_audio(
             msg.samples, sample_rate=msg.sample_rate, channels=msg.channels, start_ns=stamp_ns(msg.header.stamp),
-            sequence=msg.sequence, overflow=msg.overflow,
+            sequence=msg.sequence, overflow=msg.overflow, samples_per_channel=msg.samples_per_channel,
         ):
             self.warn(line)
 

@@ -17,7 +17,11 @@ keeps its good data):
 * a gap in ``sequence`` or in time (lost chunks): the missing span is filled
   with zeros (reported through :attr:`AudioRingBuffer.gaps`), so sample times
   stay right;
-* a chunk that overlaps what is buffered (clock jump backwards) restarts the buffer.
+* a chunk that jumps in time (it overlaps what is buffered: the clock went back, a bag looped or a new one
+  started; or it starts more than ``max_gap_s`` after the buffered audio) is held until ``jump_confirm`` (3)
+  contiguous chunks in a row confirm the new timeline, then the buffer restarts with them; a chunk that continues
+  the buffered timeline before that drops the held ones as strays, so one chunk stamped in the past no longer
+  wipes a live stream.
 
 Thread-safe: the node pushes from its executor thread and reads windows from its frame worker.
 """
@@ -57,12 +61,18 @@ class AudioRingBuffer:
         capacity_s: seconds kept; older samples are discarded.
         max_gap_s: gaps longer than this restart the buffer instead of being zero-filled.
         format_confirm: chunks in a row of a new sample rate / channel count before the buffer switches to it.
+        jump_confirm: contiguous chunks in a row of a new timeline (a jump in time) before the buffer restarts on it.
     """
 
-    def __init__(self, *, capacity_s: float = 10.0, max_gap_s: float = 2.0, format_confirm: int = 3):
+    def __init__(
+        self, *, capacity_s: float = 10.0, max_gap_s: float = 2.0, format_confirm: int = 3, jump_confirm: int = 3
+    ):
         self.capacity_s = float(capacity_s)
         self.max_gap_s = float(max_gap_s)
         self.format_confirm = max(1, int(format_confirm))
+        self.jump_confirm = max(1, int(jump_confirm))
+        self._jumped: list[tuple[np.ndarray, int, int, int, int | None]] = []  # chunks of a new timeline, unconfirmed
+        self._jump_s = 0.0
         self._held: list[tuple[np.ndarray, int, int, int, int | None]] = []  # chunks of a new format, unconfirmed
         self.dropped_chunks = 0  # held chunks dropped as strays
         self._last: tuple[int | None, int] | None = None  # (sequence, start_ns) of the last chunk buffered
@@ -128,8 +138,48 @@ class AudioRingBuffer:
                 )
                 self.dropped_chunks += len(self._held)
                 self._held = []
+            if self._is_jump(start_ns):
+                return self._hold_jump(block, rate, channels, start_ns, sequence)
+            if self._jumped:
+                note = (
+                    f"{len(self._jumped)} chunk(s) stamped {(self._jumped[0][3] - self._end_ns()) / NS:+.3f} s off the "
+                    "buffered audio dropped as strays: the audio goes on where it was"
+                )
+                self.dropped_chunks += len(self._jumped)
+                self._jumped = []
             self._append(block, rate, channels, start_ns, sequence)
             return note
+
+    def _is_jump(self, start_ns: int) -> bool:
+        """Whether a chunk starting at ``start_ns`` leaves the buffered timeline (lock held)."""
+        if self.rate is None or not len(self._data):
+            return False
+        gap_ns = start_ns - self._end_ns()
+        tolerance = max(NS // self.rate, NS // 1000)  # one sample or 1 ms of clock jitter
+        return gap_ns < -tolerance or gap_ns > self.max_gap_s * NS
+
+    def _hold_jump(self, block: np.ndarray, rate: int, channels: int, start_ns: int, sequence: int | None) -> str:
+        jump = (start_ns - self._end_ns()) / NS
+        if self._jumped:
+            prev_block, prev_rate, _, prev_start, _ = self._jumped[-1]
+            expected = prev_start + round(len(prev_block) * NS / prev_rate)
+            tolerance = max(NS // rate, NS // 1000)
+            if abs(start_ns - expected) > tolerance:  # not the same new timeline: start over with this chunk
+                self.dropped_chunks += len(self._jumped)
+                self._jumped = []
+        if not self._jumped:
+            self._jump_s = jump
+        self._jumped.append((block, rate, channels, start_ns, sequence))
+        if len(self._jumped) < self.jump_confirm:
+            return (
+                f"audio chunk {sequence} is stamped {jump:+.3f} s off the buffered audio; held until "
+                f"{self.jump_confirm} chunks in a row confirm the new timeline"
+            )
+        held, self._jumped = self._jumped, []
+        self._restart(held[0][1], held[0][2], held[0][3])
+        for chunk in held:
+            self._append(*chunk)
+        return f"audio time jumped {self._jump_s:+.3f} s; the buffer restarted with the new timeline"
 
     def _hold(self, block: np.ndarray, rate: int, channels: int, start_ns: int, sequence: int | None) -> str:
         if self._held and (self._held[0][1], self._held[0][2]) != (rate, channels):

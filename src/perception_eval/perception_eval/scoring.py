@@ -759,6 +759,7 @@ def run_avs_library(
             for line in stream.push_audio(
                 np.asarray(msg.samples, np.float32), sample_rate=int(msg.sample_rate), channels=int(msg.channels),
                 start_ns=stamp, sequence=int(msg.sequence), overflow=bool(msg.overflow),
+                samples_per_channel=int(msg.samples_per_channel),
             ):
                 _note(warnings, f"{episode.path.name}: {line}")
             continue

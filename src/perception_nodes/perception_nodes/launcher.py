@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait(0.2)
     stop_all(procs, grace=10.0, on_escalate=lambda p, sig: print(
         f"perception-run: {p.name} did not stop; sending {sig}", flush=True))
+    for proc in procs:  # a node that failed while stopping, or had to be killed, makes the run a failure
+        code = proc.poll()
+        if proc.name not in reported and code not in (0, None):
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            print(f"perception-run: {proc.name} {how} while stopping", flush=True)
+            rc = 1
     shutil.rmtree(tmp, ignore_errors=True)
     return rc
 
