@@ -32,11 +32,29 @@ def list_frame_files(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as RGB uint8 (16-bit and alpha handled by :func:`to_rgb8`)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """Read one image file as RGB uint8 (16-bit and alpha handled by :func:`to_rgb8`).
+
+    Raises:
+        VideoError: the file cannot be decoded, or it is a truncated JPEG or PNG (OpenCV decodes those with the
+            missing part grey and only libjpeg's stderr complains: such a frame is not a good frame).
+    """
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    truncated = _truncated(data)
+    if truncated:
+        raise VideoError(f"cannot read image {path}: {truncated}")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None:
         raise VideoError(f"cannot read image {path}")
     return to_rgb8(img, channel_order="bgr")
+
+
+def _truncated(data: bytes) -> str | None:
+    """Why a JPEG or PNG file is cut short, or None (other formats are left to the decoder)."""
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data[-1024:]:  # trailers after EOI are short
+        return "truncated JPEG (no end-of-image marker)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
+        return "truncated PNG (no IEND chunk)"
+    return None
 
 
 class FrameSource:
