@@ -62,3 +62,29 @@ def test_specs_that_name_nothing(tmp_path, monkeypatch):
 
 def test_the_empty_spec_is_the_shipped_folder():
     assert loading.shipped_folder().name == "embedded" and (loading.shipped_folder() / "config.json").is_file()
+
+
+@pytest.fixture
+def shipped_copy(tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(loading.shipped_folder(), folder)
+    return folder
+
+
+def test_a_truncated_adapter_is_named(shipped_copy):
+    adapter = shipped_copy / "brain_adapter" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="unreadable") as err:
+        load_model(str(shipped_copy))
+    assert str(adapter) in str(err.value)
+
+
+def test_a_garbage_tokenizer_is_named_where_it_is(shipped_copy):
+    from trackgpt.errors import BrainError
+
+    (shipped_copy / "tokenizer" / "tokenizer.json").write_text("garbage{")
+    with pytest.raises(BrainError, match="tokenizer") as err:
+        load_model(str(shipped_copy))
+    assert str(shipped_copy / "tokenizer") in str(err.value) and ".cache" not in str(err.value)

@@ -159,3 +159,18 @@ def test_a_bad_mask_threshold_names_the_parameter_and_exits(processes, ros_avail
     assert proc.wait(timeout=60) == 2
     log = processes.log(proc)
     assert "mask_threshold" in log and "cannot start" in log and "Traceback" not in log, log
+
+
+def test_a_broken_model_folder_stops_the_node_with_one_line(processes, tmp_path, ros_available):
+    import shutil
+
+    from trackgpt.loading import shipped_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(shipped_folder(), folder)
+    adapter = folder / "brain_adapter" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[:1000])
+    proc = processes.start(["tracker_node", "--ros-args", "-p", f"model:={folder}"])
+    assert proc.wait(timeout=120) == 2
+    log = processes.log(proc)
+    assert "cannot start" in log and "adapter_model.safetensors is unreadable" in log and "Traceback" not in log

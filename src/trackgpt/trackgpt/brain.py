@@ -42,6 +42,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from .config import BrainConfig
@@ -505,6 +506,8 @@ class TrackGPTBrain(nn.Module):
             raise BrainError("the brain already has a LoRA adapter")
         try:
             self.model = PeftModel.from_pretrained(self.model, str(folder), is_trainable=False)
+        except SafetensorError as exc:  # a truncated or corrupt adapter_model.safetensors
+            raise CheckpointError(f"LoRA adapter {folder / 'adapter_model.safetensors'} is unreadable: {exc}") from None
         except (ValueError, KeyError, RuntimeError, OSError) as exc:
             raise CheckpointError(f"LoRA adapter {folder} does not fit the brain: {exc}") from exc
         self.model.train(self.training)

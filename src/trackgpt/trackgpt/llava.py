@@ -159,8 +159,12 @@ def load_llava_folder(
     kwargs: dict[str, Any] = {"dtype": dtype}
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map="auto")
+    tok_from = Path(tokenizer_folder or folder)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder or folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_from))
+    except Exception as exc:  # tokenizers raise many kinds (JSON, protobuf, OSError): name the folder read
+        raise BrainError(f"cannot load the tokenizer from {tok_from}: {type(exc).__name__}: {exc}") from None
+    try:
         model = LlavaForConditionalGeneration.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise BrainError(f"cannot load the brain from {folder}: {exc}") from exc
