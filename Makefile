@@ -11,7 +11,7 @@ ENV := source scripts/env.sh &&
 OUT ?= out
 RESULTS ?= results
 
-.PHONY: help setup build demo test lint bench clean train-embedded
+.PHONY: help setup build demo test launch-test lint bench clean train-embedded
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -27,6 +27,10 @@ demo: setup  ## run the graph on a sample clip; writes overlays and a summary to
 
 test: setup  ## run the whole test suite (unit + multi-process ROS tests)
 	@$(ENV) PERCEPTION_REQUIRE_ROS=1 ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} python -m pytest
+
+launch-test:  ## the launch_testing test of launch/robot.launch.py (needs ROS 2 launch_testing: the Docker image)
+	@if [ -x .venv/bin/python ]; then source scripts/env.sh; fi; \
+	  ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-44} python -m launch_testing.launch_test tests/perception_bringup/launch/test_robot_launch.py
 
 lint: setup  ## ruff on all Python code, hadolint on the Dockerfile
 	@$(ENV) ruff check src training tests scripts launch && hadolint docker/Dockerfile
