@@ -74,3 +74,25 @@ def test_embedded_save_load(model, tmp_path):
     got = loaded.reason(frame, "the dog")
     assert got.answer == expected.answer
     torch.testing.assert_close(got.referring_query, expected.referring_query)
+
+
+def test_working_folders_of_a_killed_conversion_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from trackgpt import embedded
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # a process that has exited
+    stale = tmp_path / f".smollm2-{dead_pid}-abc"
+    mine = tmp_path / f".embedded-{os.getpid()}-def"  # this process's, still working
+    old = tmp_path / ".smollm2-xyz"  # an older unnamed one
+    keep = tmp_path / "smollm2-135m-instruct"
+    for d in (stale, mine, old, keep):
+        (d / "sub").mkdir(parents=True)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    removed = embedded.clean_stale_temps(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([stale.name, old.name])
+    assert mine.is_dir() and keep.is_dir() and not stale.exists() and not old.exists()

@@ -59,6 +59,47 @@ def smollm2_gguf_path() -> Path:
     raise BrainError(f"{GGUF_FILE} is missing from the installed {GGUF_PACKAGE} package")
 
 
+TEMP_PREFIXES = (".smollm2-", ".embedded-")
+
+
+def _temp_dir(cache: Path, prefix: str) -> Path:
+    """A private working folder in the cache, named with this process's id (see :func:`clean_stale_temps`)."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=cache))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(cache: Path, *, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove working folders that a conversion killed midway left in the cache (about 250 MB each): those whose
+    process is gone, and unnamed ones older than ``max_age_s``. Returns what was removed."""
+    import time
+
+    removed = []
+    if not cache.is_dir():
+        return removed
+    for entry in cache.iterdir():
+        prefix = next((p for p in TEMP_PREFIXES if entry.name.startswith(p)), None)
+        if prefix is None or not entry.is_dir():
+            continue
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit():
+            stale = not _pid_alive(int(pid_text))
+        else:  # made before folders carried their process id
+            stale = time.time() - entry.stat().st_mtime > max_age_s
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def _publish(tmp: Path, target: Path) -> Path:
     """Move a finished temporary folder into place; if another process won the race, keep theirs."""
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared by the user's tools and nodes
@@ -80,12 +121,13 @@ def convert_smollm2(cache_dir: str | Path | None = None, *, force: bool = False)
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    clean_stale_temps(cache)
     target = cache / SMOLLM2_DIR
     if (target / "config.json").is_file() and not force:
         return target
     gguf = smollm2_gguf_path()
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=cache))
+    tmp = _temp_dir(cache, ".smollm2-")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -119,6 +161,7 @@ def ensure_embedded_brain(config: BrainConfig, cache_dir: str | Path | None = No
     if not config.vision:
         raise BrainError("the smollm2 brain needs brain.vision (CLIPVisionConfig sizes)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    clean_stale_temps(cache)
     target = cache / f"embedded-llava-{_embedded_key(config)}"
     if (target / "config.json").is_file():
         return target
@@ -135,7 +178,7 @@ def ensure_embedded_brain(config: BrainConfig, cache_dir: str | Path | None = No
     llava = build_llava(vision=dict(config.vision), text=lm.config, tokenizer=tokenizer, seed=config.seed)
     llava.model.language_model.load_state_dict(lm.model.state_dict(), strict=True)
     llava.lm_head.load_state_dict(lm.lm_head.state_dict(), strict=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".embedded-", dir=cache))
+    tmp = _temp_dir(cache, ".embedded-")
     try:
         llava.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
