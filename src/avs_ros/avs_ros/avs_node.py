@@ -59,17 +59,20 @@ class AVSParams:
     model: str = param("", "model folder (save_pretrained output); '' = the shipped embedded model; "
                            "'config:NAME' = a registered configuration with random weights")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
-    threshold: float = param(0.0, "publish when the classifier score > threshold; 0 = the model's own threshold")
+    threshold: float = param(0.0, "publish when the classifier score > threshold; 0 = the model's own threshold",
+                             minimum=0.0, maximum=1.0)
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     audio_topic: str = param("/microphone/audio", "AudioChunk topic")
-    window_seconds: float = param(1.0, "audio window ending at each frame's stamp (VGGish uses its last 0.975 s)")
-    buffer_seconds: float = param(10.0, "audio kept in the ring buffer")
-    max_audio_wait: float = param(0.5, "seconds a frame waits for its audio to arrive before it is scored NaN")
+    window_seconds: float = param(1.0, "audio window ending at each frame's stamp (VGGish uses its last 0.975 s)",
+                                  positive=True)
+    buffer_seconds: float = param(10.0, "audio kept in the ring buffer", positive=True)
+    max_audio_wait: float = param(0.5, "seconds a frame waits for its audio to arrive before it is scored NaN",
+                                  minimum=0.0)
     image_qos_reliability: str = param("auto", IMAGE_QOS_HELP)
-    replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
+    replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped", minimum=1)
     publish_overlay: bool = param(False, "also publish ~/overlay")
-    threads: int = param(1, "torch threads for the model (0 = leave unchanged); 1 leaves a core to the rest")
+    threads: int = param(1, "torch threads for the model (0 = leave unchanged); 1 leaves a core to the rest", minimum=0)
 
 
 class AVSNode(FrameWorkerNode):

@@ -9,12 +9,59 @@ the fields with :func:`perception_nodes.runtime.declare_and_read`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 
-def param(default: Any, description: str, *, read_only: bool = False) -> Any:
-    """A dataclass field that is a ROS parameter with ``description``."""
-    return dataclasses.field(default=default, metadata={"description": description, "read_only": read_only})
+def param(
+    default: Any,
+    description: str,
+    *,
+    read_only: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+    allow_nan: bool = False,
+) -> Any:
+    """A dataclass field that is a ROS parameter with ``description``.
+
+    Numeric parameters state the values that can work, checked at start-up (:func:`check_range`): ``minimum`` /
+    ``maximum`` (inclusive), ``positive`` (> 0); floats must be finite, NaN only where ``allow_nan`` gives it a
+    meaning.
+    """
+    return dataclasses.field(default=default, metadata={
+        "description": description, "read_only": read_only, "minimum": minimum, "maximum": maximum,
+        "positive": positive, "allow_nan": allow_nan,
+    })
+
+
+def range_text(metadata: Any) -> str:
+    """The allowed range as text (``""`` when unbounded)."""
+    parts = []
+    if metadata.get("positive"):
+        parts.append("> 0")
+    if metadata.get("minimum") is not None:
+        parts.append(f">= {metadata['minimum']:g}")
+    if metadata.get("maximum") is not None:
+        parts.append(f"<= {metadata['maximum']:g}")
+    return ", ".join(parts)
+
+
+def check_range(name: str, value: Any, metadata: Any) -> None:
+    """Raise :class:`ParameterError` when a numeric ``value`` is outside what ``param`` declared."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and math.isnan(value):
+        if metadata.get("allow_nan"):
+            return
+        raise ParameterError(f"parameter {name!r} must be a number, got nan")
+    if isinstance(value, float) and math.isinf(value):
+        raise ParameterError(f"parameter {name!r} must be finite, got {value}")
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    if (metadata.get("positive") and value <= 0) or (low is not None and value < low) or (
+        high is not None and value > high
+    ):
+        raise ParameterError(f"parameter {name!r} must be {range_text(metadata)}, got {value}")
 
 
 def describe(params_cls: type) -> list[tuple[str, str, Any, str]]:
@@ -29,8 +76,10 @@ def help_text(params_cls: type) -> str:
     rows = describe(params_cls)
     width = max(len(r[0]) for r in rows)
     lines = ["parameters (set with --ros-args -p name:=value, or a YAML file with --params-file):"]
+    ranges = {f.name: range_text(f.metadata) for f in dataclasses.fields(params_cls)}
     for name, tname, default, desc in rows:
-        lines.append(f"  {name:<{width}}  {tname:<5} default {default!r}\n  {'':<{width}}  {desc}")
+        allowed = f" ({ranges[name]})" if ranges[name] else ""
+        lines.append(f"  {name:<{width}}  {tname:<5} default {default!r}{allowed}\n  {'':<{width}}  {desc}")
     return "\n".join(lines)
 
 

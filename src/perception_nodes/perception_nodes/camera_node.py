@@ -31,19 +31,21 @@ TOPICS = """topics:
 @dataclass
 class CameraParams:
     source: str = param("/dev/video0", "V4L2 device (/dev/videoN or its index), a video file, or a folder of images")
-    rate: float = param(0.0, "publish rate in Hz; 0 = the file's own frame rate (30 for folders and devices)")
+    rate: float = param(0.0, "publish rate in Hz; 0 = the file's own frame rate (30 for folders and devices)",
+                        minimum=0.0)
     loop: bool = param(False, "restart a file or folder at its end")
     frame_id: str = param("camera_optical_frame", "frame_id of the published messages")
-    width: int = param(0, "requested device width (0 = device default); files are published at their size")
-    height: int = param(0, "requested device height (0 = device default)")
-    qos_depth: int = param(5, "publisher queue depth")
+    width: int = param(0, "requested device width (0 = device default); files are published at their size", minimum=0)
+    height: int = param(0, "requested device height (0 = device default)", minimum=0)
+    qos_depth: int = param(5, "publisher queue depth", minimum=1)
     qos_reliability: str = param("reliable", "reliable (default; see README, QoS) or best_effort")
-    fx: float = param(0.0, "camera matrix fx for CameraInfo (0 = uncalibrated)")
-    fy: float = param(0.0, "camera matrix fy")
-    cx: float = param(0.0, "camera matrix cx")
-    cy: float = param(0.0, "camera matrix cy")
-    max_frames: int = param(0, "stop after this many frames (0 = no limit)")
-    wait_for_subscribers: int = param(0, "files only: wait until this many subscribers are matched before playing")
+    fx: float = param(0.0, "camera matrix fx for CameraInfo (0 = uncalibrated)", minimum=0.0)
+    fy: float = param(0.0, "camera matrix fy", minimum=0.0)
+    cx: float = param(0.0, "camera matrix cx", minimum=0.0)
+    cy: float = param(0.0, "camera matrix cy", minimum=0.0)
+    max_frames: int = param(0, "stop after this many frames (0 = no limit)", minimum=0)
+    wait_for_subscribers: int = param(0, "files only: wait until this many subscribers are matched before playing",
+                                      minimum=0)
 
 
 def _open_device(source: str, width: int, height: int):

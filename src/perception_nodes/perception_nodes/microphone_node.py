@@ -32,15 +32,17 @@ TOPICS = """topics:
 class MicrophoneParams:
     source: str = param("device", "'device' for a sound device (sounddevice), or a WAV/FLAC file path")
     device: str = param("", "sounddevice input device name or index ('' = system default)")
-    sample_rate: int = param(16000, "device sample rate in Hz (files publish at their own rate)")
-    channels: int = param(1, "device channel count (files publish all their channels)")
-    chunk_size: int = param(512, "samples per channel in each chunk")
+    sample_rate: int = param(16000, "device sample rate in Hz (files publish at their own rate)", minimum=1,
+                             maximum=384000)
+    channels: int = param(1, "device channel count (files publish all their channels)", minimum=1, maximum=64)
+    chunk_size: int = param(512, "samples per channel in each chunk", minimum=1)
     loop: bool = param(False, "restart a file at its end (stamps stay contiguous)")
     frame_id: str = param("microphone", "frame_id of the published chunks")
-    qos_depth: int = param(50, "publisher queue depth (audio is small; keep enough for bursts)")
+    qos_depth: int = param(50, "publisher queue depth (audio is small; keep enough for bursts)", minimum=1)
     qos_reliability: str = param("reliable", "reliable (default: every chunk matters) or best_effort")
-    max_chunks: int = param(0, "stop after this many chunks (0 = no limit)")
-    wait_for_subscribers: int = param(0, "files only: wait until this many subscribers are matched before playing")
+    max_chunks: int = param(0, "stop after this many chunks (0 = no limit)", minimum=0)
+    wait_for_subscribers: int = param(0, "files only: wait until this many subscribers are matched before playing",
+                                      minimum=0)
 
 
 def _file_chunks(path: str, chunk: int, loop: bool, stop: threading.Event):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from perception_common.params import ParameterError, coerce, help_text
+from perception_common.params import ParameterError, check_range, coerce, help_text
 from perception_nodes.dds import configure_fastdds
 
 T = TypeVar("T")
@@ -182,4 +182,5 @@ def declare_and_read(node, params_cls: type[T]) -> T:
         )
         value = node.declare_parameter(f.name, f.default, descriptor).value
         values[f.name] = coerce(f.name, value, f.default)
+        check_range(f.name, values[f.name], f.metadata)
     return params_cls(**values)

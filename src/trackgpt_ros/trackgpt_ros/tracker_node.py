@@ -71,19 +71,23 @@ class TrackerParams:
                            "'config:NAME' = a registered configuration with random weights (tests, benchmarks)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     precision: str = param("fp32", "fp32 | bf16 | fp16 | int8 | int4 (int8/int4: CUDA + bitsandbytes)")
-    tau: float = param(0.5, "rethink when the purport score falls below tau x its first value")
-    mask_threshold: float = param(math.nan, "mask logit threshold; nan = the model's own (config.sam.mask_threshold)")
+    tau: float = param(0.5, "rethink when the purport score falls below tau x its first value", minimum=0.0,
+                       maximum=1.0)
+    mask_threshold: float = param(math.nan, "mask logit threshold; nan = the model's own (config.sam.mask_threshold)",
+                                  allow_nan=True)
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     instruction_topic: str = param("/instruction", "instruction topic (std_msgs/String)")
     image_qos_reliability: str = param("auto", IMAGE_QOS_HELP)
-    image_qos_depth: int = param(1, "image subscription depth in live mode; replay mode uses replay_queue_size")
-    replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped")
+    image_qos_depth: int = param(1, "image subscription depth in live mode; replay mode uses replay_queue_size",
+                                 minimum=1)
+    replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped", minimum=1)
     publish_overlay: bool = param(False, "also publish ~/overlay (rgb8 frame with the mask)")
-    max_instruction_bytes: int = param(4096, "instructions longer than this (UTF-8 bytes) are rejected")
-    brain_threads: int = param(1, "torch threads for the reasoning worker (0 = leave unchanged)")
-    frame_threads: int = param(1, "torch threads for per-frame decoding (0 = leave unchanged)")
-    brain_nice: int = param(10, "nice increment of the reasoning worker thread (0-19; 0 = unchanged): frames first")
+    max_instruction_bytes: int = param(4096, "instructions longer than this (UTF-8 bytes) are rejected", minimum=1)
+    brain_threads: int = param(1, "torch threads for the reasoning worker (0 = leave unchanged)", minimum=0)
+    frame_threads: int = param(1, "torch threads for per-frame decoding (0 = leave unchanged)", minimum=0)
+    brain_nice: int = param(10, "nice increment of the reasoning worker thread (0-19; 0 = unchanged): frames first",
+                            minimum=0, maximum=19)
 
 
 class TrackerNode(FrameWorkerNode):
