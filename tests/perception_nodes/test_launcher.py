@@ -176,3 +176,21 @@ def test_a_node_that_will_not_stop_is_killed_and_fails_the_run(tmp_path, ros_ava
     assert "did not stop; sending SIGTERM" in text and "sending SIGKILL" in text, text
     assert "/mic/microphone_node was killed by SIGKILL while stopping" in text, text
     assert not _alive(nodes)
+
+
+def test_respawn_starts_a_node_again_when_it_exits(tmp_path, ros_available):
+    """A node that fails at start-up (a camera whose source is gone) is started again as often as --respawn-max
+    allows, then perception-run ends with the failure in its status."""
+    log_path, graph = tmp_path / "run.log", _graph(tmp_path)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            ["perception-run", str(graph), "--only", "/cam/camera_node", "--set",
+             f"/cam/camera_node.source={tmp_path / 'unplugged.mp4'}", "--respawn", "camera_node",
+             "--respawn-delay", "0.2", "--respawn-max", "2"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+    rc = proc.wait(timeout=120)  # three runs of the camera, then nothing left to run
+    text = log_path.read_text()
+    assert text.count("respawning /cam/camera_node") == 2 and "respawning /cam/camera_node (2)" in text, text
+    assert text.count("/cam/camera_node exited with code 2") == 3 and rc == 1, text
+    assert subprocess.run(["perception-run", str(graph), "--respawn", "nothing"],
+                          capture_output=True, text=True).returncode == 2

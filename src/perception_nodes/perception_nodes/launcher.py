@@ -4,8 +4,9 @@
 file; use ``ros2 launch`` where ``launch_ros`` exists, this command where it
 does not. Each node's output is prefixed with its name; Ctrl-C, SIGTERM or SIGHUP
 (a closed terminal) stops them all, and if perception-run itself is killed the
-kernel stops its nodes (Linux): none outlives it. Exit status: 0 when every node
-ended cleanly, 1 when one failed or was killed (each is named in the output).
+kernel stops its nodes (Linux): none outlives it. ``--respawn NODES`` starts the
+named nodes again whenever they exit (as launch's ``respawn``). Exit status: 0 when
+every node ended cleanly, 1 when one failed or was killed (each is named in the output).
 """
 
 from __future__ import annotations
@@ -32,6 +33,19 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _respawn_keys(option: str, specs) -> set[str]:
+    wanted = {w.strip() for w in option.split(",") if w.strip()}
+    return {s.key for s in specs if "all" in wanted or s.key in wanted or s.executable in wanted}
+
+
+def _start(spec, params: Path, lock: threading.Lock) -> ManagedProcess:
+    cmd = [spec.executable, *spec.ros_args(params)]
+    print(f"perception-run: starting {spec.key}: {' '.join(cmd)}", flush=True)
+    proc = ManagedProcess(cmd, name=spec.key)
+    threading.Thread(target=_pump, args=(spec.key, proc.stdout, lock), daemon=True).start()
+    return proc
+
+
 def _pump(prefix: str, stream, lock: threading.Lock) -> None:
     for raw in iter(stream.readline, b""):
         with lock:
@@ -48,7 +62,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a parameter, e.g. --set /camera/camera_node.source=clip.mp4 (repeatable)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop everything after this many seconds (0 = run)")
     parser.add_argument("--exit-on-failure", action="store_true", help="stop all nodes when one exits with an error")
+    parser.add_argument("--respawn", default="", metavar="NODES",
+                        help="comma-separated node keys or executables to start again whenever they exit (like "
+                             "launch's respawn), or 'all'")
+    parser.add_argument("--respawn-delay", type=float, default=2.0, help="seconds before a respawn (default 2)")
+    parser.add_argument("--respawn-max", type=int, default=0, help="respawns per node at most (0 = no limit)")
     args = parser.parse_args(argv)
+    if args.respawn_delay < 0 or args.respawn_max < 0:
+        parser.error("--respawn-delay and --respawn-max must be >= 0")
 
     try:
         tmp = Path(tempfile.mkdtemp(prefix="perception-run-"))
@@ -71,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"perception-run: {len(specs)} node(s) from {args.graph}; ROS_DOMAIN_ID="
           f"{os.environ.get('ROS_DOMAIN_ID', '0')}, discovery range {discovery}", flush=True)
     lock = threading.Lock()
-    procs: list[ManagedProcess] = []
-    for spec in specs:
-        cmd = [spec.executable, *spec.ros_args(params)]
-        print(f"perception-run: starting {spec.key}: {' '.join(cmd)}", flush=True)
-        proc = ManagedProcess(cmd, name=spec.key)
-        threading.Thread(target=_pump, args=(spec.key, proc.stdout, lock), daemon=True).start()
-        procs.append(proc)
+    respawn = _respawn_keys(args.respawn, specs)
+    if args.respawn and not respawn:
+        parser.error(f"--respawn {args.respawn!r} matches no node of {args.graph}")
+    procs = [_start(spec, params, lock) for spec in specs]
+    by_name = {spec.key: spec for spec in specs}
+    respawns: dict[str, int] = {}
+    due: dict[str, float] = {}  # node key -> when it starts again
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed, the SSH link dropped
@@ -88,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.is_set():
         if args.duration and time.monotonic() - start >= args.duration:
             break
-        for proc in procs:
+        for i, proc in enumerate(procs):
             code = proc.poll()
             if code is not None and proc.name not in reported:
                 reported.add(proc.name)
@@ -98,7 +119,15 @@ def main(argv: list[str] | None = None) -> int:
                     rc = 1
                     if args.exit_on_failure:
                         stop.set()
-        if len(reported) == len(procs):
+                if proc.name in respawn and (not args.respawn_max or respawns.get(proc.name, 0) < args.respawn_max):
+                    due[proc.name] = time.monotonic() + args.respawn_delay
+            if proc.name in due and time.monotonic() >= due[proc.name] and not stop.is_set():
+                del due[proc.name]
+                respawns[proc.name] = respawns.get(proc.name, 0) + 1
+                print(f"perception-run: respawning {proc.name} ({respawns[proc.name]})", flush=True)
+                procs[i] = _start(by_name[proc.name], params, lock)
+                reported.discard(proc.name)
+        if len(reported) == len(procs) and not due:
             break
         stop.wait(0.2)
     stop_all(procs, grace=10.0, on_escalate=lambda p, sig: print(
