@@ -162,3 +162,15 @@ def test_a_chunk_whose_count_disagrees_with_its_samples_is_warned_about_and_used
     assert stream.audio.end_ns == CHUNK * NS // RATE  # buffered as carried
     assert stream.push_audio(chunk(0.5), sample_rate=RATE, channels=1, start_ns=CHUNK * NS // RATE, sequence=1,
                              samples_per_channel=CHUNK) == []
+
+
+def test_a_window_that_can_never_fill_is_not_waited_for():
+    """Too little audio BEFORE the frame (the stream's first second) cannot be completed by later audio: no wait."""
+    ticks = []
+    clock = iter(float(i) for i in range(1000))
+    stream = AVSStream(LoudnessModel(), max_audio_wait=30.0, clock=lambda: next(clock), sleep=ticks.append)
+    feed(stream, 0.0, 0.5, 0.5)
+    result = stream.process(FRAME, int(0.4 * NS))
+    assert result.prediction is None and "need 1.000 s" in result.why and ticks == []
+    waiting = stream.process(FRAME, 2 * NS)  # audio ends before this frame: that one is waited for
+    assert waiting.prediction is None and "before the frame" in waiting.why and ticks

@@ -61,8 +61,9 @@ class Decoded:
 class GroundTruthModel:
     """Decodes the true mask of each frame, except the frames in ``miss`` (empty); records its reasoning calls."""
 
-    def __init__(self, miss=(), gate: threading.Event | None = None, refuse=False):
+    def __init__(self, miss=(), gate: threading.Event | None = None, refuse=False, drop_at=None):
         self.miss = set(miss)
+        self.drop_at = drop_at  # the frame whose purport score falls (a rethink), or None
         self.gate = gate
         self.refuse = refuse
         self.reasoned: list[tuple[int, str, str | None]] = []
@@ -84,7 +85,8 @@ class GroundTruthModel:
     def decode(self, index, *, referring_query, online_query, purport_query):
         mask = Video().load_mask(index).astype(bool) & (index not in self.miss)
         logits = torch.where(torch.from_numpy(mask), 5.0, -5.0)[None, None]
-        return Decoded(mask, 0.9, online_query, logits)
+        score = 0.1 if index == self.drop_at else 0.9
+        return Decoded(mask, score, online_query + 1, logits)
 
 
 def test_every_frame_is_scored_the_first_and_last_included():
@@ -137,3 +139,13 @@ def test_max_frames_and_bad_timing():
     assert len(run.masks) == 3 and list(score.frame_indices) == [0, 1, 2]
     with pytest.raises(ValueError, match="timing"):
         evaluate_video(GroundTruthModel(), Video(), Expression("the square"), timing="later")
+
+
+@pytest.mark.parametrize("rethink", [True, False])
+def test_rethinking_in_synchronous_timing(rethink):
+    """S_p falls on frame 2: the brain is asked again on frame 2 and its answer applies from frame 3 on."""
+    model = GroundTruthModel(drop_at=2)
+    score, run = evaluate_video(model, Video(), Expression("the square"), rethink=rethink)
+    assert [r[0] for r in model.reasoned] == ([0, 2] if rethink else [0])
+    assert run.rethinks == (1 if rethink else 0) and len(run.answers) == len(model.reasoned)
+    assert score.jf_mean == pytest.approx(1.0)  # the masks do not depend on the queries here

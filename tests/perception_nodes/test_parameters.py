@@ -38,6 +38,7 @@ def test_every_numeric_parameter_states_its_range(ros_available):
 class Example:
     rate: float = param(1.0, "Hz", minimum=0.0)
     depth: int = param(5, "queue", minimum=1, maximum=100)
+    share: float = param(0.5, "fraction", minimum=0.0, below=1.0)
     window: float = param(1.0, "s", positive=True)
     threshold: float = param(math.nan, "nan = the model's", allow_nan=True)
 
@@ -45,7 +46,8 @@ class Example:
 @pytest.mark.parametrize(
     "name, value, message",
     [("rate", -0.5, ">= 0"), ("depth", 0, ">= 1"), ("depth", 101, "<= 100"), ("window", 0.0, "> 0"),
-     ("rate", math.inf, "finite"), ("rate", math.nan, "number"), ("threshold", math.inf, "finite")],
+     ("share", 1.0, ">= 0, < 1"), ("rate", math.inf, "finite"), ("rate", math.nan, "number"),
+     ("threshold", math.inf, "finite")],
 )
 def test_check_range_refuses_values_that_cannot_work(name, value, message):
     field = next(f for f in dataclasses.fields(Example) if f.name == name)

@@ -13,10 +13,16 @@ from trackgpt.loading import load_model
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
+def tiny_saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tg") / "tiny"
-    load_model("config:tiny").save_pretrained(folder)
-    return folder
+    model = load_model("config:tiny")
+    model.save_pretrained(folder)
+    return folder, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tiny_saved):
+    return tiny_saved[0]
 
 
 def test_config_spec_gives_a_fresh_model_in_eval_mode():
@@ -26,12 +32,12 @@ def test_config_spec_gives_a_fresh_model_in_eval_mode():
     assert load_model(get_config("tiny")).config == get_config("tiny")  # a configuration object: training's start
 
 
-def test_a_folder_round_trips(tiny_folder):
-    model = load_model(str(tiny_folder), device="auto")
-    again = load_model(str(tiny_folder))
-    a, b = model.state_dict(), again.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert str(next(model.parameters()).device) == ("cuda:0" if torch.cuda.is_available() else "cpu")
+def test_a_folder_round_trips(tiny_saved):
+    tiny_folder, original = tiny_saved
+    state = load_model(str(tiny_folder)).state_dict()
+    assert state.keys() == original.keys() and all(torch.equal(state[k], original[k]) for k in original)
+    auto = load_model(str(tiny_folder), device="auto")
+    assert str(next(auto.parameters()).device) == ("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
 def test_a_folder_with_a_missing_tensor_is_an_error_naming_it(tiny_folder, tmp_path):
@@ -62,6 +68,8 @@ def test_specs_that_name_nothing(tmp_path, monkeypatch):
 
 def test_the_empty_spec_is_the_shipped_folder():
     assert loading.shipped_folder().name == "embedded" and (loading.shipped_folder() / "config.json").is_file()
+    shipped = load_model("")
+    assert shipped.config.brain.source == "smollm2" and not shipped.training
 
 
 @pytest.fixture

@@ -186,8 +186,7 @@ class AVSStream:
             try:
                 return self.audio.window(end_ns, self.window_seconds), None
             except NotEnoughAudio as exc:
-                behind = "before the frame" in str(exc) or "no audio" in str(exc)
-                if not behind or self._clock() >= deadline or (stop is not None and stop.is_set()):
+                if not exc.waiting or self._clock() >= deadline or (stop is not None and stop.is_set()):
                     return None, str(exc)
                 self._sleep(0.005)
 

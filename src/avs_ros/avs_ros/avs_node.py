@@ -60,7 +60,7 @@ class AVSParams:
                            "'config:NAME' = a registered configuration with random weights")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     threshold: float = param(0.0, "publish when the classifier score > threshold; 0 = the model's own threshold",
-                             minimum=0.0, maximum=1.0)
+                             minimum=0.0, below=1.0)
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     audio_topic: str = param("/microphone/audio", "AudioChunk topic")

@@ -326,10 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo: starting the graph (perception-run {graph}); node output in {out / 'graph.log'}", flush=True)
     t0 = time.monotonic()
     others = ",".join(k for k in yaml.safe_load(graph.read_text()) if k != "/track/camera_node")
-    proc = ManagedProcess(["perception-run", str(graph), "--only", others], name="perception-run",
-                          log_path=out / "graph.log")
-    camera = None
+    proc = camera = None
     try:
+        proc = ManagedProcess(["perception-run", str(graph), "--only", others], name="perception-run",
+                              log_path=out / "graph.log")
         n_track, n_av = 2 * data["track"]["n"], LEAD_IN + len(data["av"]["conditions"])
         ok = rec.poll_until(lambda: proc.poll() is not None or rec.instruction_pub.get_subscription_count() > 0, 120)
         if not ok or proc.poll() is not None:

@@ -43,7 +43,15 @@ class AudioChunkError(ValueError):
 
 
 class NotEnoughAudio(LookupError):
-    """The requested window is not (fully) buffered yet, or already gone."""
+    """The requested window is not (fully) buffered yet, or already gone.
+
+    ``waiting`` is True when more audio may still complete it (none yet, or the audio ends before the frame);
+    False when it never will (the window starts before the buffered audio).
+    """
+
+    def __init__(self, message: str, *, waiting: bool = False):
+        super().__init__(message)
+        self.waiting = waiting
 
 
 @dataclass
@@ -234,13 +242,13 @@ class AudioRingBuffer:
 
     def _window(self, end_ns: int, duration_s: float) -> AudioWindow:
         if self.rate is None or len(self._data) == 0:
-            raise NotEnoughAudio("no audio received yet")
+            raise NotEnoughAudio("no audio received yet", waiting=True)
         n = round(duration_s * self.rate)
         stop = round((end_ns - self._start_ns) * self.rate / NS)
         start = stop - n
         if stop > len(self._data):
             behind = (stop - len(self._data)) / self.rate
-            raise NotEnoughAudio(f"audio ends {behind:.3f} s before the frame")
+            raise NotEnoughAudio(f"audio ends {behind:.3f} s before the frame", waiting=True)
         if start < 0:
             raise NotEnoughAudio(f"only {stop / self.rate:.3f} s of audio before the frame, need {duration_s:.3f} s")
         return AudioWindow(

@@ -20,18 +20,19 @@ def param(
     read_only: bool = False,
     minimum: float | None = None,
     maximum: float | None = None,
+    below: float | None = None,
     positive: bool = False,
     allow_nan: bool = False,
 ) -> Any:
     """A dataclass field that is a ROS parameter with ``description``.
 
     Numeric parameters state the values that can work, checked at start-up (:func:`check_range`): ``minimum`` /
-    ``maximum`` (inclusive), ``positive`` (> 0); floats must be finite, NaN only where ``allow_nan`` gives it a
-    meaning.
+    ``maximum`` (inclusive), ``below`` (exclusive upper bound), ``positive`` (> 0); floats must be finite, NaN
+    only where ``allow_nan`` gives it a meaning.
     """
     return dataclasses.field(default=default, metadata={
         "description": description, "read_only": read_only, "minimum": minimum, "maximum": maximum,
-        "positive": positive, "allow_nan": allow_nan,
+        "below": below, "positive": positive, "allow_nan": allow_nan,
     })
 
 
@@ -44,6 +45,8 @@ def range_text(metadata: Any) -> str:
         parts.append(f">= {metadata['minimum']:g}")
     if metadata.get("maximum") is not None:
         parts.append(f"<= {metadata['maximum']:g}")
+    if metadata.get("below") is not None:
+        parts.append(f"< {metadata['below']:g}")
     return ", ".join(parts)
 
 
@@ -57,10 +60,10 @@ def check_range(name: str, value: Any, metadata: Any) -> None:
         raise ParameterError(f"parameter {name!r} must be a number, got nan")
     if isinstance(value, float) and math.isinf(value):
         raise ParameterError(f"parameter {name!r} must be finite, got {value}")
-    low, high = metadata.get("minimum"), metadata.get("maximum")
+    low, high, below = metadata.get("minimum"), metadata.get("maximum"), metadata.get("below")
     if (metadata.get("positive") and value <= 0) or (low is not None and value < low) or (
         high is not None and value > high
-    ):
+    ) or (below is not None and value >= below):
         raise ParameterError(f"parameter {name!r} must be {range_text(metadata)}, got {value}")
 
 

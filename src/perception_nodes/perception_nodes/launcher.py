@@ -12,6 +12,7 @@ every node ended cleanly, 1 when one failed or was killed (each is named in the 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import signal
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.respawn_delay < 0 or args.respawn_max < 0:
         parser.error("--respawn-delay and --respawn-max must be >= 0")
 
+    tmp = Path(tempfile.mkdtemp(prefix="perception-run-"))
+    atexit.register(shutil.rmtree, tmp, True)  # also when an argument error ends the run below
     try:
-        tmp = Path(tempfile.mkdtemp(prefix="perception-run-"))
         params = apply_overrides(args.graph, args.set, tmp / "params.yaml") if args.set else args.graph.resolve()
         specs = load_graph(params)
     except GraphError as exc:
@@ -95,14 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     respawn = _respawn_keys(args.respawn, specs)
     if args.respawn and not respawn:
         parser.error(f"--respawn {args.respawn!r} matches no node of {args.graph}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed, the SSH link dropped
+        signal.signal(sig, lambda *_: stop.set())  # before any node starts: a signal never leaves one behind
     procs = [_start(spec, params, lock) for spec in specs]
     by_name = {spec.key: spec for spec in specs}
     respawns: dict[str, int] = {}
     due: dict[str, float] = {}  # node key -> when it starts again
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed, the SSH link dropped
-        signal.signal(sig, lambda *_: stop.set())
     start = time.monotonic()
     rc = 0
     reported: set[str] = set()
@@ -138,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
             how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
             print(f"perception-run: {proc.name} {how} while stopping", flush=True)
             rc = 1
-    shutil.rmtree(tmp, ignore_errors=True)
     return rc
 
 

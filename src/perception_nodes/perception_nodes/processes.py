@@ -28,9 +28,13 @@ except (OSError, AttributeError):
     _prctl = None
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: ask the kernel for SIGTERM when the parent dies."""
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: ask the kernel for SIGTERM when the parent dies (if it already died between the
+    fork and this call, the request comes too late: stop now). The kernel ties the signal to the THREAD that
+    started the child: start children from a thread that lives as long as they should (the main thread)."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -66,14 +70,19 @@ class ManagedProcess:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = log_path.open("wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.cmd,
-            stdout=self._log if self._log is not None else subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
-            preexec_fn=_die_with_parent if _prctl is not None else None,
-        )
+        parent = os.getpid()
+        try:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdout=self._log if self._log is not None else subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
+                preexec_fn=(lambda: _die_with_parent(parent)) if _prctl is not None else None,
+            )
+        except BaseException:
+            self.close_log()
+            raise
 
     @property
     def pid(self) -> int:

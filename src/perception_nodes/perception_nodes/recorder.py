@@ -10,8 +10,10 @@ the workspace's Fast DDS profile first (the tools publish camera-sized images to
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -96,11 +98,15 @@ class RecorderNode:
         return self.node.count_publishers(topic)
 
     def _spin_loop(self) -> None:
-        try:
-            while self.context.ok() and not self._closing.is_set():
+        while self.context.ok() and not self._closing.is_set():
+            try:
                 self.executor.spin_once(timeout_sec=0.05)
-        except Exception:  # the context is shutting down under the spin
-            pass
+            except Exception:
+                if self._closing.is_set() or not self.context.ok():
+                    return  # the context is shutting down under the spin
+                # a callback failed on one message: say so and keep recording the others
+                print(f"{self.node.get_name()}: a subscription callback failed:", file=sys.stderr, flush=True)
+                traceback.print_exc()
 
     def close(self) -> None:
         self._closing.set()

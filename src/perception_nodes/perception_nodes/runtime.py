@@ -136,9 +136,9 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (background jobs)
     dds_level, dds_message = configure_fastdds()  # before the participant exists
-    rclpy.init(args=list(argv) if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
+        rclpy.init(args=list(argv) if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
         try:
             _test_gate(STARTUP_GATE_ENV, "start-up")
             node = node_factory()

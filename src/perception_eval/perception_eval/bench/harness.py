@@ -669,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bares: dict[str, Any] = {}
     try:
         # 2. the bare loops' models, loaded while the nodes load theirs (loading is not timed)
-        bares = _load_bare_models(args, frame, report)
+        _load_bare_models(args, frame, report, bares)
         bench = Bench(args)
         report["dds"] = bench.io.dds[1]  # which Fast DDS profile the frames went out with
         _measure(bench, args, procs, bares, report)
@@ -747,11 +747,11 @@ def _start_nodes(args) -> dict[str, NodeProcess]:
     return procs
 
 
-def _load_bare_models(args, frame: np.ndarray, report: dict[str, Any]) -> dict[str, Any]:
-    """The bare loops (the models without ROS) for the kinds asked; a failure is reported, not raised."""
+def _load_bare_models(args, frame: np.ndarray, report: dict[str, Any], bares: dict[str, Any]) -> None:
+    """The bare loops (the models without ROS) for the kinds asked, into ``bares`` as each loads (so the caller
+    closes those already loaded if the next one is interrupted); a failure is reported, not raised."""
     from . import bare as bare_loops
 
-    bares: dict[str, Any] = {}
     for kind, make in (
         ("tracker", lambda: bare_loops.BareTracker(args.tracker_model, args.device, frame)),
         ("avs", lambda: bare_loops.BareAVS(args.avs_model, args.device, frame, threads=args.avs_threads)),
@@ -764,7 +764,6 @@ def _load_bare_models(args, frame: np.ndarray, report: dict[str, Any]) -> dict[s
         except Exception as exc:
             report["errors"].append(f"bare {kind}: {type(exc).__name__}: {exc}")
             report[kind] = {"model": getattr(args, f"{kind}_model"), "bare": {"error": str(exc)}}
-    return bares
 
 
 def _measure(bench: Bench, args, procs: dict[str, NodeProcess], bares: dict[str, Any], report: dict[str, Any]):
