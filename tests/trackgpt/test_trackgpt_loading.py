@@ -96,3 +96,42 @@ def test_a_garbage_tokenizer_is_named_where_it_is(shipped_copy):
     with pytest.raises(BrainError, match="tokenizer") as err:
         load_model(str(shipped_copy))
     assert str(shipped_copy / "tokenizer") in str(err.value) and ".cache" not in str(err.value)
+
+
+def _lisa_like(folder):
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llava", "architectures": ["LISAForCausalLM"], "mm_vision_tower": "openai/clip-vit-large-patch14",
+    }))
+    return folder
+
+
+def test_a_lisa_folder_is_refused_as_model_and_as_brain_naming_it(tmp_path):
+    from trackgpt.errors import BrainError
+    from trackgpt.llava import load_llava_folder
+
+    lisa = _lisa_like(tmp_path / "LISA-7B-v1")
+    with pytest.raises(CheckpointError, match="LISA checkpoint") as err:
+        load_model(str(lisa))
+    assert "importer" in str(err.value)  # not "model_type='llava', expected 'trackgpt'"
+    with pytest.raises(BrainError, match="LISA checkpoint"):
+        load_llava_folder(lisa)
+
+
+def test_a_llava_folder_missing_a_tensor_is_refused_naming_it(tmp_path):
+    from trackgpt.errors import BrainError
+    from trackgpt.llava import build_tiny_llava, load_llava_folder
+
+    model, tokenizer = build_tiny_llava(get_config("tiny").brain)
+    model.save_pretrained(tmp_path / "brain")
+    tokenizer.save_pretrained(tmp_path / "brain")
+    load_llava_folder(tmp_path / "brain")  # whole: loads
+    tensors = load_file(tmp_path / "brain" / "model.safetensors")
+    gone = next(k for k in sorted(tensors) if "vision_tower" in k)
+    del tensors[gone]
+    save_file(tensors, str(tmp_path / "brain" / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(BrainError, match="does not fit a LLaVA model: missing keys") as err:
+        load_llava_folder(tmp_path / "brain")
+    assert gone.split(".")[-2] in str(err.value)  # Hugging Face names the key in its own layout

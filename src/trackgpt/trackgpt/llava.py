@@ -150,9 +150,12 @@ def load_llava_folder(
     if not cfg_path.is_file():
         raise BrainError(f"brain folder {folder} does not exist or has no config.json")
     try:
-        model_type = json.loads(cfg_path.read_text()).get("model_type")
+        cfg = json.loads(cfg_path.read_text())
+        model_type = cfg.get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
         raise BrainError(f"{cfg_path} is not a valid config: {exc}") from exc
+    if foreign_checkpoint(cfg):
+        raise BrainError(f"brain folder {folder}: {foreign_checkpoint(cfg)}")
     if model_type != "llava":
         raise BrainError(f"brain folder {folder} holds model_type={model_type!r}; TrackGPT needs a 'llava' model")
     dtype, quant = resolve_precision(precision)
@@ -165,7 +168,29 @@ def load_llava_folder(
     except Exception as exc:  # tokenizers raise many kinds (JSON, protobuf, OSError): name the folder read
         raise BrainError(f"cannot load the tokenizer from {tok_from}: {type(exc).__name__}: {exc}") from None
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(str(folder), **kwargs)
+        model, info = LlavaForConditionalGeneration.from_pretrained(str(folder), output_loading_info=True, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise BrainError(f"cannot load the brain from {folder}: {exc}") from exc
+    problems = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):  # Hugging Face only warns; a brain with tensors left at random is refused
+        named = "; ".join(f"{k.replace('_', ' ')} {_first(v)}" for k, v in problems.items() if v)
+        raise BrainError(f"brain folder {folder} does not fit a LLaVA model: {named}")
     return model.eval(), tokenizer, _read_image_stats(folder)
+
+
+def _first(keys: list, n: int = 5) -> str:
+    shown = ", ".join(str(k) for k in keys[:n])
+    return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown
+
+
+def foreign_checkpoint(config: dict) -> str | None:
+    """Why a Hugging Face ``config.json`` describes a published checkpoint that must be imported before this
+    workspace can load it (None otherwise). LISA (``LISAForCausalLM``) keeps the original LLaVA layout, a SAM and
+    ``text_hidden_fcs`` in one folder and no CLIP weights: read as a LLaVA folder, most of it would be skipped or
+    left at random."""
+    if "LISAForCausalLM" in (config.get("architectures") or []):
+        return (
+            "a LISA checkpoint (LISAForCausalLM, the original LLaVA layout with SAM and [SEG]); it cannot be "
+            "loaded as it is and this workspace has no LISA importer yet (docs/published-weights-research.md)"
+        )
+    return None

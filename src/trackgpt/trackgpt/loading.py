@@ -20,6 +20,8 @@ from typing import Any
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 
 from .config import TrackGPTConfig
+from .errors import CheckpointError
+from .llava import foreign_checkpoint
 from .model import TrackGPT
 
 
@@ -55,8 +57,23 @@ def load_model(
         config = spec.replace(brain=brain_overrides) if brain_overrides else spec
         return TrackGPT.from_config(config).to(target).eval()
     kind, value = resolve_model_spec(spec, shipped_folder())
+    if kind == "folder":
+        _refuse_foreign(Path(value))
     if kind == "config":
         model = TrackGPT.from_config(value, **({"brain": brain_overrides} if brain_overrides else {}))
     else:
         model = TrackGPT.from_pretrained(value, **brain_overrides)
     return model.to(target).eval()
+
+
+def _refuse_foreign(folder: Path) -> None:
+    """A published checkpoint that needs importing is named as such (not as a wrong ``model_type``)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # from_pretrained says what is wrong with the folder
+    why = foreign_checkpoint(config) if isinstance(config, dict) else None
+    if why:
+        raise CheckpointError(f"model folder {folder} is {why}")
