@@ -24,6 +24,7 @@ setup(
         "console_scripts": [
             "instruction-pub = perception_bringup.instruction_pub:main",
             "perception-demo = perception_bringup.demo:main",
+            "perception-models = perception_bringup.models_cli:main",
         ],
     },
 )
