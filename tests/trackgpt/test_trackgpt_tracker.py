@@ -447,3 +447,16 @@ def test_a_flood_of_instructions_reports_each_superseded_one():
     assert [r.instruction_id for r in unreasoned] == ids  # the fifth was cleared, the others superseded
     assert all("superseded" in r.error for r in unreasoned[:4]) and "cleared" in unreasoned[4].error
     assert [r.instruction for r in records if r.error is None] == ["the cat"]
+
+
+def test_a_hung_brain_stops_a_synchronous_run_instead_of_hanging_it():
+    gate = threading.Event()  # never set: the brain never answers
+    with OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain(gate=gate), synchronous=True,
+                       brain_timeout=0.3) as tracker:
+        tracker.set_instruction("the dog")
+        t0 = time.monotonic()
+        with pytest.raises(TrackerError, match="brain_timeout=0.3"):
+            tracker.step(frame(1))
+        assert time.monotonic() - t0 < 5.0
+    with pytest.raises(ValueError, match="brain_timeout"):
+        OnlineTracker(perception=ControlledPerception([0.9]), brain=FakeBrain(), brain_timeout=0.0)

@@ -85,6 +85,7 @@ def track_video(
     oracle_target: str | None = None,
     keep_logits: bool = False,
     fps: float = 0.0,
+    brain_timeout: float | None = 600.0,
 ) -> TrackedVideo:
     """Track ``instruction`` over ``frames`` (RGB) with a fresh :class:`OnlineTracker` around ``model``.
 
@@ -98,6 +99,8 @@ def track_video(
             (:meth:`trackgpt.TrackGPT.reason`'s ``target``): the perception's share of the score.
         keep_logits: also return each frame's mask logits (``TrackedVideo.logits``).
         fps: ``"live"`` only: give frames no faster than this (0: as fast as they are processed).
+        brain_timeout: ``"sync"`` only: seconds to wait for one brain call before :class:`TrackerError`
+            (None: no limit), so a hung brain stops an evaluation instead of hanging it.
     """
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
@@ -107,7 +110,7 @@ def track_video(
     run = TrackedVideo(logits=[] if keep_logits else None, timing=timing)
     tracker = OnlineTracker(
         perception=model, brain=brain, tau=tau if rethink else 0.0, synchronous=timing == "sync",
-        propagate=propagate, keep_logits=keep_logits,
+        propagate=propagate, keep_logits=keep_logits, brain_timeout=brain_timeout if timing == "sync" else None,
     )
     with tracker:
         tracker.set_instruction(instruction)

@@ -186,6 +186,8 @@ class OnlineTracker:
         propagate: propagate the referring query from frame to frame (the paper); False decodes every frame with
             Q_t = Q_R (the paper's ablation without propagation).
         keep_logits: return each decoded frame's mask logits in :attr:`TrackStep.mask_logits` (calibration).
+        brain_timeout: synchronous only: seconds :meth:`step` waits for the brain before raising
+            :class:`TrackerError` (None: no limit).
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class OnlineTracker:
         synchronous: bool = False,
         propagate: bool = True,
         keep_logits: bool = False,
+        brain_timeout: float | None = None,
     ) -> None:
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {tau}")
@@ -217,6 +220,9 @@ class OnlineTracker:
         self.synchronous = bool(synchronous)
         self.propagate = bool(propagate)
         self.keep_logits = bool(keep_logits)
+        if brain_timeout is not None and not brain_timeout > 0:
+            raise ValueError(f"brain_timeout must be positive or None, got {brain_timeout}")
+        self.brain_timeout = brain_timeout
         self.brain_nice_error: str | None = None
         self._brain_started = threading.Event()
         self._frame_thread_ids: set[int] = set()
@@ -383,8 +389,16 @@ class OnlineTracker:
             raise TrackerError("the tracker is closed")
 
     def _wait_idle(self) -> None:
-        """Wait (lock held; released while waiting) until the brain has nothing pending or running."""
-        self._cond.wait_for(lambda: (self._pending is None and self._running is None) or self._closed)
+        """Wait (lock held; released while waiting) until the brain has nothing pending or running.
+
+        Raises:
+            TrackerError: the brain did not finish within ``brain_timeout`` seconds.
+        """
+        idle = self._cond.wait_for(
+            lambda: (self._pending is None and self._running is None) or self._closed, self.brain_timeout
+        )
+        if not idle:
+            raise TrackerError(f"the brain did not answer within brain_timeout={self.brain_timeout} s")
 
     def _apply_frame_threads(self) -> None:
         if self.frame_threads is None:
