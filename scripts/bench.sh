@@ -26,7 +26,7 @@ TRACKGPT_CONFIGS=(tiny embedded)
 AVS_CONFIGS=(tiny)
 # The shipped AVS model runs at 128 px (the registered `embedded` configuration says 224): time the folder itself.
 # TrackGPT's `embedded` configuration is the shipped model's frame path (same SAM sizes).
-AVS_SHIPPED=$(python -c 'import avs; from perception_common.models import shipped_model_dir; print(shipped_model_dir(avs))')
+AVS_SHIPPED=$(python -c 'from avs.loading import shipped_folder; print(shipped_folder())')
 if [ -n "${BENCH_FULL:-}" ]; then
   FULL=(--full)
   TRACKGPT_CONFIGS=(tiny embedded llava-7b-sam-vit-h)

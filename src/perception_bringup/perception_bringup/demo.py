@@ -308,14 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-    import avs
-    import trackgpt
-    from perception_common.models import shipped_model_dir
+    from avs.loading import shipped_folder as avs_shipped
+    from trackgpt.loading import shipped_folder as trackgpt_shipped
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    t_model, t_desc = _model_param(args.tracker_model, shipped_model_dir(trackgpt), "embedded")
-    a_model, a_desc = _model_param(args.avs_model, shipped_model_dir(avs), "embedded")
+    t_model, t_desc = _model_param(args.tracker_model, trackgpt_shipped(), "embedded")
+    a_model, a_desc = _model_param(args.avs_model, avs_shipped(), "embedded")
     for d in (t_desc, a_desc):
         if d.startswith("UNTRAINED"):
             print(f"demo: WARNING: {d}", flush=True)

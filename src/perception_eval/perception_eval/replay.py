@@ -122,14 +122,15 @@ class NodeRecorder(RecorderNode):
         self.duplicates = 0
         self.last_output = time.monotonic()
         if tracker_node:
-            self.subscribe(TrackResult, f"{tracker_node}/result", self._on_result, 1000)
-            self.subscribe(Reasoning, f"{tracker_node}/reasoning", self._on_reasoning, 100)
+            # the callbacks take the lock themselves, after decoding (not while holding it)
+            self.subscribe(TrackResult, f"{tracker_node}/result", self._on_result, 1000, locked=False)
+            self.subscribe(Reasoning, f"{tracker_node}/reasoning", self._on_reasoning, 100, locked=False)
             from std_srvs.srv import Trigger
 
             self.cancel_client = self.node.create_client(Trigger, f"{tracker_node}/cancel")
         if avs_node:
-            self.subscribe(SoundingMask, f"{avs_node}/score", self._on_score, 1000)
-            self.subscribe(SoundingMask, f"{avs_node}/sounding", self._on_sounding, 100)
+            self.subscribe(SoundingMask, f"{avs_node}/score", self._on_score, 1000, locked=False)
+            self.subscribe(SoundingMask, f"{avs_node}/sounding", self._on_sounding, 100, locked=False)
 
     # -- callbacks (executor thread) --------------------------------------------------
     def _store(self, table: dict, stamp: int, value) -> None:

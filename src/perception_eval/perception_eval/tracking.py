@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from trackgpt.brain import validate_instruction
 from trackgpt.errors import InstructionError
 from trackgpt.evaluation import TrackedVideo, track_video
 
@@ -25,11 +26,13 @@ FALLBACK_INSTRUCTION = "object"
 
 
 def dataset_instruction(text: str, model: Any) -> str:
-    """The expression's text as the tracker takes it; one the brain refuses (empty, too long) becomes ``"object"``,
-    so a dataset's odd expression is scored (as a failure, usually) instead of stopping the evaluation."""
-    check = getattr(model, "check_instruction", None)
+    """The expression's text as the tracker takes it (the brain's ``check_instruction``, else
+    :func:`trackgpt.brain.validate_instruction`, as :meth:`OnlineTracker.set_instruction` checks it); one it refuses
+    (empty, too long) becomes ``"object"``, so a dataset's odd expression is scored (as a failure, usually) instead
+    of stopping the evaluation."""
+    check = getattr(model, "check_instruction", None) or validate_instruction
     try:
-        return check(text) if check is not None else text
+        return check(text)
     except InstructionError:
         return FALLBACK_INSTRUCTION
 

@@ -27,11 +27,14 @@ from perception_nodes.graph import GraphError, apply_overrides, load_graph
 from perception_nodes.processes import ManagedProcess, stop_all
 
 
-def _signal_name(number: int) -> str:
+def _how_it_ended(code: int) -> str:
+    """``"exited with code N"`` or ``"was killed by SIGNAME"`` for a child's return code."""
+    if code >= 0:
+        return f"exited with code {code}"
     try:
-        return signal.Signals(number).name
+        return f"was killed by {signal.Signals(-code).name}"
     except ValueError:
-        return f"signal {number}"
+        return f"was killed by signal {-code}"
 
 
 def _respawn_keys(option: str, specs) -> set[str]:
@@ -114,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             code = proc.poll()
             if code is not None and proc.name not in reported:
                 reported.add(proc.name)
-                how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
-                print(f"perception-run: {proc.name} {how}", flush=True)
+                print(f"perception-run: {proc.name} {_how_it_ended(code)}", flush=True)
                 if code != 0:
                     rc = 1
                     if args.exit_on_failure:
@@ -136,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for proc in procs:  # a node that failed while stopping, or had to be killed, makes the run a failure
         code = proc.poll()
         if proc.name not in reported and code not in (0, None):
-            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
-            print(f"perception-run: {proc.name} {how} while stopping", flush=True)
+            print(f"perception-run: {proc.name} {_how_it_ended(code)} while stopping", flush=True)
             rc = 1
     return rc
 

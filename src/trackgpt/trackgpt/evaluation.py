@@ -110,7 +110,7 @@ def track_video(
     run = TrackedVideo(logits=[] if keep_logits else None, timing=timing)
     tracker = OnlineTracker(
         perception=model, brain=brain, tau=tau if rethink else 0.0, synchronous=timing == "sync",
-        propagate=propagate, keep_logits=keep_logits, brain_timeout=brain_timeout if timing == "sync" else None,
+        propagate=propagate, keep_logits=keep_logits, brain_timeout=brain_timeout,  # only a synchronous run waits
     )
     with tracker:
         tracker.set_instruction(instruction)

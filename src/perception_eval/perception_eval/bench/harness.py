@@ -655,9 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     default_threads = torch.get_num_threads()
+    report = _new_report(args, default_threads)  # the settings as given
     # --avs-threads: the AVS node's `threads` parameter and torch.set_num_threads of the bare loop alike.
     args.avs_threads = args.avs_threads or default_threads
-    report = _new_report(args, default_threads)
     t_start = time.monotonic()
     frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
     # 1. the nodes, all started at once (they load in parallel), measured one after the other
@@ -687,11 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _shipped_models() -> dict[str, str]:
-    import avs
-    import trackgpt
-    from perception_common.models import shipped_model_dir
+    from avs.loading import shipped_folder as avs_shipped
+    from trackgpt.loading import shipped_folder as trackgpt_shipped
 
-    return {"tracker": str(shipped_model_dir(trackgpt)), "avs": str(shipped_model_dir(avs))}
+    return {"tracker": str(trackgpt_shipped()), "avs": str(avs_shipped())}
 
 
 def _wanted(args, kind: str) -> bool:
