@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,3 +175,54 @@ def test_a_window_that_can_never_fill_is_not_waited_for():
     assert result.prediction is None and "need 1.000 s" in result.why and ticks == []
     waiting = stream.process(FRAME, 2 * NS)  # audio ends before this frame: that one is waited for
     assert waiting.prediction is None and "before the frame" in waiting.why and ticks
+
+
+class ClipSpy:
+    """A real tiny AVS model with ``clip_frames`` 3; records how many earlier frames each call attended over."""
+
+    def __init__(self, clip_frames: int = 3):
+        from avs.model import build_model
+
+        self.model = build_model("tiny", clip_frames=clip_frames, gate="off").eval()
+        self.config = self.model.config
+        self.history_lengths: list[int | None] = []
+
+    def predict(self, *args, history=None, **kwargs):
+        self.history_lengths.append(None if history is None else len(history))
+        return self.model.predict(*args, history=history, **kwargs)
+
+
+def test_clips_keep_frames_one_stride_apart_and_restart_on_a_time_jump_or_a_new_size():
+    spy = ClipSpy(clip_frames=3)
+    stream = AVSStream(spy)
+    assert stream.clip_frames == 3 and stream.clip_stride_s == 1.0
+    feed(stream, 0.0, 6.0, 0.2)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for k in range(25):  # 5 frames per second from 1.0 s to 5.8 s
+        result = stream.process(frame, round((1.0 + 0.2 * k) * NS))
+        assert result.prediction is not None and result.prediction.features is not None
+    # kept: 1.0, 2.0, then 3.0 replaces nothing beyond maxlen 2 -> every frame after 2.0 s attends over 2
+    assert spy.history_lengths[:6] == [0, 1, 1, 1, 1, 1]
+    assert spy.history_lengths[6:] == [2] * 19
+    kept = [stamp / NS for stamp, _, _ in stream._kept]
+    assert kept == pytest.approx([4.0, 5.0])
+    stream.process(np.zeros((32, 40, 3), np.uint8), round(5.9 * NS))  # another frame size: a new clip
+    assert spy.history_lengths[-1] == 0
+    stream.process(frame, round(2.5 * NS))  # time went back: a new clip
+    assert spy.history_lengths[-1] == 0
+
+
+def test_a_model_with_one_frame_clips_is_called_without_history():
+    spy = ClipSpy(clip_frames=1)
+    stream = AVSStream(spy)
+    feed(stream, 0.0, 2.0, 0.2)
+    stream.process(np.zeros((48, 64, 3), np.uint8), round(1.5 * NS))
+    assert spy.history_lengths == [None]
+    assert stream._kept == deque(maxlen=1)
+
+
+def test_clip_settings_are_checked():
+    with pytest.raises(ValueError, match="clip_frames"):
+        AVSStream(ClipSpy(), clip_frames=0)
+    with pytest.raises(ValueError, match="clip_stride_s"):
+        AVSStream(ClipSpy(), clip_stride_s=-1.0)

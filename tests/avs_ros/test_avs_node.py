@@ -213,3 +213,49 @@ def test_settings_that_cannot_work_stop_the_node_with_one_line(processes, settin
     assert proc.wait(timeout=60) == 2
     log = processes.log(proc)
     assert "cannot start" in log and named in log and "Traceback" not in log
+
+
+def test_an_imported_avsbench_model_runs_clips_and_publishes_class_maps(ros_node, processes, tmp_path):
+    """The AVSS fixture imported (tests/avs/fixtures/avsbench) and given as model:=; the node's masks and class maps
+    are the library stream's for the same audio and frames (clips of 5 frames 1 s apart)."""
+    from pathlib import Path
+
+    from sensor_msgs.msg import Image
+
+    from avs.avsbench import import_avsbench
+    from avs.stream import AVSStream
+    from avs.vggish import build_vggish
+    from perception_nodes.runtime import sensor_qos
+
+    fixtures = Path(__file__).parents[1] / "avs" / "fixtures" / "avsbench"
+    torch.manual_seed(0)
+    model = import_avsbench(fixtures / "avss_pvt.pth", build_vggish("vggish-tiny").state_dict(),
+                            audio_encoder="vggish-tiny")
+    folder = model.save_pretrained(tmp_path / "avss")
+    ns = "/avs_avss"
+    proc = _start(processes, folder, ns)
+    got = _subscribe(ros_node, ns)
+    maps = []
+    ros_node.create_subscription(Image, f"{ns}/avs_node/class_map", maps.append, sensor_qos(50))
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    start = feeder.t0
+    for _ in range(14):
+        feeder.audio(0.5)
+    stamps = [start + NS + k * NS // 2 + 37 * k for k in range(12)]  # 1.0 ... 6.5 s: clips fill up to 5 frames
+    for s in stamps:
+        feeder.frame(s)
+    assert spin_until(ros_node, lambda: len(maps) >= 12, timeout=90), processes.log(proc)
+    assert "clips of 5 frames 1 s apart" in processes.log(proc)
+    stream = AVSStream(model)
+    for chunk_start, samples in feeder.sent:
+        stream.push_audio(samples, sample_rate=feeder.rate, channels=1, start_ns=chunk_start)
+    by_stamp = {m.header.stamp.sec * NS + m.header.stamp.nanosec: m for m in maps}
+    for s in stamps:
+        expected = stream.process(Feeder.image(s), s).prediction.class_map
+        msg = by_stamp[s]
+        assert msg.encoding == "mono8" and (msg.width, msg.height) == (64, 48)
+        published = np.frombuffer(bytes(msg.data), np.uint8).reshape(48, 64)
+        assert (published == expected).mean() > 0.99
+    assert len({bytes(m.data) for m in maps}) > 1, "class maps should change with the frames"
+    assert len(got["sounding"]) == 12  # an un-gated baseline publishes every frame

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
@@ -60,3 +61,55 @@ def test_the_console_script_answers_help_and_exit_codes(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "perception_bringup.models_cli", "verify", str(tmp_path / "m")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+FIXTURES = Path(__file__).parents[1] / "avs" / "fixtures" / "avsbench"
+
+
+def test_list_names_every_published_checkpoint_with_its_memory_and_importer(capsys):
+    assert main(["list", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert {"lisa-7b-v1", "lisa-13b-llama2-v1", "avsbench-avss-pvt", "torchvggish"} <= set(entries)
+    assert entries["lisa-7b-v1"]["hf_repo"] == "xinlai/LISA-7B-v1"
+    assert entries["lisa-7b-v1"]["int4_gb"] < entries["lisa-7b-v1"]["fp16_gb"]
+    assert entries["avsbench-avss-pvt"]["importer"].startswith("avsbench")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "licence:" in out and "fp16 ~15.3 GB, int4 ~5.3 GB" in out
+
+
+def test_import_avsbench_writes_a_folder_that_verifies(tmp_path, capsys):
+    import torch
+
+    from avs.vggish import build_vggish
+
+    vggish = tmp_path / "vggish-tiny.pth"
+    torch.save(build_vggish("vggish-tiny").state_dict(), vggish)
+    dst = tmp_path / "s4"
+    argv = ["import", "avsbench", str(FIXTURES / "s4_resnet.pth"), str(dst), "--vggish", str(vggish),
+            "--audio-encoder", "vggish-tiny"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "resnet_tiny" in out and "one mask" in out and f"model:={dst}" in out
+    assert main(["verify", str(dst), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "avs" and report["gate"] == "off" and report["clip_frames"] == 5
+    assert report["decoder_style"] == "avsbench"
+    assert main(argv) == 1  # DST is not empty now
+    assert "--force" in capsys.readouterr().err
+    bad = ["import", "avsbench", str(vggish), str(tmp_path / "x"), "--vggish", str(vggish),
+           "--audio-encoder", "vggish-tiny"]  # a VGGish file is not a TPAVI checkpoint
+    assert main(bad) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an AVSBench TPAVI checkpoint" in err
+
+
+def test_fetch_without_network_fails_at_once_with_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["fetch", "lisa-7b-v1", "/nonexistent/x"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no network" in err and "xinlai/LISA-7B-v1" in err
+    assert main(["fetch", "avsbench-avss-pvt", "/nonexistent/x"]) == 1
+    assert "by hand" in capsys.readouterr().err
+    assert main(["fetch", "nothing-like-it", "/nonexistent/x"]) == 1
+    assert "known:" in capsys.readouterr().err

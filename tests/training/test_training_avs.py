@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -249,3 +251,29 @@ def test_data_stream_is_a_pure_function_of_the_sample_number(toy):
         assert torch.equal(other.audio, sample.audio) and torch.equal(other.gt, sample.gt)
         if sample.label == 0.0:
             assert not other.gt.any()
+
+
+def _imported(tmp_path, name):
+    """An AVSBench fixture (tests/avs/fixtures/avsbench) imported and saved as a model folder."""
+    from avs.avsbench import import_avsbench
+    from avs.vggish import build_vggish
+
+    fixture = Path(__file__).parents[1] / "avs" / "fixtures" / "avsbench" / f"{name}.pth"
+    model = import_avsbench(fixture, build_vggish("vggish-tiny").state_dict(), audio_encoder="vggish-tiny")
+    return model.save_pretrained(tmp_path / name)
+
+
+def test_the_gate_trains_on_top_of_an_imported_avsbench_model(toy, tmp_path, capsys):
+    """The README's recipe: an imported S4 model is the baseline, the gate is added and trained on clips of 5."""
+    folder = _imported(tmp_path, "s4_pvt")
+    out = tmp_path / "gated"
+    extra = ("train.steps=2", "data.clip_length=5", f"model.init_from={folder}",
+             "model.overrides={gate: scaled_cosine}")
+    assert avs_train.main(_args(toy, out, *extra)) == 0, capsys.readouterr().err
+    model = AVSModel.from_pretrained(out / "model")
+    assert model.config.gate == "scaled_cosine" and model.config.decoder_style == "avsbench"
+    assert model.config.clip_frames == 5 and model.config.backbone == "pvt_v2_tiny"
+    # a semantic AVSS model cannot be trained by this pipeline: one line, exit 2
+    avss = _imported(tmp_path, "avss_pvt")
+    assert avs_train.main(_args(toy, tmp_path / "avss", "train.steps=1", f"model.init_from={avss}")) == 2
+    assert "num_classes=8" in capsys.readouterr().err

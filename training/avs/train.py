@@ -194,6 +194,11 @@ class AVSTask(Task):
             )
         except AVSError as exc:
             raise SetupError(f"model: {exc}") from exc
+        if self.model_config.num_classes != 1:
+            raise SetupError(
+                f"model has num_classes={self.model_config.num_classes} (a semantic AVSS model): this pipeline trains "
+                "one-mask models (S4/MS3 imports, registered configurations)"
+            )
         size = self.model_config.image_size
         try:
             self.train_data = AVSTrainData(data, image_size=size, seed=int(cfg["seed"]))

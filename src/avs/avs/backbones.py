@@ -2,7 +2,8 @@
 
 * ``resnet50``: torchvision's ResNet-50; parameter names are torchvision's
   (``conv1``, ``bn1``, ``layer1`` ... ``layer4``), so the official
-  ``resnet50-*.pth`` loads as it is.
+  ``resnet50-*.pth`` loads as it is. ``resnet_tiny`` is the same network with
+  made-up small widths (the AVSBench importer's test fixtures).
 * ``pvt_v2_*``: timm's PyramidVisionTransformerV2; loads timm's checkpoint
   format (``patch_embed.*``, ``stages.N.*``) and the official PVT-v2 format
   (``patch_embed1.*``, ``block1.N.*``, ``norm1``, as in ``pvt_v2_b5.pth`` that
@@ -31,6 +32,7 @@ from .errors import ConfigError
 
 BACKBONES: dict[str, dict] = {
     "resnet50": {"kind": "resnet", "layers": (3, 4, 6, 3)},
+    "resnet_tiny": {"kind": "resnet", "layers": (1, 1, 1, 1), "planes": (4, 8, 16, 32)},
     "pvt_v2_b5": {
         "kind": "pvt_v2",
         "depths": (3, 6, 40, 3),
@@ -65,18 +67,27 @@ class ResNetBackbone(nn.Module):
 
     Args:
         layers: blocks per stage (ResNet-50: 3, 4, 6, 3).
+        planes: bottleneck widths per stage (ResNet-50: 64, 128, 256, 512; the stem has ``planes[0]`` channels).
 
-    Output channels: 256, 512, 1024, 2048 at strides 4, 8, 16, 32.
+    Output channels: ``4 * planes`` (ResNet-50: 256, 512, 1024, 2048) at strides 4, 8, 16, 32.
     """
 
-    def __init__(self, *, layers=(3, 4, 6, 3)):
+    def __init__(self, *, layers=(3, 4, 6, 3), planes=(64, 128, 256, 512)):
         super().__init__()
         from torchvision.models.resnet import Bottleneck, ResNet
 
         net = ResNet(Bottleneck, list(layers))
+        if tuple(planes) != (64, 128, 256, 512):  # torchvision fixes the widths: rebuild its stages narrower
+            net.inplanes = planes[0]
+            net.conv1 = nn.Conv2d(3, planes[0], kernel_size=7, stride=2, padding=3, bias=False)
+            net.bn1 = nn.BatchNorm2d(planes[0])
+            net.layer1 = net._make_layer(Bottleneck, planes[0], layers[0])
+            net.layer2 = net._make_layer(Bottleneck, planes[1], layers[1], stride=2)
+            net.layer3 = net._make_layer(Bottleneck, planes[2], layers[2], stride=2)
+            net.layer4 = net._make_layer(Bottleneck, planes[3], layers[3], stride=2)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.channels = (256, 512, 1024, 2048)
+        self.channels = tuple(Bottleneck.expansion * int(p) for p in planes)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``B x 3 x H x W`` normalised image -> ``[B x C_i x H/2^(i+1) x W/2^(i+1)]`` for i = 1..4."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backbones import BACKBONES
+from .decoder import DECODER_STYLES
 from .errors import ConfigError
 from .gate import GATE_MODES
 from .vggish import VGGISH_SIZES
@@ -41,6 +42,15 @@ class AVSConfig:
         tpavi_stages: stages (0-3) with TPAVI audio-visual interaction (reference: all four).
         tpavi_attention: ``"dot"`` (reference code) or ``"softmax"`` (paper formula, degenerate at T = 1).
         decoder_head_channels: the two output-head widths (reference: 128, 32).
+        decoder_style: ``"project"`` (the shipped models) or ``"avsbench"`` (imported AVSBench checkpoints: two
+            decoder details differ, see :mod:`avs.decoder`).
+        num_classes: 1 = one sounding-object mask (S4, MS3, the shipped models); more = AVSBench's semantic AVSS
+            head (71: class 0 is background, the sounding mask is every other class, the class map is kept).
+        clip_frames: frames TPAVI attends over together when a stream runs the model: 1 = each frame alone (the
+            shipped models, trained that way); 5 = AVSBench's clips (imported checkpoints), the frame with the
+            ``clip_frames - 1`` kept frames before it (see :class:`avs.stream.AVSStream`).
+        clip_stride_s: seconds between the kept frames of a clip (AVSBench: one frame per second of video, each
+            with its own second of audio).
         gate: ``"cosine"`` (paper), ``"scaled_cosine"`` (deviation: learnable scale) or ``"off"`` (baseline).
         gate_init_scale: initial scale of ``"scaled_cosine"``.
         gate_visual_proj: also project the pooled ``F_4`` through a linear layer (with bias) before the cosine
@@ -59,6 +69,10 @@ class AVSConfig:
     tpavi_stages: tuple[int, ...] = (0, 1, 2, 3)
     tpavi_attention: str = "dot"
     decoder_head_channels: tuple[int, int] = (128, 32)
+    decoder_style: str = "project"
+    num_classes: int = 1
+    clip_frames: int = 1
+    clip_stride_s: float = 1.0
     gate: str = "cosine"
     gate_init_scale: float = 10.0
     gate_visual_proj: bool = False
@@ -84,6 +98,14 @@ class AVSConfig:
             raise ConfigError(f"tpavi_attention must be 'dot' or 'softmax', got {self.tpavi_attention!r}")
         if not set(self.tpavi_stages) <= {0, 1, 2, 3} or len(set(self.tpavi_stages)) != len(self.tpavi_stages):
             raise ConfigError(f"tpavi_stages must be distinct stage indices 0-3, got {self.tpavi_stages}")
+        if self.decoder_style not in DECODER_STYLES:
+            raise ConfigError(f"decoder_style must be one of {', '.join(DECODER_STYLES)}, got {self.decoder_style!r}")
+        for name in ("num_classes", "clip_frames"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.clip_stride_s, (int, float)) or not 0.0 < float(self.clip_stride_s) < 60.0:
+            raise ConfigError(f"clip_stride_s must be in (0, 60) seconds, got {self.clip_stride_s!r}")
         if not isinstance(self.channels, int) or self.channels < 2:
             raise ConfigError(f"channels must be an int >= 2, got {self.channels!r}")
         if not 0.0 < float(self.threshold) < 1.0:

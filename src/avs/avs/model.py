@@ -49,7 +49,8 @@ class AVSOutput:
     """What :meth:`AVSModel.forward` returns for a batch of ``B`` frames.
 
     Attributes:
-        mask_logits: ``B x 1 x H x W`` mask logits at the input resolution.
+        mask_logits: ``B x K x H x W`` logits at the input resolution: ``K = 1`` mask logits, or ``num_classes``
+            class logits (class 0 = background) for an AVSS model.
         similarity: ``B`` cosine similarity ``s`` (None with the gate off).
         gate_logit: ``B`` value fed to the sigmoid (None with the gate off).
         score: ``B`` ``sigmoid(gate_logit)`` (None with the gate off).
@@ -73,12 +74,25 @@ class AVSOutput:
 
 
 @dataclass
+class FrameFeatures:
+    """One frame's per-frame work (ASPP outputs before TPAVI and its audio embedding), kept by a stream so later
+    frames attend over it without recomputing it (see :meth:`AVSModel.forward_window`)."""
+
+    stages: list[torch.Tensor]
+    audio_embedding: torch.Tensor
+
+
+@dataclass
 class Prediction:
     """One frame's result from :meth:`AVSModel.predict`.
 
     Attributes:
         mask: ``H x W`` bool at the frame's own size; empty unless ``sounding``.
-        probability: ``H x W`` float32 ``sigmoid(mask_logits)`` (not gated).
+        probability: ``H x W`` float32 ``sigmoid(mask_logits)`` (not gated); for an AVSS model
+            ``1 - P(background)``.
+        class_map: AVSS models only: ``H x W`` int16 class ids (0 = background; argmax at the model's resolution,
+            as AVSBench scores it, resized nearest to the frame), not gated; None for a one-mask model.
+        features: this frame's :class:`FrameFeatures` when ``predict`` was given a ``history``, else None.
         similarity: ``s`` (None with the gate off).
         score: ``sigmoid`` of the gate logit (None with the gate off).
         sounding: whether the gate accepts the audio-visual pair.
@@ -91,6 +105,8 @@ class Prediction:
     score: float | None
     sounding: bool
     audio_padded_samples: int
+    class_map: np.ndarray | None = None
+    features: FrameFeatures | None = None
 
 
 class AVSModel(nn.Module):
@@ -118,7 +134,12 @@ class AVSModel(nn.Module):
                 for i in sorted(config.tpavi_stages)
             }
         )
-        self.decoder = FPNDecoder(channels=config.channels, head_channels=config.decoder_head_channels)
+        self.decoder = FPNDecoder(
+            channels=config.channels,
+            head_channels=config.decoder_head_channels,
+            out_channels=config.num_classes,
+            style=config.decoder_style,
+        )
         self.gate = (
             None
             if config.gate == "off"
@@ -171,15 +192,70 @@ class AVSModel(nn.Module):
                 the T audio segments of a clip. 1 for single frames (the robot).
         """
         self._check_inputs(frames, audio, clip_length)
+        return self.forward_embeddings(frames, self.audio_encoder(audio), clip_length=clip_length)
+
+    def forward_embeddings(self, frames: torch.Tensor, audio_embedding: torch.Tensor, *,
+                           clip_length: int = 1) -> AVSOutput:
+        """:meth:`forward` from audio embeddings ``B x 128`` (F_A) instead of log-mel examples.
+
+        What AVSBench's ``Pred_endecoder.forward(imgs, audio_feature)`` takes (its VGGish runs outside the model);
+        the importer's fixtures compare against it.
+        """
         b, _, h, w = frames.shape
+        if audio_embedding.ndim != 2 or audio_embedding.shape[0] != b:
+            raise InputError(f"audio embeddings must be {b} x D, got {tuple(audio_embedding.shape)}")
+        if not isinstance(clip_length, int) or clip_length < 1 or b % clip_length:
+            raise InputError(f"clip_length must be a positive int dividing the batch size {b}, got {clip_length!r}")
+        feats, stages = self._encode(frames)
+        fused, aligned = self._fuse(stages, audio_embedding, clip_length)
+        return self._finish(fused, aligned, feats[3], audio_embedding, (h, w))
+
+    def forward_window(
+        self, frame: torch.Tensor, audio_embedding: torch.Tensor, history=()
+    ) -> tuple[AVSOutput, FrameFeatures]:
+        """One frame attending over a clip of itself and ``history`` (earlier frames' :class:`FrameFeatures`, oldest
+        first), as TPAVI does over AVSBench's 5-frame clips; only this frame is decoded.
+
+        The output equals the last frame's of :meth:`forward_embeddings` run on the whole clip (tested against
+        AVSBench's own model), while the backbone and ASPP run on this frame only.
+
+        Args:
+            frame: ``1 x 3 x H x W`` RGB in [0, 1].
+            audio_embedding: ``1 x D`` this frame's F_A.
+            history: earlier frames' features (same size), from the ``features`` this method returned for them.
+
+        Returns:
+            ``(output, features)``: this frame's :class:`AVSOutput` (batch 1) and its features for later frames.
+        """
+        if frame.ndim != 4 or frame.shape[0] != 1 or audio_embedding.shape[0] != 1:
+            raise InputError(f"forward_window takes one frame, got {tuple(frame.shape)}")
+        _, _, h, w = frame.shape
+        feats, stages = self._encode(frame)
+        current = FrameFeatures([v.detach() for v in stages], audio_embedding.detach())
+        clip = [*history, current]
+        for past in history:
+            if [tuple(v.shape) for v in past.stages] != [tuple(v.shape) for v in stages]:
+                raise InputError("history frames must have this frame's size (clear the history when it changes)")
+        stacked = [torch.cat([f.stages[i] for f in clip]) for i in range(len(stages))]
+        audio = torch.cat([f.audio_embedding for f in clip])
+        fused, aligned = self._fuse(stacked, audio, len(clip))
+        last = [v[-1:] for v in fused]
+        last_aligned = [None if a is None else a[-1:] for a in aligned]
+        return self._finish(last, last_aligned, feats[3], audio_embedding, (h, w)), current
+
+    def _encode(self, frames: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Backbone stages F_1..F_4 and their ASPP outputs V_1..V_4 (per frame, no audio)."""
         x = (frames - self.pixel_mean) / self.pixel_std
         feats = self.backbone(x)
-        audio_embedding = self.audio_encoder(audio)
+        return feats, [self.aspp[i](feat) for i, feat in enumerate(feats)]
+
+    def _fuse(self, stages, audio_embedding: torch.Tensor, clip_length: int):
+        """TPAVI over clips of ``clip_length`` frames (clip-major batch) where configured: Z_i and A_i."""
         fused: list[torch.Tensor] = []
         aligned: list[torch.Tensor | None] = []
+        b = stages[0].shape[0]
         n_clips, t = b // clip_length, clip_length
-        for i, feat in enumerate(feats):
-            v = self.aspp[i](feat)
+        for i, v in enumerate(stages):
             if str(i) in self.tpavi:
                 c, fh, fw = v.shape[1:]
                 v5 = v.view(n_clips, t, c, fh, fw).permute(0, 2, 1, 3, 4)
@@ -189,21 +265,27 @@ class AVSModel(nn.Module):
             else:
                 aligned.append(None)
             fused.append(v)
-        mask_logits = self.decoder(fused, (h, w))
-        pooled = feats[3].mean(dim=(2, 3))
+        return fused, aligned
+
+    def _finish(self, fused, aligned, last_stage: torch.Tensor, audio_embedding: torch.Tensor,
+                out_size: tuple[int, int]) -> AVSOutput:
+        """Decode, then gate: the :class:`AVSOutput`."""
+        b = last_stage.shape[0]
+        mask_logits = self.decoder(fused, out_size)
+        pooled = last_stage.mean(dim=(2, 3))
         if self.gate is None:
             return AVSOutput(
                 mask_logits,
                 None,
                 None,
                 None,
-                torch.ones(b, dtype=torch.bool, device=frames.device),
+                torch.ones(b, dtype=torch.bool, device=last_stage.device),
                 audio_embedding,
                 fused,
                 aligned,
                 pooled,
             )
-        g = self.gate(audio_embedding, feats[3])
+        g = self.gate(audio_embedding, last_stage)
         sounding = g.score > self.config.threshold
         return AVSOutput(mask_logits, g.similarity, g.logit, g.score, sounding, audio_embedding, fused, aligned, pooled)
 
@@ -233,6 +315,7 @@ class AVSModel(nn.Module):
         channel_order: str = "rgb",
         layout: str = "auto",
         threshold: float | None = None,
+        history=None,
     ) -> Prediction:
         """One frame and the audio window ending at its time stamp -> :class:`Prediction`.
 
@@ -244,6 +327,9 @@ class AVSModel(nn.Module):
             channel_order: ``"rgb"`` or ``"bgr"``.
             layout: channel layout of a 2-D waveform.
             threshold: override of ``config.threshold`` for this call.
+            history: None = the frame alone; a sequence of earlier frames' :attr:`Prediction.features` (possibly
+                empty) = TPAVI attends over them and this frame (:meth:`forward_window`), and the result carries
+                this frame's features (what :class:`avs.stream.AVSStream` does for ``clip_frames > 1``).
 
         The model is run in eval mode (its previous mode is restored afterwards).
         """
@@ -256,22 +342,38 @@ class AVSModel(nn.Module):
         was_training = self.training
         if was_training:  # train()/eval() walk every module: only when needed (measured ~2-5 ms per frame on CPU)
             self.eval()
+        features = None
         try:
-            out = self(x, example.examples.to(x.device))
+            if history is None:
+                out = self(x, example.examples.to(x.device))
+            else:
+                self._check_inputs(x, example.examples, 1)
+                embedding = self.audio_encoder(example.examples.to(x.device))
+                out, features = self.forward_window(x, embedding, history)
         finally:
             if was_training:
                 self.train()
         h, w = frame_rgb.shape[:2]
-        logits = F.interpolate(out.mask_logits, size=(h, w), mode="bilinear", align_corners=False)
-        probability = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        class_map = None
+        if self.config.num_classes == 1:
+            logits = F.interpolate(out.mask_logits, size=(h, w), mode="bilinear", align_corners=False)
+            probability = torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        else:  # AVSS: classes at the model's resolution (as AVSBench scores them), resized to the frame
+            probs = out.mask_logits.float().softmax(dim=1)
+            foreground = F.interpolate(1.0 - probs[:, :1], size=(h, w), mode="bilinear", align_corners=False)
+            probability = foreground[0, 0].clamp(0.0, 1.0).cpu().numpy()
+            ids = probs.argmax(dim=1, keepdim=True).to(torch.float32)
+            class_map = F.interpolate(ids, size=(h, w), mode="nearest")[0, 0].to(torch.int16).cpu().numpy()
         if out.score is None:
             sounding, similarity, score = True, None, None
         else:
             score = float(out.score[0])
             similarity = float(out.similarity[0])
             sounding = score > (self.config.threshold if threshold is None else float(threshold))
-        mask = (probability > 0.5) & sounding
-        return Prediction(mask, probability, similarity, score, bool(sounding), example.padded_samples)
+        mask = ((probability > 0.5) if class_map is None else (class_map != 0)) & sounding
+        return Prediction(
+            mask, probability, similarity, score, bool(sounding), example.padded_samples, class_map, features
+        )
 
     # ------------------------------------------------------------- checkpoints
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -345,4 +447,4 @@ def build_model(name: str = "tiny", **overrides) -> AVSModel:
     return AVSModel(config=get_config(name, **overrides))
 
 
-__all__ = ["CONFIGS", "AVSConfig", "AVSModel", "AVSOutput", "Prediction", "build_model"]
+__all__ = ["CONFIGS", "AVSConfig", "AVSModel", "AVSOutput", "FrameFeatures", "Prediction", "build_model"]

@@ -20,6 +20,14 @@ Frames (:meth:`AVSStream.process`): each frame is paired with the ``window_secon
 * no window (not enough audio, or the model refuses the input): the result has no prediction and says why; the
   caller reports it (``avs_node`` publishes score NaN): never silently dropped.
 
+Clips (``clip_frames > 1``, the model's ``config.clip_frames`` by default: 5 for imported AVSBench models, 1 for the
+shipped ones): TPAVI attends over the frame and up to ``clip_frames - 1`` kept earlier frames, each with its own
+audio, as over AVSBench's clips of five frames one second apart. A frame is kept when it comes at least
+``clip_stride_s`` (the model's, 1 s) after the last kept one, so the clip spans the same time at any camera rate;
+only the per-frame work (backbone, ASPP, audio embedding) of kept frames is stored, never recomputed. The output for
+a frame is then upstream's output for the last frame of the clip that ends with it (tested against AVSBench's own
+model). The first frames after a start, a time jump or a change of frame size attend over fewer frames.
+
 Thread-safe in the node's pattern: audio pushed from one thread, frames processed in another.
 """
 
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +91,8 @@ class AVSStream:
         window_seconds: audio window ending at each frame's stamp.
         buffer_seconds: audio kept.
         max_audio_wait: seconds a frame waits for late audio (and for the audio to follow a backward time jump).
+        clip_frames: frames TPAVI attends over together (see the module docstring); None = the model's own.
+        clip_stride_s: seconds between kept frames; None = the model's own.
         clock, sleep: injectable for tests.
     """
 
@@ -93,6 +104,8 @@ class AVSStream:
         window_seconds: float = 1.0,
         buffer_seconds: float = 10.0,
         max_audio_wait: float = 0.0,
+        clip_frames: int | None = None,
+        clip_stride_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -104,6 +117,15 @@ class AVSStream:
             raise ValueError(f"buffer_seconds ({buffer_seconds}) must be at least window_seconds ({window_seconds})")
         if not max_audio_wait >= 0:
             raise ValueError(f"max_audio_wait must be >= 0, got {max_audio_wait}")
+        config = model.config
+        clip_frames = int(getattr(config, "clip_frames", 1)) if clip_frames is None else clip_frames
+        clip_stride_s = float(getattr(config, "clip_stride_s", 1.0)) if clip_stride_s is None else clip_stride_s
+        if not isinstance(clip_frames, int) or clip_frames < 1:
+            raise ValueError(f"clip_frames must be an int >= 1 or None (the model's), got {clip_frames!r}")
+        if not clip_stride_s > 0 or not np.isfinite(clip_stride_s):
+            raise ValueError(f"clip_stride_s must be positive or None (the model's), got {clip_stride_s}")
+        self.clip_frames, self.clip_stride_s = clip_frames, float(clip_stride_s)
+        self._kept: deque = deque(maxlen=max(1, clip_frames - 1))  # (stamp_ns, frame shape, FrameFeatures)
         self.model = model
         self.threshold = float(model.config.threshold) if threshold is None else float(threshold)
         self.window_seconds = float(window_seconds)
@@ -168,17 +190,37 @@ class AVSStream:
         window, why = self._window(stamp_ns, stop)
         prediction = None
         if window is not None:
+            history = self._history(frame, stamp_ns)
             try:
                 prediction = self.model.predict(
-                    frame, window.samples, window.sample_rate, threshold=self.threshold, layout="channels_last"
+                    frame, window.samples, window.sample_rate, threshold=self.threshold, layout="channels_last",
+                    **({} if history is None else {"history": history}),
                 )
             except AVSError as exc:  # the model refused this input (frame or audio): reported, not raised
                 why = str(exc)
+            else:
+                self._keep(frame, stamp_ns, prediction)
         if prediction is None:
             self.counters.no_audio_frames += 1
         elif prediction.sounding:
             self.counters.sounding_frames += 1
         return StreamResult(stamp_ns, window, prediction, why, tuple(notes))
+
+    def _history(self, frame: np.ndarray, stamp_ns: int) -> list | None:
+        """The kept earlier frames' features for this frame's clip (None when frames run alone)."""
+        if self.clip_frames == 1:
+            return None
+        if self._kept and (self._kept[-1][1] != np.shape(frame) or stamp_ns < self._kept[-1][0]):
+            self._kept.clear()  # a new frame size, or time went back: start a new clip
+        return [features for _, _, features in self._kept]
+
+    def _keep(self, frame: np.ndarray, stamp_ns: int, prediction: Any) -> None:
+        features = getattr(prediction, "features", None)
+        if self.clip_frames == 1 or features is None:
+            return
+        # a frame is kept once the stride has passed since the last kept one (20 ms slack for stamp jitter)
+        if not self._kept or stamp_ns - self._kept[-1][0] >= self.clip_stride_s * NS - 20_000_000:
+            self._kept.append((stamp_ns, np.shape(frame), features))
 
     def _window(self, end_ns: int, stop: threading.Event | None) -> tuple[AudioWindow | None, str | None]:
         deadline = self._clock() + self.max_audio_wait

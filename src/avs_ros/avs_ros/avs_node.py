@@ -49,6 +49,8 @@ TOPICS = """topics:
   publishes   ~/sounding     perception_msgs/msg/SoundingMask  ONLY when the classifier fires, with the mask
   publishes   ~/mask         sensor_msgs/msg/Image             mono8 0/255 mask, same condition
   publishes   ~/overlay      sensor_msgs/msg/Image             rgb8 frame with the mask (publish_overlay)
+  publishes   ~/class_map    sensor_msgs/msg/Image             mono8 class ids (0 = background), with the mask;
+                                                               AVSS models (num_classes > 1) only
   publishes   ~/score        perception_msgs/msg/SoundingMask  every frame: score, sounding, no mask (NaN = no audio)
   publishes   /diagnostics   diagnostic_msgs/msg/DiagnosticArray  rates, drops, audio state (1 Hz)"""
 
@@ -72,6 +74,9 @@ class AVSParams:
     image_qos_reliability: str = param("auto", IMAGE_QOS_HELP)
     replay_queue_size: int = param(1000, "replay mode: frames buffered before the oldest are dropped", minimum=1)
     publish_overlay: bool = param(False, "also publish ~/overlay")
+    clip_frames: int = param(0, "frames TPAVI attends over, this one and earlier ones clip_stride_s apart; "
+                                "0 = the model's own (5 for imported AVSBench models, 1 for the shipped ones)",
+                             minimum=0)
     threads: int = param(1, "torch threads for the model (0 = leave unchanged); 1 leaves a core to the rest", minimum=0)
 
 
@@ -95,11 +100,20 @@ class AVSNode(FrameWorkerNode):
         self.stream = AVSStream(
             self.model, threshold=self.threshold, window_seconds=self.p.window_seconds,
             buffer_seconds=self.p.buffer_seconds, max_audio_wait=self.p.max_audio_wait,
+            clip_frames=self.p.clip_frames or None,
         )
+        if self.stream.clip_frames > 1:
+            self.get_logger().info(
+                f"TPAVI attends over clips of {self.stream.clip_frames} frames "
+                f"{self.stream.clip_stride_s:g} s apart (this frame and kept earlier ones)"
+            )
         self.sounding_pub = self.create_publisher(SoundingMask, "~/sounding", reliable_qos(10))
         self.mask_pub = self.create_publisher(Image, "~/mask", sensor_qos(5))
         self.score_pub = self.create_publisher(SoundingMask, "~/score", reliable_qos(50))
         self.overlay_pub = self.create_publisher(Image, "~/overlay", sensor_qos(5)) if self.p.publish_overlay else None
+        self.class_pub = (
+            self.create_publisher(Image, "~/class_map", sensor_qos(5)) if self.model.config.num_classes > 1 else None
+        )
         depth = 1 if self.p.mode == "live" else self.p.replay_queue_size
         image_qos_profile, reliability = image_qos(self.p.mode, depth, self.p.image_qos_reliability)
         self.get_logger().info(f"images from {self.p.image_topic}: {reliability}, keep last {depth}")
@@ -147,6 +161,8 @@ class AVSNode(FrameWorkerNode):
         out.mask = mask_to_imgmsg(pred.mask, msg.header)
         self.sounding_pub.publish(out)
         self.mask_pub.publish(out.mask)
+        if self.class_pub is not None and pred.class_map is not None:
+            self.class_pub.publish(array_to_imgmsg(pred.class_map.clip(0, 255).astype("uint8"), "mono8", msg.header))
         if self.overlay_pub is not None:
             self.overlay_pub.publish(array_to_imgmsg(overlay(frame, pred.mask), "rgb8", msg.header))
 
