@@ -113,3 +113,21 @@ def test_fetch_without_network_fails_at_once_with_one_line(monkeypatch, capsys):
     assert "by hand" in capsys.readouterr().err
     assert main(["fetch", "nothing-like-it", "/nonexistent/x"]) == 1
     assert "known:" in capsys.readouterr().err
+
+
+def test_import_lisa_writes_a_folder_that_verifies_and_a_lisa_folder_names_the_command(tmp_path, capsys):
+    lisa = Path(__file__).parents[1] / "trackgpt" / "fixtures" / "lisa"
+    dst = tmp_path / "lisa-import"
+    argv = ["import", "lisa", str(lisa / "lisa_tiny"), str(dst), "--clip", str(lisa / "clip_tiny"),
+            "--precision", "fp32"]
+    assert main(argv) == 0
+    assert f"model:={dst}" in capsys.readouterr().out
+    assert main(["verify", str(dst), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "trackgpt" and report["brain_source"] == "folder"
+    assert main(argv) == 1  # DST exists now
+    assert "not empty" in capsys.readouterr().err
+    # the raw LISA folder: refused with the command that imports it
+    assert main(["verify", str(lisa / "lisa_tiny")]) == 1
+    err = capsys.readouterr().err
+    assert "LISA checkpoint" in err and "perception-models import lisa" in err

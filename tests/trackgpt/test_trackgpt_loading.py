@@ -115,7 +115,7 @@ def test_a_lisa_folder_is_refused_as_model_and_as_brain_naming_it(tmp_path):
     lisa = _lisa_like(tmp_path / "LISA-7B-v1")
     with pytest.raises(CheckpointError, match="LISA checkpoint") as err:
         load_model(str(lisa))
-    assert "importer" in str(err.value)  # not "model_type='llava', expected 'trackgpt'"
+    assert "perception-models import lisa" in str(err.value)  # not "model_type='llava', expected 'trackgpt'"
     with pytest.raises(BrainError, match="LISA checkpoint"):
         load_llava_folder(lisa)
 

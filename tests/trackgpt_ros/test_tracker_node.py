@@ -174,3 +174,50 @@ def test_a_broken_model_folder_stops_the_node_with_one_line(processes, tmp_path,
     assert proc.wait(timeout=120) == 2
     log = processes.log(proc)
     assert "cannot start" in log and "adapter_model.safetensors is unreadable" in log and "Traceback" not in log
+
+
+def test_an_imported_lisa_answers_and_tracks_as_lisa_does(ros_node, processes, tmp_path):
+    """The LISA fixture imported (tests/trackgpt/fixtures/lisa) and given as model:=: over real DDS the node's
+    answer is LISA's and its mask is LISA's mask of the image (chat.py's run, written by upstream's code)."""
+    from pathlib import Path
+
+    from perception_msgs.msg import TrackResult
+    from safetensors.torch import load_file
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.runtime import reliable_qos
+    from trackgpt.lisa import import_lisa
+
+    fixture = Path(__file__).parents[1] / "trackgpt" / "fixtures" / "lisa"
+    model = import_lisa(fixture / "lisa_tiny", fixture / "clip_tiny", tmp_path / "lisa", precision="fp32")
+    io = load_file(str(fixture / "io.safetensors"))
+    rgb = io["image"].numpy()
+    ns = "/trk_lisa"
+    got = _subscribe(ros_node, ns)
+    img_pub = ros_node.create_publisher(Image, f"{ns}/image", reliable_qos(50))
+    tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", f"model:={model}",
+                               "-p", "device:=cpu", "-p", f"image_topic:={ns}/image", "-p", "mode:=replay",
+                               "-p", "image_qos_reliability:=reliable", "-p", f"instruction_topic:={ns}/instruction"])
+    pub, String = _instruction_pub(ros_node, ns)
+    assert spin_until(ros_node, lambda: img_pub.get_subscription_count() > 0, timeout=30)
+    time.sleep(0.3)
+    pub.publish(String(data="Can you segment the thing I could cut bread with?"))
+    time.sleep(0.3)
+    for k in range(4):  # the brain reasons on the first frame after the instruction
+        msg = Image(height=48, width=40, encoding="rgb8", step=120, data=rgb.tobytes())
+        msg.header.stamp.sec = 200 + k
+        img_pub.publish(msg)
+    assert spin_until(ros_node, lambda: len(got["reasoning"]) >= 1 and len(got["result"]) >= 4, timeout=60), (
+        processes.log(tracker))
+    assert got["reasoning"][0].success and got["reasoning"][0].answer == "Sure, it is [SEG] ."
+    for k in range(3):  # frames after the answer are tracked with it
+        msg = Image(height=48, width=40, encoding="rgb8", step=120, data=rgb.tobytes())
+        msg.header.stamp.sec = 300 + k
+        img_pub.publish(msg)
+    assert spin_until(ros_node, lambda: len(got["result"]) >= 7, timeout=60), processes.log(tracker)
+    tracked = [r for r in got["result"] if r.header.stamp.sec >= 300]
+    assert len(tracked) == 3 and all(r.state == TrackResult.STATE_TRACKING for r in tracked), tracked
+    expected = (io["mask_logits"][0] > 0).numpy()
+    for r in tracked:
+        published = np.frombuffer(bytes(r.mask.data), np.uint8).reshape(48, 40) > 0
+        assert (published == expected).mean() > 0.999

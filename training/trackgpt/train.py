@@ -235,6 +235,11 @@ class TrackGPTTrainModule(nn.Module):
         if self.text_only and self.freeze_brain:
             raise SetupError("loss.lambda_mask and loss.lambda_po are 0 and the brain is frozen: nothing would train")
         perception = model.perception
+        if model.config.brain.style != "trackgpt" or perception.purport_head is None or perception.propagation is None:
+            raise SetupError(
+                "this model was imported from LISA (brain.style 'lisa', no purport head or propagation): "
+                "this pipeline cannot train it yet"
+            )
         self.train_image_encoder = bool(options["train_image_encoder"]) and not self.text_only
         parts = list(options["train_perception"])
         unknown = sorted(set(parts) - set(PERCEPTION_PARTS))

@@ -103,7 +103,9 @@ def list_published(as_json: bool) -> int:
 
 
 def import_checkpoint(args: argparse.Namespace) -> int:
-    """``import avsbench``: the one importer that exists today."""
+    """``import avsbench`` / ``import lisa``."""
+    if args.kind == "lisa":
+        return _import_lisa(args)
     from avs.avsbench import import_avsbench
 
     if args.dst.exists() and any(args.dst.iterdir()) and not args.force:
@@ -121,6 +123,22 @@ def import_checkpoint(args: argparse.Namespace) -> int:
           f"{model.num_parameters() / 1e6:.1f} M parameters, gate off (the AVSBench baseline), "
           f"clips of {c.clip_frames} frames")
     print(f"run it: ros2 run avs_ros avs_node --ros-args -p model:={args.dst}  (or model: in the graph YAML)")
+    return 0
+
+
+def _import_lisa(args: argparse.Namespace) -> int:
+    from trackgpt.lisa import import_lisa
+
+    t0 = time.monotonic()
+    try:
+        import_lisa(args.src, args.clip, args.dst, precision=args.precision,
+                    perception_precision=args.perception_precision)
+    except Exception as exc:  # the importer's errors name the tensor or file: one line
+        print(f"{PROG}: import lisa {args.src}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: imported {args.src} (+ CLIP {args.clip}) -> {args.dst} in {time.monotonic() - t0:.0f} s; "
+          f"brain {args.precision}, perception {args.perception_precision}")
+    print(f"run it: ros2 run trackgpt_ros tracker_node --ros-args -p model:={args.dst}  (or model: in the graph YAML)")
     return 0
 
 
@@ -180,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     avsb.add_argument("--vggish", type=Path, required=True, help="torchvggish vggish-10086976.pth (the audio network)")
     avsb.add_argument("--audio-encoder", default="vggish", help=argparse.SUPPRESS)  # small sizes for tests
     avsb.add_argument("--force", action="store_true", help="write into a non-empty DST")
+    lisa = imp_sub.add_parser("lisa", help="a LISA folder (xinlai/LISA-7B-v1, ...) and a CLIP ViT-L/14 folder")
+    lisa.add_argument("src", type=Path, help="the LISA folder (config.json, pytorch_model*.bin, tokenizer.model)")
+    lisa.add_argument("dst", type=Path, help="model folder to write (must not exist or be empty)")
+    lisa.add_argument("--clip", type=Path, required=True,
+                      help="CLIP folder (openai/clip-vit-large-patch14): LISA's folders carry no vision tower")
+    lisa.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16", "int8", "int4"),
+                      help="the brain's precision saved in the folder (default bf16; int4/int8 need CUDA)")
+    lisa.add_argument("--perception-precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                      help="SAM and phi (default fp32, as LISA keeps them)")
     get = sub.add_parser("fetch", help="download a Hugging Face entry of `list` (needs internet)")
     get.add_argument("name", help="a name from `perception-models list`")
     get.add_argument("dst", type=Path, help="folder to download into")

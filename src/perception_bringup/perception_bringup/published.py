@@ -42,20 +42,20 @@ class Published:
 
 _LISA_LICENCE = "code Apache-2.0; weights derive from LLaVA / LLaMA: the LLaMA licence applies"
 _LISA2_LICENCE = "code Apache-2.0; weights derive from LLaVA / Llama 2: the Llama 2 Community licence applies"
-_LISA_NOT_YET = "not yet: the LISA importer is being built (issue 27); a LISA folder is refused, never half-loaded"
+_LISA_IMPORT = "lisa (with --clip: a clip-vit-large-patch14 folder)"
 
 CATALOGUE: tuple[Published, ...] = (
     Published("lisa-7b-v1", "trackgpt", "https://huggingface.co/xinlai/LISA-7B-v1", "xinlai/LISA-7B-v1", 7.6,
               "sharded .bin (LLM bf16, SAM ViT-H fp32), sentencepiece tokenizer; no CLIP weights",
-              _LISA_LICENCE, _LISA_NOT_YET, 15.3, 5.3),
+              _LISA_LICENCE, _LISA_IMPORT, 15.3, 5.3),
     Published("lisa-7b-v1-explanatory", "trackgpt", "https://huggingface.co/xinlai/LISA-7B-v1-explanatory",
-              "xinlai/LISA-7B-v1-explanatory", 7.6, "as lisa-7b-v1", _LISA_LICENCE, _LISA_NOT_YET, 15.3, 5.3),
+              "xinlai/LISA-7B-v1-explanatory", 7.6, "as lisa-7b-v1", _LISA_LICENCE, _LISA_IMPORT, 15.3, 5.3),
     Published("lisa-13b-llama2-v1", "trackgpt", "https://huggingface.co/xinlai/LISA-13B-llama2-v1",
-              "xinlai/LISA-13B-llama2-v1", 13.9, "as lisa-7b-v1 (Llama 2 13B)", _LISA2_LICENCE, _LISA_NOT_YET,
+              "xinlai/LISA-13B-llama2-v1", 13.9, "as lisa-7b-v1 (Llama 2 13B)", _LISA2_LICENCE, _LISA_IMPORT,
               27.8, 8.4),
     Published("lisa-13b-llama2-v1-explanatory", "trackgpt",
               "https://huggingface.co/xinlai/LISA-13B-llama2-v1-explanatory", "xinlai/LISA-13B-llama2-v1-explanatory",
-              13.9, "as lisa-13b-llama2-v1", _LISA2_LICENCE, _LISA_NOT_YET, 27.8, 8.4),
+              13.9, "as lisa-13b-llama2-v1", _LISA2_LICENCE, _LISA_IMPORT, 27.8, 8.4),
     Published("clip-vit-large-patch14", "trackgpt", "https://huggingface.co/openai/clip-vit-large-patch14",
               "openai/clip-vit-large-patch14", 0.43,
               "CLIP ViT-L/14 (LISA's vision tower: its folders leave it out, its chat loads this by name)",

@@ -52,6 +52,9 @@ from .llava import DTYPES, IMAGE_TOKEN, build_tiny_llava, load_llava_folder
 TRACK_TOKEN = "<TK>"
 PURPORT_TOKEN = "<PO>"
 RESERVED_STRINGS = (IMAGE_TOKEN, TRACK_TOKEN, PURPORT_TOKEN)
+#: LISA's referring token and image delimiters (``brain.style="lisa"``)
+LISA_SEG_TOKEN = "[SEG]"
+LISA_RESERVED = (LISA_SEG_TOKEN, "<im_start>", "<im_end>")
 
 
 @dataclass
@@ -132,6 +135,25 @@ def validate_instruction(text: str | bytes) -> str:
     return text
 
 
+def clip_resize_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """CLIP's image preprocessing before normalisation, as transformers' ``CLIPImageProcessor`` does it (LISA's
+    brain): the shortest edge resized to ``size`` (PIL bicubic, the long edge ``int(size * long / short)``), then
+    the centre ``size x size`` cropped (top/left offsets rounded down). ``H x W x 3`` uint8 -> ``size x size x 3``."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    short, long = (w, h) if w <= h else (h, w)
+    if short != size:
+        new_short, new_long = size, int(size * long / short)
+        new_h, new_w = (new_long, new_short) if w <= h else (new_short, new_long)
+        rgb = np.asarray(Image.fromarray(rgb).resize((new_w, new_h), resample=Image.BICUBIC))
+    h, w = rgb.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    if top < 0 or left < 0:
+        raise BrainError(f"image of {h} x {w} is smaller than the {size} x {size} crop")
+    return rgb[top : top + size, left : left + size]
+
+
 class _CancelCriteria:
     """A generation stopping criterion that fires when ``event`` is set."""
 
@@ -181,8 +203,12 @@ class TrackGPTBrain(nn.Module):
         self.image_token_id = int(image_id)
         self.image_mean = np.asarray(image_mean or config.image_mean, np.float32)
         self.image_std = np.asarray(image_std or config.image_std, np.float32)
+        self.lisa = config.style == "lisa"
+        self.track_token = LISA_SEG_TOKEN if self.lisa else TRACK_TOKEN
+        if self.lisa and self.track_token not in tokenizer.get_vocab():
+            raise BrainError(f"a LISA brain's tokenizer has no {LISA_SEG_TOKEN} token")
         self._add_tokens()
-        self.track_token_id = int(tokenizer.convert_tokens_to_ids(TRACK_TOKEN))
+        self.track_token_id = int(tokenizer.convert_tokens_to_ids(self.track_token))
         self.purport_token_id = int(tokenizer.convert_tokens_to_ids(PURPORT_TOKEN))
 
     # ------------------------------------------------------------------ sizes
@@ -233,7 +259,7 @@ class TrackGPTBrain(nn.Module):
         """
         tok = self.tokenizer
         vocab_before = len(tok)
-        missing = [t for t in (TRACK_TOKEN, PURPORT_TOKEN) if t not in tok.get_vocab()]
+        missing = [t for t in (self.track_token, PURPORT_TOKEN) if t not in tok.get_vocab()]
         if missing:
             tok.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
         rows = self.model.get_input_embeddings().weight.shape[0]
@@ -272,7 +298,12 @@ class TrackGPTBrain(nn.Module):
 
     # ------------------------------------------------------------------ input
     def preprocess_image(self, frame_rgb8: np.ndarray) -> torch.Tensor:
-        """``H x W x 3`` uint8 RGB -> ``1 x 3 x S x S`` pixel values in the brain's dtype (pad to square, resize)."""
+        """``H x W x 3`` uint8 RGB -> ``1 x 3 x S x S`` pixel values in the brain's dtype (pad to square, resize;
+        a LISA brain: CLIP's shortest-edge resize and centre crop)."""
+        if self.lisa:
+            x = clip_resize_crop(frame_rgb8, self.vision_image_size)
+            x = (x.astype(np.float32) / 255.0 - self.image_mean) / self.image_std
+            return torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0).to(self.device, self.dtype)
         h, w = frame_rgb8.shape[:2]
         side = max(h, w)
         fill = tuple(int(round(float(m) * 255)) for m in self.image_mean)
@@ -300,6 +331,10 @@ class TrackGPTBrain(nn.Module):
                 tokens for a forced ``<TK>, <PO>``) would not fit the brain's context.
         """
         text = validate_instruction(instruction)
+        if self.lisa:
+            reserved = next((r for r in LISA_RESERVED if r in text), None)
+            if reserved is not None:
+                raise InstructionError(f"instruction must not contain the reserved token {reserved!r}")
         prompt = self.config.prompt_template.replace("{instruction}", text)
         ids = self._expand_image_token(list(self.tokenizer(prompt).input_ids))
         need = len(ids) + self.config.max_new_tokens + 2
@@ -347,8 +382,10 @@ class TrackGPTBrain(nn.Module):
         token_id: int,
         *,
         rows: torch.Tensor | None = None,
+        first: bool = False,
     ) -> torch.Tensor:
-        """States ``B x H`` read for the last ``token_id`` of each row (training and inference use this rule).
+        """States ``B x H`` read for the last ``token_id`` of each row (training and inference use this rule;
+        ``first``: the first one, as LISA reads its first ``[SEG]``).
 
         The mean of the ``config.state_window`` states of layer ``config.state_layer`` (an index into the
         model's ``hidden_states``: -1 the last layer, 0 the embeddings) just before that token. The defaults
@@ -365,9 +402,9 @@ class TrackGPTBrain(nn.Module):
         rows = []
         for b in range(ids.shape[0]):
             pos = (ids[b] == token_id).nonzero().flatten()
-            if pos.numel() == 0 or int(pos[-1]) == 0:
+            end = int(pos[0] if first else pos[-1]) if pos.numel() else 0
+            if end == 0:
                 raise BrainError(f"sequence {b} holds no {self.tokenizer.convert_ids_to_tokens(token_id)} token")
-            end = int(pos[-1])
             rows.append(hidden[b, max(0, end - window) : end].mean(dim=0))
         return torch.stack(rows)
 
@@ -393,11 +430,14 @@ class TrackGPTBrain(nn.Module):
             labels=labels,
             output_hidden_states=True,
         )
+        track = self.states_before(out.hidden_states, input_ids, self.track_token_id, first=self.lisa)
         return BrainForward(
             logits=out.logits,
             loss=out.loss,
-            track_states=self.states_before(out.hidden_states, input_ids, self.track_token_id),
-            purport_states=self.states_before(out.hidden_states, input_ids, self.purport_token_id),
+            track_states=track,
+            # LISA has no purport token: its purport comes from SAM's IoU prediction (TrackGPTConfig.purport_source)
+            purport_states=track if self.lisa else self.states_before(
+                out.hidden_states, input_ids, self.purport_token_id),
         )
 
     @torch.no_grad()
@@ -413,6 +453,8 @@ class TrackGPTBrain(nn.Module):
         """
         from transformers import StoppingCriteriaList
 
+        if self.lisa:
+            return self._answer_lisa(frame_rgb8, instruction, cancel_event)
         ids = self.prompt_ids(instruction)
         pixel_values = self.preprocess_image(frame_rgb8)
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -450,6 +492,39 @@ class TrackGPTBrain(nn.Module):
         result = self.forward(seq_ids, pixel_values, attention_mask=torch.ones_like(seq_ids))
         text = tidy_answer(self.tokenizer.decode(kept, skip_special_tokens=True))
         return BrainAnswer(text, result.track_states, result.purport_states, forced, generated)
+
+    def _answer_lisa(self, frame_rgb8: np.ndarray, instruction: str | bytes, cancel_event) -> BrainAnswer:
+        """LISA's inference (``chat.py`` / ``LISAForCausalLM.evaluate``): greedy, stops at EOS only; the referring
+        state is the last layer's state before the first ``[SEG]``; an answer without ``[SEG]`` names no target."""
+        from transformers import StoppingCriteriaList
+
+        ids = self.prompt_ids(instruction)
+        pixel_values = self.preprocess_image(frame_rgb8)
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        eos = int(self.tokenizer.eos_token_id)
+        criteria = StoppingCriteriaList([_CancelCriteria(cancel_event)]) if cancel_event is not None else None
+        seq = self.model.generate(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=self.config.max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=int(self.tokenizer.pad_token_id),
+            # rows LISA does not have (the image token, <PO>) can never be its answer
+            suppress_tokens=[self.image_token_id, self.purport_token_id],
+            stopping_criteria=criteria,
+        )
+        if cancel_event is not None and cancel_event.is_set():
+            raise ReasoningCancelled("reasoning superseded by a newer instruction")
+        generated = [int(t) for t in seq[0, len(ids):]]
+        kept = generated[: generated.index(eos)] if eos in generated else generated
+        text = self.tokenizer.decode(kept, skip_special_tokens=True).replace("\n", "").replace("  ", " ").strip()
+        if self.track_token_id not in kept:
+            raise BrainError(f"the answer names no target (no {LISA_SEG_TOKEN}): {text!r}")
+        seq_ids = torch.tensor([ids + kept], dtype=torch.long, device=self.device)
+        result = self.forward(seq_ids, pixel_values, attention_mask=torch.ones_like(seq_ids))
+        return BrainAnswer(text, result.track_states, result.purport_states, False, generated)
 
     @torch.no_grad()
     def answer_naming(self, frame_rgb8: np.ndarray, instruction: str | bytes, target: str) -> BrainAnswer:

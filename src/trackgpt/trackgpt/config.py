@@ -31,6 +31,16 @@ from .errors import ConfigError
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 PERCEPTION_PRECISIONS = ("fp32", "bf16", "fp16")
 BRAIN_SOURCES = ("tiny", "folder", "smollm2")
+BRAIN_STYLES = ("trackgpt", "lisa")
+PURPORT_SOURCES = ("head", "iou")
+
+#: LISA's chat prompt for its released models (``chat.py``: conversation template ``llava_v1``, the image token
+#: wrapped in ``<im_start>``/``<im_end>``): the prompt of imported LISA brains.
+LISA_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the human's questions. USER: <im_start><image><im_end>\n{instruction} "
+    "ASSISTANT:"
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -65,6 +75,9 @@ class SamConfig:
         pixel_mean, pixel_std: normalisation in 0..255 RGB.
         mask_threshold: logit threshold of the final mask (0.0 as in SAM).
         checkpoint: optional path of an official ``sam_vit_*.pth`` loaded (strictly) when the model is built.
+        resize: how the frame is resized before padding: ``"torch"`` (PyTorch's antialiased bilinear, within 2/255
+            of PIL's and about 1 ms faster per 640x480 frame) or ``"pil"`` (``segment_anything``'s
+            ``ResizeLongestSide.apply_image`` itself, through PIL, as SAM and LISA run it: imported LISA models).
     """
 
     img_size: int = 1024
@@ -86,6 +99,7 @@ class SamConfig:
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     mask_threshold: float = 0.0
     checkpoint: str | None = None
+    resize: str = "torch"
 
     @property
     def embedding_size(self) -> int:
@@ -105,6 +119,8 @@ class SamConfig:
             raise ConfigError("sam.prompt_embed_dim / 2 must be divisible by sam.decoder_num_heads")
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3:
             raise ConfigError("sam.pixel_mean and sam.pixel_std need three values")
+        if self.resize not in ("torch", "pil"):
+            raise ConfigError(f"sam.resize must be 'torch' or 'pil', got {self.resize!r}")
 
 
 def _official_sam(embed_dim: int, depth: int, heads: int, global_idx: tuple[int, ...]) -> SamConfig:
@@ -175,6 +191,10 @@ class BrainConfig:
         image_mean, image_std: the vision tower's normalisation in 0..1 (CLIP's by default; a folder's
             ``preprocessor_config.json`` overrides them).
         seed: seed of random initialisation for built brains.
+        style: ``"trackgpt"`` (this project's brains) or ``"lisa"`` (an imported LISA checkpoint, run as LISA's
+            ``chat.py`` runs it: its tokenizer rules, CLIP's shortest-edge resize and centre crop instead of the
+            square pad, greedy answers that stop at EOS only, the referring state read before the FIRST
+            ``[SEG]`` (LISA's referring token), and an answer without ``[SEG]`` names no target: no mask, as LISA).
     """
 
     source: str = "folder"
@@ -196,8 +216,11 @@ class BrainConfig:
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
     seed: int = 0
+    style: str = "trackgpt"
 
     def validate(self) -> None:
+        if self.style not in BRAIN_STYLES:
+            raise ConfigError(f"brain.style {self.style!r} is not one of {BRAIN_STYLES}")
         if self.source not in BRAIN_SOURCES:
             raise ConfigError(f"brain.source {self.source!r} is not one of {BRAIN_SOURCES}")
         if self.source == "folder" and not self.path:
@@ -234,6 +257,13 @@ class TrackGPTConfig:
         propagation_adapter_hidden_dim: hidden width of its 3-layer MLP adapter.
         precision: dtype of the perception part and the heads (``fp32``, ``bf16``, ``fp16``).
         seed: seed of the random initialisation of everything not loaded from a checkpoint.
+        purport_source: ``"head"`` (the paper: S_p from the purport head on the IoU token fused with Q_p) or
+            ``"iou"`` (imported LISA, which has no purport token: Q_p is neutral (ones, so SAM's IoU token is
+            unchanged) and S_p is SAM's own IoU prediction clipped to [0, 1]; a DEVIATION until a purport head is
+            trained: LISA trained no IoU loss, so the value is uncalibrated, but it falls when the mask degrades,
+            which is what rethinking compares against its first value).
+        online_query: prompt the decoder with the propagated online query Q_t beside Q_R (the paper). False
+            (imported LISA, which has none): Q_R alone, as LISA prompts SAM, and no propagation module.
     """
 
     name: str = "custom"
@@ -247,10 +277,14 @@ class TrackGPTConfig:
     propagation_adapter_hidden_dim: int = 256
     precision: str = "fp32"
     seed: int = 0
+    purport_source: str = "head"
+    online_query: bool = True
 
     def validate(self) -> TrackGPTConfig:
         self.sam.validate()
         self.brain.validate()
+        if self.purport_source not in PURPORT_SOURCES:
+            raise ConfigError(f"purport_source {self.purport_source!r} is not one of {PURPORT_SOURCES}")
         if self.precision not in PERCEPTION_PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {PERCEPTION_PRECISIONS}")
         if self.sam.prompt_embed_dim % self.propagation_num_heads:

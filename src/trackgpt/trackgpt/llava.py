@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import BrainConfig
 from .errors import BrainError, PrecisionError
+from .lisa_tokenizer import LisaTokenizer, is_lisa_tokenizer_folder
 
 IMAGE_TOKEN = "<image>"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -164,7 +165,12 @@ def load_llava_folder(
         kwargs.update(quantization_config=quant, device_map="auto")
     tok_from = Path(tokenizer_folder or folder)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(tok_from))
+        if is_lisa_tokenizer_folder(tok_from):  # an imported LISA brain: transformers 4.31's rules, not AutoTokenizer's
+            tokenizer = LisaTokenizer.from_folder(tok_from)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_from))
+    except BrainError:
+        raise
     except Exception as exc:  # tokenizers raise many kinds (JSON, protobuf, OSError): name the folder read
         raise BrainError(f"cannot load the tokenizer from {tok_from}: {type(exc).__name__}: {exc}") from None
     try:
@@ -191,6 +197,7 @@ def foreign_checkpoint(config: dict) -> str | None:
     if "LISAForCausalLM" in (config.get("architectures") or []):
         return (
             "a LISA checkpoint (LISAForCausalLM, the original LLaVA layout with SAM and [SEG]); it cannot be "
-            "loaded as it is and this workspace has no LISA importer yet (docs/published-weights-research.md)"
+            "loaded as it is: import it first with "
+            "`perception-models import lisa LISA_FOLDER NEW_FOLDER --clip CLIP_FOLDER` and give NEW_FOLDER as model:="
         )
     return None

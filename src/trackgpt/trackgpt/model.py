@@ -114,11 +114,17 @@ class Perception(nn.Module):
         super().__init__()
         dim = config.sam.prompt_embed_dim
         self.sam: SamParts = build_sam(config.sam)
-        self.purport_head = PurportHead(
-            dim=dim, hidden_dim=config.purport_head_hidden_dim, depth=config.purport_head_depth
+        # an imported LISA has neither (config.purport_source "iou", online_query False): see TrackGPTConfig
+        self.purport_head = (
+            PurportHead(dim=dim, hidden_dim=config.purport_head_hidden_dim, depth=config.purport_head_depth)
+            if config.purport_source == "head" else None
         )
-        self.propagation = ReferringPropagation(
-            dim=dim, num_heads=config.propagation_num_heads, adapter_hidden_dim=config.propagation_adapter_hidden_dim
+        self.propagation = (
+            ReferringPropagation(
+                dim=dim, num_heads=config.propagation_num_heads,
+                adapter_hidden_dim=config.propagation_adapter_hidden_dim,
+            )
+            if config.online_query else None
         )
         self.transform = SamTransform(config=config.sam)
         self.mask_threshold = config.sam.mask_threshold
@@ -158,19 +164,25 @@ class Perception(nn.Module):
         """
         dtype = self.dtype
         q_r, q_t, q_p = (q.to(dtype) for q in (referring_query, online_query, purport_query))
+        if self.purport_head is None:  # purport_source "iou": a neutral Q_p leaves SAM's IoU token as it is
+            q_p = torch.ones_like(q_r)
         pe = self.sam.image_pe()
         out = self.sam.mask_decoder(
             image_embeddings=image_embeddings,
             image_pe=pe,
-            prompt_tokens=torch.stack([q_r, q_t], dim=1),
+            prompt_tokens=torch.stack([q_r, q_t] if self.propagation is not None else [q_r], dim=1),
             purport_query=q_p,
             dense_prompt=self.sam.dense_prompt(image_embeddings.shape[0]),
         )
-        scores = self.purport_head(out.purport_token)
-        next_query = self.propagation(
-            online_query=q_t, referring_query=q_r, image_embeddings=image_embeddings, image_pe=pe
-        )
-        return out.mask_logits, scores, out.iou_prediction[:, 0], next_query
+        iou = out.iou_prediction[:, 0]
+        scores = self.purport_head(out.purport_token) if self.purport_head is not None else iou.clamp(0.0, 1.0)
+        if self.propagation is None:  # no online query: every frame is prompted by Q_R alone (LISA)
+            next_query = q_r
+        else:
+            next_query = self.propagation(
+                online_query=q_t, referring_query=q_r, image_embeddings=image_embeddings, image_pe=pe
+            )
+        return out.mask_logits, scores, iou, next_query
 
     @torch.no_grad()
     def decode(
@@ -298,8 +310,10 @@ class TrackGPT(nn.Module):
         sam.prompt_encoder = self.perception.sam.prompt_encoder
         sam.mask_decoder = self.perception.sam.mask_decoder
         perception.sam = sam
-        perception.purport_head = self.perception.purport_head
-        perception.propagation = self.perception.propagation
+        if self.perception.purport_head is not None:
+            perception.purport_head = self.perception.purport_head
+        if self.perception.propagation is not None:
+            perception.propagation = self.perception.propagation
         root.perception = perception
         if self.brain is not None:
             root.projection = self.projection

@@ -123,7 +123,8 @@ class SamTransform:
     pixel mean/std, pad bottom/right with zeros to ``img_size x img_size``. The resize is PyTorch's antialiased
     bilinear filter on uint8, which implements PIL's bilinear resampling (``segment_anything``'s
     ``ResizeLongestSide``) without the round trip through PIL: about 1 ms less per 640x480 frame on one thread,
-    pixels within 2 of 255 of PIL's (rounding). Training and inference both go through :meth:`preprocess`.
+    pixels within 2 of 255 of PIL's (rounding); ``SamConfig.resize="pil"`` uses ``ResizeLongestSide`` itself
+    (imported LISA models). Training and inference both go through :meth:`preprocess`.
     Post-processing (as ``Sam.postprocess_masks``): upsample the low-resolution logits to ``img_size``, crop the
     padding away, resize to the frame.
 
@@ -134,6 +135,7 @@ class SamTransform:
     def __init__(self, *, config: SamConfig) -> None:
         self.img_size = config.img_size
         self.resize = ResizeLongestSide(config.img_size)
+        self.use_pil = config.resize == "pil"
         self.pixel_mean = torch.tensor(config.pixel_mean, dtype=torch.float32).view(3, 1, 1)
         self.pixel_std = torch.tensor(config.pixel_std, dtype=torch.float32).view(3, 1, 1)
 
@@ -153,6 +155,8 @@ class SamTransform:
         if frame_rgb8.dtype != np.uint8 or frame_rgb8.ndim != 3 or frame_rgb8.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 uint8 frame, got {frame_rgb8.dtype} {frame_rgb8.shape}")
         h, w = self.input_size((int(frame_rgb8.shape[0]), int(frame_rgb8.shape[1])))
+        if self.use_pil:  # segment_anything's own resize (PIL bilinear), as SAM and LISA run it
+            frame_rgb8 = self.resize.apply_image(frame_rgb8)
         x = torch.from_numpy(np.ascontiguousarray(frame_rgb8)).permute(2, 0, 1).unsqueeze(0)
         if (h, w) != tuple(frame_rgb8.shape[:2]):
             x = F.interpolate(x, (h, w), mode="bilinear", antialias=True, align_corners=False)
