@@ -50,8 +50,10 @@ run trackgpt python -m trackgpt.bench --out "$RESULTS/trackgpt_bench.json" --con
 run avs python -m avs.bench --out "$RESULTS/avs_bench.json" --configs "${AVS_CONFIGS[@]}" --models "$AVS_SHIPPED" \
   --frames 20 --device "$DEVICE"
 run dds perception-dds-check --out "$RESULTS/dds_transport.json" --sizes 640x480,1280x720 --work-ms 20
-echo "== bench: nodes: python -m perception_eval.bench --out $RESULTS --device $DEVICE --memory-minutes $MINUTES ${FULL[*]} $*"
-python -m perception_eval.bench --out "$RESULTS" --device "$DEVICE" --memory-minutes "$MINUTES" "${FULL[@]}" "$@" \
+# the tracker's p99 ratio: brain process and brain thread, BENCH_RUNS runs each, in the same run
+RUNS=(--brain-modes "${BENCH_BRAIN_MODES:-process,thread}" --runs "${BENCH_RUNS:-3}")
+echo "== bench: nodes: python -m perception_eval.bench --out $RESULTS --device $DEVICE --memory-minutes $MINUTES ${RUNS[*]} ${FULL[*]} $*"
+python -m perception_eval.bench --out "$RESULTS" --device "$DEVICE" --memory-minutes "$MINUTES" "${RUNS[@]}" "${FULL[@]}" "$@" \
   | tee "$RESULTS/summary.txt"
 if [ "${PIPESTATUS[0]}" != 0 ]; then
   echo "== bench: nodes FAILED" >&2

@@ -148,3 +148,30 @@ def test_short_run_writes_complete_sane_json(tmp_path, ros_available):
     assert logs == ["bench_avs_avs_node.log", "bench_tracker_a_tracker_node.log", "bench_tracker_b_tracker_node.log"]
     for node in report["nodes"].values():  # every node process was stopped
         assert not os.path.exists(f"/proc/{node['pid']}"), node
+
+
+@pytest.mark.ros
+def test_brain_modes_and_runs_are_measured_on_fresh_nodes_and_summarised(tmp_path, ros_available):
+    """--brain-modes process,thread --runs 2 on the tiny model: every mode twice, the median and range of each
+    figure, a target row per mode, and every node (and brain process) gone afterwards."""
+    from perception_eval.bench import harness
+
+    out = tmp_path / "results"
+    code = harness.main(["--out", str(out), "--only", "tracker", "--tracker-model", "config:tiny",
+                         "--frames", "6", "--warmup", "2", "--live-seconds", "1.0", "--reasoning-seconds", "1.0",
+                         "--memory-minutes", "0", "--node-timeout", "120",
+                         "--brain-modes", "process,thread", "--runs", "2"])
+    report = json.loads((out / "node_bench.json").read_text())
+    assert code == 0, report["errors"]
+    modes = report["tracker_modes"]
+    assert set(modes) == {"process", "thread"} and report["tracker"]["brain_mode"] == "process"
+    for figures in modes.values():
+        assert len(figures["runs"]) == 2 and all("error" not in r for r in figures["runs"])
+        fps = figures["node_fps"]
+        assert fps["min"] <= fps["median"] <= fps["max"] and fps["min"] > 0
+    rows = {r["name"] for r in report["targets"]}
+    assert {f"tracker p99 ratio, {m} brain, worst of 2 runs" for m in ("process", "thread")} <= rows
+    logs = "".join(p.read_text() for p in (out / "node_logs").glob("*process*"))
+    assert "brain process" in logs and "ready" in logs
+    with pytest.raises(SystemExit):
+        harness.build_parser().parse_args(["--out", "x", "--brain-modes", "process,fork"])

@@ -221,3 +221,63 @@ def test_an_imported_lisa_answers_and_tracks_as_lisa_does(ros_node, processes, t
     for r in tracked:
         published = np.frombuffer(bytes(r.mask.data), np.uint8).reshape(48, 40) > 0
         assert (published == expected).mean() > 0.999
+
+
+def test_a_crashed_brain_process_is_reported_restarted_and_frames_keep_flowing(ros_node, processes):
+    import os
+    import re
+    import signal
+
+    from perception_msgs.msg import TrackResult
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.runtime import reliable_qos
+
+    ns = "/trk_crash"
+    got = _subscribe(ros_node, ns)
+    img_pub = ros_node.create_publisher(Image, f"{ns}/image", reliable_qos(50))
+    tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "model:=config:tiny",
+                               "-p", "device:=cpu", "-p", f"image_topic:={ns}/image", "-p", "mode:=replay",
+                               "-p", "image_qos_reliability:=reliable", "-p", f"instruction_topic:={ns}/instruction"])
+    pub, String = _instruction_pub(ros_node, ns)
+    assert spin_until(ros_node, lambda: img_pub.get_subscription_count() > 0, timeout=30)
+    found = re.search(r"brain process (\d+) ready", processes.log(tracker))
+    assert found, processes.log(tracker)
+    brain = int(found[1])
+    stamp = iter(range(100, 1000))
+
+    def frames(n):
+        for _ in range(n):
+            data = np.full((48, 64, 3), 90, np.uint8).tobytes()
+            msg = Image(height=48, width=64, encoding="rgb8", step=192, data=data)
+            msg.header.stamp.sec = next(stamp)
+            img_pub.publish(msg)
+
+    os.kill(brain, signal.SIGSTOP)  # the brain is busy (stopped) when the instruction's call arrives ...
+    pub.publish(String(data="track the red ball"))  # accepted after the check times out (text rules only)
+    assert spin_until(ros_node, lambda: "instruction 1:" in processes.log(tracker), timeout=30)
+    frames(2)
+    assert spin_until(ros_node, lambda: "idle -> reasoning" in processes.log(tracker), timeout=30)
+    time.sleep(0.5)
+    os.kill(brain, signal.SIGKILL)  # ... and dies during it
+    assert spin_until(ros_node, lambda: any(not r.success for r in got["reasoning"]), timeout=30), (
+        processes.log(tracker))
+    failed = next(r for r in got["reasoning"] if not r.success)
+    assert "brain process exited" in failed.error and "restarted" in failed.error
+    frames(3)  # frames keep being answered meanwhile
+    assert spin_until(ros_node, lambda: len(got["result"]) >= 5, timeout=30), processes.log(tracker)
+    assert tracker.poll() is None
+    pub.publish(String(data="track the blue cube"))  # the new brain process answers
+    time.sleep(0.3)
+    frames(1)
+    assert spin_until(ros_node, lambda: any(r.success and r.instruction == "track the blue cube"
+                                            for r in got["reasoning"]), timeout=120), processes.log(tracker)
+    frames(2)
+    assert spin_until(ros_node, lambda: any(r.state in (TrackResult.STATE_TRACKING, TrackResult.STATE_LOST)
+                                            and r.instruction == "track the blue cube" for r in got["result"]),
+                      timeout=30)
+    tracker.send_signal(signal.SIGINT)
+    assert tracker.wait(30) == 0, processes.log(tracker)
+    time.sleep(1.0)
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    assert brain not in children

@@ -49,6 +49,35 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process started by ``pid`` and by those, recursively (Linux ``/proc/<pid>/task/*/children``)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as handle:
+                    kids = [int(k) for k in handle.read().split()]
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int | None:
+    """Resident set size of ``pid`` and its descendants together (a node and its brain process), None when
+    ``pid`` is gone."""
+    own = rss_bytes(pid)
+    if own is None:
+        return None
+    return own + sum(rss_bytes(child) or 0 for child in descendants(pid))
+
+
 class ManagedProcess:
     """One child process in its own session, its output in a log file or a pipe.
 
@@ -97,7 +126,8 @@ class ManagedProcess:
         return self.proc.poll()
 
     def rss(self) -> int | None:
-        return rss_bytes(self.proc.pid) if self.proc.poll() is None else None
+        """RSS of the process and its descendants (a tracker node's brain process included)."""
+        return tree_rss_bytes(self.proc.pid) if self.proc.poll() is None else None
 
     def log_tail(self, chars: int = 1500) -> str:
         if self.log_path is None or not self.log_path.is_file():

@@ -19,7 +19,7 @@ from typing import Any
 
 from perception_common.models import resolve_device, resolve_model_spec, shipped_model_dir
 
-from .config import TrackGPTConfig
+from .config import TrackGPTConfig, get_config
 from .errors import CheckpointError
 from .llava import foreign_checkpoint
 from .model import TrackGPT
@@ -33,7 +33,12 @@ def shipped_folder() -> Path:
 
 
 def load_model(
-    spec: str | TrackGPTConfig = "", *, device: str = "cpu", precision: str | None = None, **brain_overrides: Any
+    spec: str | TrackGPTConfig = "",
+    *,
+    device: str = "cpu",
+    precision: str | None = None,
+    with_brain: bool = True,
+    **brain_overrides: Any,
 ) -> TrackGPT:
     """The TrackGPT ``spec`` names (see the module docstring), on ``device`` (``auto`` = CUDA when there is one), in
     eval mode.
@@ -44,6 +49,8 @@ def load_model(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: the brain's precision (``fp32``, ``bf16``, ``fp16``, ``int8``, ``int4``); None keeps the
             folder's or configuration's own.
+        with_brain: False loads the perception alone (no brain, no phi): what a process that decodes frames while
+            another one reasons needs (:class:`trackgpt.brain_process.ProcessBrain`).
         brain_overrides: further :class:`~trackgpt.config.BrainConfig` changes (e.g. ``path=...``).
 
     Raises:
@@ -55,14 +62,18 @@ def load_model(
         brain_overrides = {**brain_overrides, "precision": precision}
     if isinstance(spec, TrackGPTConfig):
         config = spec.replace(brain=brain_overrides) if brain_overrides else spec
-        return TrackGPT.from_config(config).to(target).eval()
+        model = TrackGPT.from_config(config) if with_brain else TrackGPT(config=config)
+        return model.to(target).eval()
     kind, value = resolve_model_spec(spec, shipped_folder())
     if kind == "folder":
         _refuse_foreign(Path(value))
     if kind == "config":
-        model = TrackGPT.from_config(value, **({"brain": brain_overrides} if brain_overrides else {}))
+        if with_brain:
+            model = TrackGPT.from_config(value, **({"brain": brain_overrides} if brain_overrides else {}))
+        else:
+            model = TrackGPT(config=get_config(value))
     else:
-        model = TrackGPT.from_pretrained(value, **brain_overrides)
+        model = TrackGPT.from_pretrained(value, with_brain=with_brain, **brain_overrides)
     return model.to(target).eval()
 
 

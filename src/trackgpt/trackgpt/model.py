@@ -352,12 +352,16 @@ class TrackGPT(nn.Module):
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, brain: TrackGPTBrain | None = None, **brain_overrides: Any):
+    def from_pretrained(
+        cls, folder: str | Path, *, brain: TrackGPTBrain | None = None, with_brain: bool = True,
+        **brain_overrides: Any,
+    ):
         """Load a folder written by :meth:`save_pretrained`.
 
         Args:
             folder: the checkpoint folder.
             brain: an already loaded brain to use instead of loading the referenced one.
+            with_brain: False: the perception alone (the brain and phi tensors are left unread).
             brain_overrides: :class:`BrainConfig` field changes (e.g. ``path=...``, ``precision="bf16"``).
 
         Raises:
@@ -380,7 +384,10 @@ class TrackGPT(nn.Module):
         except ConfigError as exc:
             raise CheckpointError(f"{folder / 'config.json'}: {exc}") from exc
         tensors = read_tensors(folder)
-        if meta.get("has_brain", True) and brain is None:
+        if not with_brain:
+            brain = None
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(("projection.", "brain."))}
+        elif meta.get("has_brain", True) and brain is None:
             tok_dir = folder / TOKENIZER_DIR
             if not tok_dir.is_dir():
                 raise CheckpointError(f"{folder} has no {TOKENIZER_DIR}/ folder")

@@ -18,6 +18,7 @@ keeps running.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from perception_nodes.runtime import (
     run,
     sensor_qos,
 )
+from trackgpt.brain_process import ProcessBrain
 from trackgpt.errors import TrackGPTError
 from trackgpt.loading import load_model, shipped_folder
 from trackgpt.tracker import OnlineTracker, TrackState
@@ -86,8 +88,14 @@ class TrackerParams:
     max_instruction_bytes: int = param(4096, "instructions longer than this (UTF-8 bytes) are rejected", minimum=1)
     brain_threads: int = param(1, "torch threads for the reasoning worker (0 = leave unchanged)", minimum=0)
     frame_threads: int = param(1, "torch threads for per-frame decoding (0 = leave unchanged)", minimum=0)
-    brain_nice: int = param(10, "nice increment of the reasoning worker thread (0-19; 0 = unchanged): frames first",
+    brain_nice: int = param(10, "nice increment of the reasoning worker (0-19; 0 = unchanged): frames first",
                             minimum=0, maximum=19)
+    brain_process: bool = param(True, "reason in a separate process (no GIL contention with the frame path); "
+                                      "false = a thread in this process (one CUDA context)")
+    brain_cpus: str = param("", "brain_process: CPU ids the brain may use, e.g. '1' or '2,3' (Linux; '' = all)")
+    frame_cpus: str = param("", "CPU ids this node's process (the frame path) may use, e.g. '0' (Linux; '' = all)")
+    brain_hang_timeout: float = param(300.0, "brain_process: seconds one brain call may take before the brain "
+                                             "process is killed and restarted", positive=True)
 
 
 class TrackerNode(FrameWorkerNode):
@@ -99,16 +107,40 @@ class TrackerNode(FrameWorkerNode):
         if math.isinf(self.p.mask_threshold):
             raise ValueError(f"parameter 'mask_threshold' must be finite or nan, got {self.p.mask_threshold}")
         device = resolve_device(self.p.device)
+        brain_cpus = parse_cpus(self.p.brain_cpus, "brain_cpus")
+        frame_cpus = parse_cpus(self.p.frame_cpus, "frame_cpus")
+        if frame_cpus:
+            os.sched_setaffinity(0, frame_cpus)
         t0 = time.monotonic()
-        model = load_model(self.p.model, device=device, precision=self.p.precision)
+        self.brain_process = None
+        if self.p.brain_process:  # the child loads the brain while this process loads the perception
+            self.brain_process = ProcessBrain(
+                self.p.model, device=device, precision=self.p.precision, threads=self.p.brain_threads or None,
+                nice=self.p.brain_nice, cpus=brain_cpus, hang_timeout=self.p.brain_hang_timeout, wait=False,
+            )
+            try:
+                model = load_model(self.p.model, device=device, precision=self.p.precision, with_brain=False)
+                self.brain_process.wait_ready()
+            except BaseException:
+                self.brain_process.close()
+                raise
+        else:
+            model = load_model(self.p.model, device=device, precision=self.p.precision)
         source = self.p.model or str(shipped_folder())
         if not math.isnan(self.p.mask_threshold):
             model.perception.mask_threshold = self.p.mask_threshold
+        in_process = self.brain_process is None
         self.tracker = OnlineTracker(
-            perception=model, tau=self.p.tau,
-            brain_threads=self.p.brain_threads or None, frame_threads=self.p.frame_threads or None,
-            brain_nice=self.p.brain_nice,
+            perception=model, brain=self.brain_process, tau=self.p.tau,
+            brain_threads=(self.p.brain_threads or None) if in_process else None,
+            frame_threads=self.p.frame_threads or None,
+            brain_nice=self.p.brain_nice if in_process else 0,
         )
+        if self.brain_process is not None:
+            self.get_logger().info(
+                f"brain process {self.brain_process.pid} ready (loaded in {self.brain_process.info['load_s']:.1f} s"
+                f"{', CPUs ' + self.p.brain_cpus if brain_cpus else ''})"
+            )
         if self.tracker.wait_started(5.0) and self.tracker.brain_nice_error:
             self.get_logger().warning(f"brain_nice {self.p.brain_nice} not applied: {self.tracker.brain_nice_error}")
         self.get_logger().info(
@@ -213,11 +245,36 @@ class TrackerNode(FrameWorkerNode):
                 self.get_logger().info(line)
 
     def status(self):
-        return self._last_state.value, [("state", self._last_state.value), ("rethinks", self.tracker.rethink_count)]
+        values = [("state", self._last_state.value), ("rethinks", self.tracker.rethink_count)]
+        if self.brain_process is not None:
+            values += [("brain_pid", self.brain_process.pid), ("brain_restarts", self.brain_process.restarts),
+                       ("brain_last_failure", self.brain_process.last_failure or "")]
+        return self._last_state.value, values
 
     def close(self) -> None:
         super().close()
         self.tracker.close()
+        if self.brain_process is not None:
+            self.brain_process.close()
+
+
+def parse_cpus(text: str, name: str) -> set[int] | None:
+    """``'1'`` / ``'2,3'`` / ``'0-3'`` -> CPU ids (None for ''); ValueError naming the parameter otherwise."""
+    text = text.strip()
+    if not text:
+        return None
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"parameter '{name}' must be CPU ids like '1', '2,3' or '0-3', got {text!r}") from None
+    if not cpus or not cpus <= set(range(os.cpu_count() or 1)):
+        raise ValueError(f"parameter '{name}' names CPUs {sorted(cpus)}, this machine has {os.cpu_count()}")
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError(f"parameter '{name}': CPU affinity is not supported on this platform")
+    return cpus
 
 
 def main(argv=None) -> None:

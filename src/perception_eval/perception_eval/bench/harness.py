@@ -387,6 +387,55 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
     return out
 
 
+def _repeat_tracker(bench: Bench, args, procs: dict[str, NodeProcess], bare, report: dict[str, Any]) -> dict:
+    """Every brain mode ``args.runs`` times (the headline run counts as the first mode's first run), on fresh
+    tracker nodes each time, in one bench run: the p99 ratio, throughput ratio and brain latency per run, and the
+    median and range of each."""
+    common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.brain_modes}
+    if report.get("tracker"):
+        runs[args.brain_modes[0]].append(_run_figures(report["tracker"]))
+    for mode in args.brain_modes:
+        while len(runs[mode]) < args.runs:
+            k = len(runs[mode]) + 1
+            print(f"perception-bench: tracker nodes, {mode} brain, run {k} of {args.runs}", flush=True)
+            fresh = {name: NodeProcess("tracker_node", f"/bench_tracker_{name}_{mode}{k}",
+                                       {**_tracker_params(args, name, tau, mode, common),
+                                        "image_topic": f"/bench_tracker_{name}_{mode}{k}/image",
+                                        "instruction_topic": f"/bench_tracker_{name}_{mode}{k}/instruction"},
+                                       args.out / "node_logs")
+                     for name, tau in (("a", 0.0), ("b", 1.0))}
+            try:
+                out = run_tracker(bench, fresh["a"], fresh["b"], bare, report["warnings"])
+                runs[mode].append(_run_figures(out))
+            except Exception as exc:
+                report["errors"].append(f"tracker nodes ({mode}, run {k}): {type(exc).__name__}: {exc}")
+                runs[mode].append({"error": str(exc)})
+            finally:
+                stop_all(list(fresh.values()))
+    summary = {}
+    for mode, rows in runs.items():
+        summary[mode] = {"runs": rows}
+        for key in ("latency_p99_ratio", "throughput_ratio", "node_fps", "brain_latency_s_p50",
+                    "p99_idle_ms", "p99_reasoning_ms"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            if values:
+                summary[mode][key] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+    return summary
+
+
+def _run_figures(out: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "latency_p99_ratio": out.get("latency_p99_ratio"),
+        "throughput_ratio": out.get("throughput_ratio"),
+        "node_fps": (out.get("node") or {}).get("fps"),
+        "p99_idle_ms": (out.get("live_idle") or {}).get("latency_ms_p99"),
+        "p99_reasoning_ms": (out.get("live_reasoning") or {}).get("latency_ms_p99"),
+        "brain_latency_s_p50": (out.get("reasoning_calls") or {}).get("latency_s_p50"),
+        "rss_after_load_mb": out.get("rss_after_load_mb"),
+    }
+
+
 def _busy_fraction(spans: list[tuple[int, int]], stamps: list[int]) -> float | None:
     if len(stamps) < 2:
         return None
@@ -518,6 +567,11 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     for name in ("tracker", "avs"):
         value = (m.get(name) or {}).get("growth_pct")
         add(f"{name} node memory growth % over {m.get('minutes', '?')} min", value, "< 5", lambda v: v < 5.0)
+    for mode, figures in (report.get("tracker_modes") or {}).items():
+        runs = figures.get("runs", [])
+        ratios = [r.get("latency_p99_ratio") for r in runs]
+        worst = None if not ratios or any(v is None for v in ratios) else max(ratios)
+        add(f"tracker p99 ratio, {mode} brain, worst of {len(runs)} runs", worst, "<= 1.5", lambda v: v <= 1.5)
     return rows
 
 
@@ -581,6 +635,17 @@ def table(report: dict[str, Any]) -> str:
         f"{'':40}{'tracker':>18}{'avs':>14}",
     ]
     lines += [f"{name:40}{x:>18}{y:>14}" for name, x, y in rows]
+    for mode, figures in (report.get("tracker_modes") or {}).items():
+        def rng(key, fmt="{:.2f}", figures=figures):
+            v = figures.get(key)
+            return "–" if not v else f"{fmt.format(v['median'])} [{fmt.format(v['min'])}-{fmt.format(v['max'])}]"
+
+        lines.append(
+            f"tracker, {mode} brain, {len(figures.get('runs', []))} runs (median [range]): p99 ratio "
+            f"{rng('latency_p99_ratio')}, p99 idle/reasoning ms {rng('p99_idle_ms', '{:.0f}')} / "
+            f"{rng('p99_reasoning_ms', '{:.0f}')}, node/bare {rng('throughput_ratio')}, node fps "
+            f"{rng('node_fps', '{:.1f}')}, brain call s {rng('brain_latency_s_p50')}"
+        )
     met = [x for x in report["targets"] if x["met"] is not None]
     unmeasured = len(report["targets"]) - len(met)
     lines.append(
@@ -594,6 +659,14 @@ def table(report: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def _brain_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("process", "thread")]
+    if not modes or bad or len(set(modes)) != len(modes):
+        raise argparse.ArgumentTypeError(f"brain modes are a comma list of process, thread; got {text!r}")
+    return modes
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="perception-bench",
@@ -643,6 +716,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a newer frame counts as queued only once published this long before the older was taken",
     )
     p.add_argument("--node-timeout", type=float, default=600.0, help="seconds for a node to start / first answer")
+    p.add_argument("--brain-modes", default="process", type=_brain_modes,
+                   help="comma list of the tracker node's brain modes to measure: process (a separate brain "
+                        "process, the default), thread (a thread in the node); the first is the headline")
+    p.add_argument("--runs", type=int, default=1,
+                   help="tracker measurements per brain mode: the p99 ratio is reported as their median and range")
+    p.add_argument("--brain-cpus", default="", help="tracker nodes' brain_cpus parameter, e.g. '1' ('' = all)")
+    p.add_argument("--frame-cpus", default="", help="tracker nodes' frame_cpus parameter, e.g. '0' ('' = all)")
     return p
 
 
@@ -721,6 +801,19 @@ def _new_report(args, default_threads: int) -> dict[str, Any]:
     }
 
 
+def _tracker_params(args, name: str, tau: float, mode: str, common: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": args.tracker_model,
+        "tau": tau,
+        "image_topic": f"/bench_tracker_{name}/image",
+        "instruction_topic": f"/bench_tracker_{name}/instruction",
+        "brain_process": mode == "process",
+        **({"brain_cpus": args.brain_cpus} if args.brain_cpus else {}),
+        **({"frame_cpus": args.frame_cpus} if args.frame_cpus else {}),
+        **common,
+    }
+
+
 def _start_nodes(args) -> dict[str, NodeProcess]:
     """Tracker A (tau 0: never rethinks) and B (tau 1: rethinks on every drop) and the AVS node V, as asked."""
     logs = args.out / "node_logs"
@@ -731,13 +824,7 @@ def _start_nodes(args) -> dict[str, NodeProcess]:
     common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
     if _wanted(args, "tracker"):
         for name, tau in (("a", 0.0), ("b", 1.0)):
-            params = {
-                "model": args.tracker_model,
-                "tau": tau,
-                "image_topic": f"/bench_tracker_{name}/image",
-                "instruction_topic": f"/bench_tracker_{name}/instruction",
-                **common,
-            }
+            params = _tracker_params(args, name, tau, args.brain_modes[0], common)
             procs[name] = NodeProcess("tracker_node", f"/bench_tracker_{name}", params, logs)
     if _wanted(args, "avs"):
         params = {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio",
@@ -768,12 +855,15 @@ def _load_bare_models(args, frame: np.ndarray, report: dict[str, Any], bares: di
 def _measure(bench: Bench, args, procs: dict[str, NodeProcess], bares: dict[str, Any], report: dict[str, Any]):
     """The tracker nodes, then the AVS node, then the memory run of tracker A and the AVS node together."""
     if "tracker" in bares:
-        print("perception-bench: tracker nodes", flush=True)
+        print(f"perception-bench: tracker nodes ({args.brain_modes[0]} brain)", flush=True)
         try:
             report["tracker"] = run_tracker(bench, procs["a"], procs["b"], bares["tracker"], report["warnings"])
+            report["tracker"]["brain_mode"] = args.brain_modes[0]
         except Exception as exc:
             report["errors"].append(f"tracker nodes: {type(exc).__name__}: {exc}")
             traceback.print_exc()
+        if args.runs > 1 or len(args.brain_modes) > 1:
+            report["tracker_modes"] = _repeat_tracker(bench, args, procs, bares["tracker"], report)
         bares.pop("tracker").close()
     if "b" in procs:
         procs.pop("b").stop()  # B is done; it would only hold memory and CPU
