@@ -18,7 +18,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "avs_node = avs_ros.avs_node:main",
+            "avs_node = avs_ros.entry:avs_node",
         ],
     },
 )

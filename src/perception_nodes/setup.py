@@ -19,8 +19,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "camera_node = perception_nodes.camera_node:main",
-            "microphone_node = perception_nodes.microphone_node:main",
+            "camera_node = perception_nodes.entry:camera_node",
+            "microphone_node = perception_nodes.entry:microphone_node",
             "perception-run = perception_nodes.launcher:main",
         ],
     },

@@ -18,7 +18,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "tracker_node = trackgpt_ros.tracker_node:main",
+            "tracker_node = trackgpt_ros.entry:tracker_node",
         ],
     },
 )

@@ -103,3 +103,34 @@ def test_second_signal_during_clean_up_is_absorbed(name, processes, tmp_path, ro
     assert proc.poll() is None, "the second signal cut the clean-up short"
     gate.touch()
     _assert_clean_exit(processes, proc, time.monotonic())
+
+
+@pytest.mark.parametrize("name", NODES)
+def test_double_sigint_while_the_modules_import(name, processes, tmp_path, ros_available):
+    """Before the runtime's handlers exist (torch, rclpy and the model code importing: seconds): exit 0, one line,
+    no KeyboardInterrupt traceback. The import window is held open by the console script's test gate."""
+    from perception_common.signals import IMPORT_GATE_ENV
+
+    gate = tmp_path / "import.gate"
+    proc = processes.start(_node_args(name, tmp_path), env={IMPORT_GATE_ENV: str(gate)})
+    _wait_log(processes, proc, "imports: holding")
+    _signal_twice(proc)
+    _assert_clean_exit(processes, proc, time.monotonic())
+    assert "stopped by SIGINT while starting" in processes.log(proc)
+
+
+def test_sigint_while_the_brain_process_loads_stops_both(processes, tmp_path, ros_available):
+    """tracker_node holds at start-up while its brain process loads the model; SIGINT then ends both within 2 s."""
+    from perception_nodes.processes import descendants, rss_bytes
+
+    proc = processes.start(_node_args("tracker_node", tmp_path))
+    deadline = time.monotonic() + 60
+    children: list[int] = []
+    while not children:  # the brain process exists: the node is inside its start-up
+        assert time.monotonic() < deadline and proc.poll() is None, processes.log(proc)[-3000:]
+        children = descendants(proc.pid)
+        time.sleep(0.02)
+    _signal_twice(proc)
+    _assert_clean_exit(processes, proc, time.monotonic())
+    time.sleep(0.5)
+    assert not [c for c in children if rss_bytes(c)], "the brain process outlived the node"

@@ -21,14 +21,18 @@ behind; :meth:`close` stops it (stop message, then SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -91,8 +95,10 @@ class ProcessBrain:
         self.start_timeout = float(start_timeout)
         self.hang_timeout = hang_timeout
         self.check_timeout = 2.0
-        self._ctx = mp.get_context("spawn")
-        self._cancel_upto = self._ctx.Value("q", 0, lock=False)
+        # "cancelled up to request N", shared with the child (request ids only grow, so no request is cancelled late)
+        self._cancel_shm = shared_memory.SharedMemory(create=True, size=8)
+        self._cancel_upto = np.ndarray((1,), np.int64, buffer=self._cancel_shm.buf)
+        self._cancel_upto[0] = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -127,19 +133,24 @@ class ProcessBrain:
 
     # ---------------------------------------------------------------- process
     def _start(self) -> None:
-        parent_conn, child_conn = self._ctx.Pipe()
-        proc = self._ctx.Process(
-            target=_child_main, name="trackgpt-brain", daemon=True,
-            args=(child_conn, self._args, self._cancel_upto, os.getpid()),
-        )
-        proc.start()
-        child_conn.close()
-        self._proc, self._conn = proc, parent_conn
+        # A new session: a terminal's Ctrl-C (sent to the node's process group) never reaches the child, also while
+        # it imports; the parent stops it in order. The connection is a socket pair passed as a file descriptor.
+        parent_sock, child_sock = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "trackgpt.brain_process", str(child_sock.fileno())],
+                pass_fds=[child_sock.fileno()], start_new_session=True,
+            )
+        finally:
+            child_sock.close()
+        conn = Connection(parent_sock.detach())
+        conn.send(("start", self._args, self._cancel_shm.name, os.getpid()))
+        self._proc, self._conn = proc, conn
         self._ready.clear()
-        threading.Thread(target=self._read, args=(proc, parent_conn), name="brain-reader", daemon=True).start()
+        threading.Thread(target=self._read, args=(proc, conn), name="brain-reader", daemon=True).start()
 
     def _proc_alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        return self._proc is not None and self._proc.poll() is None
 
     def _read(self, proc, conn) -> None:
         """Route the child's replies to the waiting calls; on the child's end, fail them and start a new one."""
@@ -163,8 +174,7 @@ class ProcessBrain:
                 if call is not None:
                     call.reply = reply
                     call.done.set()
-        proc.join(1.0)
-        code = proc.exitcode
+        code = _wait(proc, 1.0)
         with self._lock:
             calls, self._calls = list(self._calls.values()), {}
         why = self._kill_reason or f"the brain process exited (code {code})"
@@ -183,7 +193,7 @@ class ProcessBrain:
         self._kill_reason = why
         self._ready.clear()  # calls wait for the new child
         proc = self._proc
-        if proc is not None and proc.is_alive():
+        if proc is not None and proc.poll() is None:
             proc.kill()
 
     # ------------------------------------------------------------------ calls
@@ -209,7 +219,7 @@ class ProcessBrain:
         cancelled = False
         while not call.done.wait(0.02):
             if cancel_event is not None and not cancelled and cancel_event.is_set():
-                self._cancel_upto.value = max(self._cancel_upto.value, rid)
+                self._cancel_upto[0] = max(int(self._cancel_upto[0]), rid)
                 cancelled = True
             if timeout is not None and time.monotonic() - start > timeout:
                 if not kill_on_timeout:
@@ -268,25 +278,30 @@ class ProcessBrain:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the child: a stop message, then SIGTERM, then SIGKILL."""
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the child: a stop message (it ends between requests, or drops the one it works on), then SIGTERM,
+        then SIGKILL; a child still loading the model is terminated at once. A node stops within 2 s."""
         self._closed = True
         proc = self._proc
         if proc is None:
             return
-        try:
-            with self._send_lock:
-                self._conn.send(("stop",))
-        except (OSError, ValueError):
-            pass
-        proc.join(timeout)
-        if proc.is_alive():
+        if self._ready.is_set():
+            try:
+                with self._send_lock:
+                    self._conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+            _wait(proc, timeout)
+        if proc.poll() is None:
             proc.terminate()
-            proc.join(2.0)
-        if proc.is_alive():
+            _wait(proc, 1.0)
+        if proc.poll() is None:
             proc.kill()
-            proc.join(2.0)
+            _wait(proc, 1.0)
         self._conn.close()
+        self._cancel_shm.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._cancel_shm.unlink()
 
     def __enter__(self) -> ProcessBrain:
         return self
@@ -296,14 +311,32 @@ class ProcessBrain:
 
 
 # -------------------------------------------------------------------- child
+def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Attach to the parent's shared memory without handing it to this process's resource tracker (Python 3.11
+    registers attached blocks too, and would unlink the parent's block when this process ends)."""
+    from multiprocessing import resource_tracker
+
+    shm = shared_memory.SharedMemory(name=name)
+    with contextlib.suppress(Exception):
+        resource_tracker.unregister(shm._name, "shared_memory")
+    return shm
+
+
 class _CancelFlag:
     """``is_set()`` once the parent cancelled request ``rid`` (or a later one)."""
 
-    def __init__(self, upto, rid: int) -> None:
+    def __init__(self, upto: np.ndarray, rid: int) -> None:
         self.upto, self.rid = upto, rid
 
     def is_set(self) -> bool:
-        return self.upto.value >= self.rid
+        return int(self.upto[0]) >= self.rid
 
 
 def _watch_parent(parent: int) -> None:
@@ -317,7 +350,7 @@ def _child_main(conn, args: dict[str, Any], cancel_upto, parent: int) -> None:
     """The brain process: load, then answer requests in order (checks at once) until told to stop."""
     import queue
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the child in order
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the child in order (its own session anyway)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     send_lock = threading.Lock()
 
@@ -350,7 +383,7 @@ def _child_main(conn, args: dict[str, Any], cancel_upto, parent: int) -> None:
                 return
             _, rid, name, shape, dtype, text, target = item
             try:
-                shm = shared_memory.SharedMemory(name=name)
+                shm = _attach(name)
                 try:
                     frame = np.ndarray(shape, np.dtype(dtype), buffer=shm.buf).copy()
                 finally:
@@ -384,4 +417,19 @@ def _child_main(conn, args: dict[str, Any], cancel_upto, parent: int) -> None:
         elif message[0] == "reason":
             work.put(message)
     work.put(None)
-    thread.join(2.0)
+    thread.join(0.5)  # a running generation is abandoned: the process ends
+
+
+def _child_entry(fd: int) -> None:
+    """``python -m trackgpt.brain_process FD``: the parent's first message says what to load."""
+    conn = Connection(fd)
+    _, args, cancel_name, parent = conn.recv()
+    shm = _attach(cancel_name)
+    try:
+        _child_main(conn, args, np.ndarray((1,), np.int64, buffer=shm.buf), parent)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    _child_entry(int(sys.argv[1]))
