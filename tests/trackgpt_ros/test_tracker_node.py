@@ -48,6 +48,16 @@ def _stamp(msg):
     return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
 
 
+def _publish_rgb(pub, sec: int, rgb: np.ndarray) -> None:
+    """Publish ``rgb`` (H x W x 3 uint8) as an rgb8 Image stamped ``sec`` seconds."""
+    from sensor_msgs.msg import Image
+
+    h, w = rgb.shape[:2]
+    msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=np.ascontiguousarray(rgb).tobytes())
+    msg.header.stamp.sec = sec
+    pub.publish(msg)
+
+
 @pytest.mark.slow
 def test_camera_to_tracker_instruction_after_start_frames_answered_while_reasoning(ros_node, processes, tmp_path):
     """With the embedded configuration (real SmolLM2 brain, ~1 s per answer on 2 cores) frames keep flowing."""
@@ -204,16 +214,12 @@ def test_an_imported_lisa_answers_and_tracks_as_lisa_does(ros_node, processes, t
     pub.publish(String(data="Can you segment the thing I could cut bread with?"))
     time.sleep(0.3)
     for k in range(4):  # the brain reasons on the first frame after the instruction
-        msg = Image(height=48, width=40, encoding="rgb8", step=120, data=rgb.tobytes())
-        msg.header.stamp.sec = 200 + k
-        img_pub.publish(msg)
+        _publish_rgb(img_pub, 200 + k, rgb)
     assert spin_until(ros_node, lambda: len(got["reasoning"]) >= 1 and len(got["result"]) >= 4, timeout=60), (
         processes.log(tracker))
     assert got["reasoning"][0].success and got["reasoning"][0].answer == "Sure, it is [SEG] ."
     for k in range(3):  # frames after the answer are tracked with it
-        msg = Image(height=48, width=40, encoding="rgb8", step=120, data=rgb.tobytes())
-        msg.header.stamp.sec = 300 + k
-        img_pub.publish(msg)
+        _publish_rgb(img_pub, 300 + k, rgb)
     assert spin_until(ros_node, lambda: len(got["result"]) >= 7, timeout=60), processes.log(tracker)
     tracked = [r for r in got["result"] if r.header.stamp.sec >= 300]
     assert len(tracked) == 3 and all(r.state == TrackResult.STATE_TRACKING for r in tracked), tracked
@@ -248,10 +254,7 @@ def test_a_crashed_brain_process_is_reported_restarted_and_frames_keep_flowing(r
 
     def frames(n):
         for _ in range(n):
-            data = np.full((48, 64, 3), 90, np.uint8).tobytes()
-            msg = Image(height=48, width=64, encoding="rgb8", step=192, data=data)
-            msg.header.stamp.sec = next(stamp)
-            img_pub.publish(msg)
+            _publish_rgb(img_pub, next(stamp), np.full((48, 64, 3), 90, np.uint8))
 
     os.kill(brain, signal.SIGSTOP)  # the brain is busy (stopped) when the instruction's call arrives ...
     pub.publish(String(data="track the red ball"))  # accepted after the check times out (text rules only)

@@ -33,20 +33,17 @@ PROG = "perception-models"
 
 
 def model_kind(folder: Path) -> str:
-    """``"trackgpt"`` or ``"avs"`` from ``config.json`` (ValueError naming what it found otherwise)."""
-    path = folder / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{folder} has no config.json (not a model folder)") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not readable JSON: {exc}") from None
-    kind = config.get("model_type") if isinstance(config, dict) else None
+    """``"trackgpt"`` or ``"avs"`` from ``config.json`` (ValueError naming what it found otherwise;
+    CheckpointError when there is no readable ``config.json``)."""
+    from perception_common.checkpoint import read_config
+
+    config = read_config(folder)
+    kind = config.get("model_type")
     if kind in ("trackgpt", "avs"):
         return kind
     if kind == "llava":  # a brain folder or a published LLaVA-family checkpoint: the TrackGPT loader says which
         return "trackgpt"
-    raise ValueError(f"{path} has model_type {kind!r}; expected 'trackgpt' or 'avs'")
+    raise ValueError(f"{folder / 'config.json'} has model_type {kind!r}; expected 'trackgpt' or 'avs'")
 
 
 def verify(folder: Path, *, device: str = "cpu") -> dict[str, Any]:

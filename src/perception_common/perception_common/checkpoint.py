@@ -47,6 +47,21 @@ def save_folder(folder: str | Path, config: Mapping[str, Any], tensors: Mapping[
     return folder
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file holding an object (a ``config.json``, a weight index, a preprocessor config); CheckpointError
+    naming the file when it is missing, unreadable, not JSON or not an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.parent} has no {path.name}") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_config(folder: str | Path, expected_type: str | None = None) -> dict[str, Any]:
     """Read a model folder's ``config.json``; check its ``model_type`` tag."""
     folder = Path(folder)
@@ -55,12 +70,7 @@ def read_config(folder: str | Path, expected_type: str | None = None) -> dict[st
         raise CheckpointError(f"model folder {folder} does not exist")
     if not path.is_file():
         raise CheckpointError(f"model folder {folder} has no {CONFIG_NAME}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    config = read_json_object(path)
     if expected_type is not None and config.get("model_type") != expected_type:
         raise CheckpointError(
             f"{path} describes model_type={config.get('model_type')!r}, expected {expected_type!r}"

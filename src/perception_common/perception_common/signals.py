@@ -21,6 +21,18 @@ from pathlib import Path
 IMPORT_GATE_ENV = "PERCEPTION_TEST_IMPORT_GATE"
 
 
+def hold_at_test_gate(variable: str, what: str) -> None:
+    """Test hook: when the environment variable ``variable`` names a file, hold here until it exists (at most 30 s),
+    saying so on stderr, so a test can deliver signals inside this window deterministically. Unset in normal use."""
+    gate = os.environ.get(variable)
+    if not gate:
+        return
+    print(f"[{Path(sys.argv[0]).name}] {what}: holding until {gate} exists", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + 30.0
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def quiet_until_running(name: str) -> None:
     """Make SIGINT/SIGTERM exit 0 with one line until the node runtime installs its own handlers."""
 
@@ -31,9 +43,4 @@ def quiet_until_running(name: str) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    gate = os.environ.get(IMPORT_GATE_ENV)
-    if gate:
-        print(f"[{name}] imports: holding until {gate} exists", file=sys.stderr, flush=True)
-        deadline = time.monotonic() + 30.0
-        while not Path(gate).exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+    hold_at_test_gate(IMPORT_GATE_ENV, "imports")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from perception_common.params import ParameterError, check_range, coerce, help_text
+from perception_common.signals import hold_at_test_gate
 from perception_nodes.dds import configure_fastdds
 
 T = TypeVar("T")
@@ -96,16 +96,6 @@ STARTUP_GATE_ENV = "PERCEPTION_TEST_STARTUP_GATE"
 CLEANUP_GATE_ENV = "PERCEPTION_TEST_CLEANUP_GATE"
 
 
-def _test_gate(variable: str, what: str) -> None:
-    gate = os.environ.get(variable)
-    if not gate:
-        return
-    print(f"[{Path(sys.argv[0]).name}] {what}: holding until {gate} exists", file=sys.stderr, flush=True)
-    deadline = time.monotonic() + 30.0
-    while not Path(gate).exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -> None:
     """Init rclpy, spin the node until Ctrl-C/SIGTERM or shutdown, then close it cleanly.
 
@@ -140,7 +130,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     try:
         rclpy.init(args=list(argv) if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
         try:
-            _test_gate(STARTUP_GATE_ENV, "start-up")
+            hold_at_test_gate(STARTUP_GATE_ENV, "start-up")
             node = node_factory()
         except (ParameterError, ValueError, RuntimeError, OSError) as exc:
             # Configuration problems (bad parameter, missing model or device): one clear line, exit code 2.
@@ -156,7 +146,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
         pass
     finally:
         stopping.set()  # from here on every signal is absorbed
-        _test_gate(CLEANUP_GATE_ENV, "clean-up")
+        hold_at_test_gate(CLEANUP_GATE_ENV, "clean-up")
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:

@@ -451,30 +451,14 @@ class TrackGPTBrain(nn.Module):
             instruction: the user's instruction.
             cancel_event: when set (by another thread), generation stops and :class:`ReasoningCancelled` is raised.
         """
-        from transformers import StoppingCriteriaList
-
         if self.lisa:
             return self._answer_lisa(frame_rgb8, instruction, cancel_event)
         ids = self.prompt_ids(instruction)
         pixel_values = self.preprocess_image(frame_rgb8)
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
         eos = self.tokenizer.eos_token_id
         stop_ids = [self.purport_token_id] + ([int(eos)] if eos is not None else [])
-        criteria = StoppingCriteriaList([_CancelCriteria(cancel_event)]) if cancel_event is not None else None
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stop_ids[-1]
-        seq = self.model.generate(
-            input_ids=input_ids,
-            pixel_values=pixel_values,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=self.config.max_new_tokens,
-            do_sample=False,
-            eos_token_id=stop_ids,
-            pad_token_id=pad,
-            stopping_criteria=criteria,
-        )
-        if cancel_event is not None and cancel_event.is_set():
-            raise ReasoningCancelled("reasoning superseded by a newer instruction")
-        generated = [int(t) for t in seq[0, len(ids) :]]
+        generated = self._generate(ids, pixel_values, cancel_event, eos_token_id=stop_ids, pad_token_id=pad)
         kept: list[int] = []
         for t in generated:
             if eos is not None and t == eos:
@@ -493,15 +477,12 @@ class TrackGPTBrain(nn.Module):
         text = tidy_answer(self.tokenizer.decode(kept, skip_special_tokens=True))
         return BrainAnswer(text, result.track_states, result.purport_states, forced, generated)
 
-    def _answer_lisa(self, frame_rgb8: np.ndarray, instruction: str | bytes, cancel_event) -> BrainAnswer:
-        """LISA's inference (``chat.py`` / ``LISAForCausalLM.evaluate``): greedy, stops at EOS only; the referring
-        state is the last layer's state before the first ``[SEG]``; an answer without ``[SEG]`` names no target."""
+    def _generate(self, ids: list[int], pixel_values: torch.Tensor, cancel_event, **stop: Any) -> list[int]:
+        """Greedy generation after the prompt ``ids`` (``stop``: ``eos_token_id``, ``pad_token_id`` and other
+        ``generate`` options); the generated ids. Raises :class:`ReasoningCancelled` when ``cancel_event`` is set."""
         from transformers import StoppingCriteriaList
 
-        ids = self.prompt_ids(instruction)
-        pixel_values = self.preprocess_image(frame_rgb8)
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        eos = int(self.tokenizer.eos_token_id)
         criteria = StoppingCriteriaList([_CancelCriteria(cancel_event)]) if cancel_event is not None else None
         seq = self.model.generate(
             input_ids=input_ids,
@@ -509,15 +490,24 @@ class TrackGPTBrain(nn.Module):
             attention_mask=torch.ones_like(input_ids),
             max_new_tokens=self.config.max_new_tokens,
             do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=int(self.tokenizer.pad_token_id),
-            # rows LISA does not have (the image token, <PO>) can never be its answer
-            suppress_tokens=[self.image_token_id, self.purport_token_id],
             stopping_criteria=criteria,
+            **stop,
         )
         if cancel_event is not None and cancel_event.is_set():
             raise ReasoningCancelled("reasoning superseded by a newer instruction")
-        generated = [int(t) for t in seq[0, len(ids):]]
+        return [int(t) for t in seq[0, len(ids) :]]
+
+    def _answer_lisa(self, frame_rgb8: np.ndarray, instruction: str | bytes, cancel_event) -> BrainAnswer:
+        """LISA's inference (``chat.py`` / ``LISAForCausalLM.evaluate``): greedy, stops at EOS only; the referring
+        state is the last layer's state before the first ``[SEG]``; an answer without ``[SEG]`` names no target."""
+        ids = self.prompt_ids(instruction)
+        pixel_values = self.preprocess_image(frame_rgb8)
+        eos = int(self.tokenizer.eos_token_id)
+        generated = self._generate(
+            ids, pixel_values, cancel_event, eos_token_id=eos, pad_token_id=int(self.tokenizer.pad_token_id),
+            # rows LISA does not have (the image token, <PO>) can never be its answer
+            suppress_tokens=[self.image_token_id, self.purport_token_id],
+        )
         kept = generated[: generated.index(eos)] if eos in generated else generated
         text = self.tokenizer.decode(kept, skip_special_tokens=True).replace("\n", "").replace("  ", " ").strip()
         if self.track_token_id not in kept:

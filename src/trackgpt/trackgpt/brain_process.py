@@ -39,22 +39,13 @@ import numpy as np
 import torch
 
 from .errors import BrainError, ReasoningCancelled
+from .model import Reasoning
 
 
 @dataclass
 class _Call:
     done: threading.Event = field(default_factory=threading.Event)
     reply: tuple | None = None
-
-
-@dataclass(frozen=True)
-class ProcessReasoning:
-    """What :meth:`ProcessBrain.reason` returns (the fields :class:`trackgpt.model.Reasoning` has)."""
-
-    answer: str
-    referring_query: torch.Tensor
-    purport_query: torch.Tensor
-    forced: bool = False
 
 
 class ProcessBrain:
@@ -250,7 +241,7 @@ class ProcessBrain:
             shm.unlink()
         _, _, answer, q_r, q_p, forced = reply
         to = dict(device=self.device)
-        return ProcessReasoning(answer, torch.from_numpy(q_r).to(**to), torch.from_numpy(q_p).to(**to), forced)
+        return Reasoning(answer, torch.from_numpy(q_r).to(**to), torch.from_numpy(q_p).to(**to), forced)
 
     def check_instruction(self, instruction: str | bytes) -> str:
         """Validate ``instruction`` (text and context length) in the child, which answers at once even while it

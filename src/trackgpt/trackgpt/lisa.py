@@ -36,12 +36,13 @@ from typing import Any
 
 import torch
 
-from perception_common.checkpoint import load_pth_state_dict
+from perception_common.checkpoint import load_pth_state_dict, read_json_object
 
 from .brain import LISA_SEG_TOKEN, PURPORT_TOKEN
 from .config import LISA_PROMPT, SAM_SIZES, BrainConfig, SamConfig, TrackGPTConfig
 from .errors import CheckpointError
 from .lisa_tokenizer import IMAGE_TOKEN, LisaTokenizer
+from .sam import build_sam
 
 BRAIN_DIR = "brain"
 SHARD_BYTES = 2 * 1024**3
@@ -50,18 +51,6 @@ LISA_MAX_NEW_TOKENS = 512
 
 
 # ------------------------------------------------------------------ reading
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.parent} has no {path.name}") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not readable JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
-    return data
-
-
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a Hugging Face folder: sharded or single ``.bin`` (read with ``weights_only``) or
     safetensors."""
@@ -70,7 +59,7 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     files: list[Path] = []
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).is_file():
-            shards = sorted(set(_read_json(folder / index).get("weight_map", {}).values()))
+            shards = sorted(set(read_json_object(folder / index).get("weight_map", {}).values()))
             files = [folder / s for s in shards]
             break
     else:
@@ -94,7 +83,7 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
 def read_lisa_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """A released LISA folder's ``config.json`` and tensors (CheckpointError when it is not one)."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     if "LISAForCausalLM" not in (config.get("architectures") or []):
         found = config.get("architectures")
         raise CheckpointError(f"{folder} is not a LISA folder (config.json architectures: {found})")
@@ -105,11 +94,11 @@ def read_clip_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, torc
     """A CLIP folder (``openai/clip-vit-large-patch14`` or a vision-only one): vision config, the vision tower's
     tensors without their ``vision_model.`` prefix, and ``preprocessor_config.json``."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     vision = config.get("vision_config", config) if config.get("model_type") == "clip" else config
     if vision.get("model_type") not in ("clip_vision_model", None) and config.get("model_type") != "clip":
         raise CheckpointError(f"{folder} is not a CLIP folder (model_type {config.get('model_type')!r})")
-    preprocessor = _read_json(folder / "preprocessor_config.json")
+    preprocessor = read_json_object(folder / "preprocessor_config.json")
     state = {k[len("vision_model."):]: v for k, v in _read_weights(folder).items() if k.startswith("vision_model.")}
     if not state:
         raise CheckpointError(f"{folder} holds no vision_model.* tensors (not a CLIP vision tower)")
@@ -273,8 +262,6 @@ def _sam_config(state: dict[str, torch.Tensor]) -> SamConfig:
     """The registered SAM size whose tensors are exactly LISA's ``visual_model`` ones."""
     names = {k: tuple(v.shape) for k, v in state.items()}
     for size in SAM_SIZES.values():
-        from .sam import build_sam
-
         with torch.device("meta"):
             own = {k: tuple(v.shape) for k, v in build_sam(size).state_dict().items()}
         if own == names:

@@ -127,18 +127,12 @@ class LisaTokenizer:
         return self._id_to_added[ids] if ids in self._id_to_added else self.sp.id_to_piece(ids)
 
     def add_special_tokens(self, tokens: dict[str, list[str]], **_: Any) -> int:
-        """Add tokens at the end of the vocabulary (the brain adds ``<TK>`` / ``<PO>`` this way); special ones."""
-        added = 0
-        for token in tokens.get("extra_special_tokens", []):
-            if token not in self.added:
-                self.added[token] = len(self)
-                self.special_added.add(token)
-                added += 1
-        self._compile()
-        return added
+        """Add special tokens at the end of the vocabulary (the brain adds ``<TK>`` / ``<PO>`` this way)."""
+        return self.add_tokens(tokens.get("extra_special_tokens", []), special_tokens=True)
 
     def add_tokens(self, tokens: list[str], special_tokens: bool = False) -> int:
-        """Add plain tokens (LISA adds ``[SEG]``, ``<im_start>``, ``<im_end>`` so; the import adds ``<image>``)."""
+        """Add tokens LISA's way (``[SEG]``, ``<im_start>``, ``<im_end>``; the import adds ``<image>``), the ones not
+        there yet, at the end of the vocabulary; ``special_tokens``: skipped by ``decode(skip_special_tokens=True)``."""
         count = 0
         for token in tokens:
             if token not in self.added:

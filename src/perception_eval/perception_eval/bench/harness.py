@@ -399,11 +399,7 @@ def _repeat_tracker(bench: Bench, args, procs: dict[str, NodeProcess], bare, rep
         while len(runs[mode]) < args.runs:
             k = len(runs[mode]) + 1
             print(f"perception-bench: tracker nodes, {mode} brain, run {k} of {args.runs}", flush=True)
-            fresh = {name: NodeProcess("tracker_node", f"/bench_tracker_{name}_{mode}{k}",
-                                       {**_tracker_params(args, name, tau, mode, common),
-                                        "image_topic": f"/bench_tracker_{name}_{mode}{k}/image",
-                                        "instruction_topic": f"/bench_tracker_{name}_{mode}{k}/instruction"},
-                                       args.out / "node_logs")
+            fresh = {name: _tracker_node(args, f"/bench_tracker_{name}_{mode}{k}", tau, mode, common)
                      for name, tau in (("a", 0.0), ("b", 1.0))}
             try:
                 out = run_tracker(bench, fresh["a"], fresh["b"], bare, report["warnings"])
@@ -801,17 +797,19 @@ def _new_report(args, default_threads: int) -> dict[str, Any]:
     }
 
 
-def _tracker_params(args, name: str, tau: float, mode: str, common: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _tracker_node(args, namespace: str, tau: float, mode: str, common: dict[str, Any]) -> NodeProcess:
+    """A tracker node in ``namespace`` (its topics there) with the brain ``mode`` and the bench's settings."""
+    params = {
         "model": args.tracker_model,
         "tau": tau,
-        "image_topic": f"/bench_tracker_{name}/image",
-        "instruction_topic": f"/bench_tracker_{name}/instruction",
+        "image_topic": f"{namespace}/image",
+        "instruction_topic": f"{namespace}/instruction",
         "brain_process": mode == "process",
         **({"brain_cpus": args.brain_cpus} if args.brain_cpus else {}),
         **({"frame_cpus": args.frame_cpus} if args.frame_cpus else {}),
         **common,
     }
+    return NodeProcess("tracker_node", namespace, params, args.out / "node_logs")
 
 
 def _start_nodes(args) -> dict[str, NodeProcess]:
@@ -824,8 +822,7 @@ def _start_nodes(args) -> dict[str, NodeProcess]:
     common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
     if _wanted(args, "tracker"):
         for name, tau in (("a", 0.0), ("b", 1.0)):
-            params = _tracker_params(args, name, tau, args.brain_modes[0], common)
-            procs[name] = NodeProcess("tracker_node", f"/bench_tracker_{name}", params, logs)
+            procs[name] = _tracker_node(args, f"/bench_tracker_{name}", tau, args.brain_modes[0], common)
     if _wanted(args, "avs"):
         params = {"model": args.avs_model, "image_topic": "/bench_avs/image", "audio_topic": "/bench_avs/audio",
                   "threads": args.avs_threads, **common}
