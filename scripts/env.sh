@@ -35,6 +35,7 @@ case "${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}" in
   rmw_fastrtps*)
     if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
       export FASTDDS_DEFAULT_PROFILES_FILE="$_PE_WS/config/fastdds.xml"
+      export RMW_FASTRTPS_USE_QOS_FROM_XML="${RMW_FASTRTPS_USE_QOS_FROM_XML:-1}"
     fi ;;
 esac
 

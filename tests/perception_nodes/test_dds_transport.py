@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPO, spin_until
 
-from perception_nodes.dds import LEGACY_PROFILE_ENV, PROFILE_ENV, configure_fastdds, profile_path
+from perception_nodes.dds import LEGACY_PROFILE_ENV, PROFILE_ENV, QOS_FROM_XML_ENV, configure_fastdds, profile_path
 
 NS = "{http://www.eprosima.com}"
 
@@ -36,12 +36,18 @@ def test_profile_is_found_and_its_segment_holds_full_hd_frames():
         for d in root.iter(f"{NS}transport_descriptor")
         if d.findtext(f"{NS}transport_id") in used
     }, "other hosts still need UDP"
+    for kind in ("data_writer", "data_reader"):
+        endpoint = root.find(f"{NS}profiles/{NS}{kind}")
+        assert endpoint.get("is_default_profile") == "true"
+        assert endpoint.findtext(f"{NS}historyMemoryPolicy") == "DYNAMIC"  # buffers do not keep the largest sample
+        assert endpoint.findtext(f"{NS}qos/{NS}data_sharing/{NS}kind") == "OFF"  # as rmw_fastrtps sets it
 
 
 def test_configure_sets_the_profile_only_where_the_user_has_not_chosen():
     env: dict[str, str] = {}
     level, message = configure_fastdds(env)
     assert level == "info" and env[PROFILE_ENV] == str(profile_path()) and "16 MB" in message
+    assert env[QOS_FROM_XML_ENV] == "1"  # else rmw_fastrtps ignores the profile's history memory policy
 
     mine = {PROFILE_ENV: "/etc/my_fastdds.xml"}
     _, message = configure_fastdds(mine)
@@ -51,7 +57,10 @@ def test_configure_sets_the_profile_only_where_the_user_has_not_chosen():
     # the same profile, not the user's own
     shipped = {PROFILE_ENV: str(REPO / "config" / "fastdds.xml")}
     _, message = configure_fastdds(shipped)
-    assert "yours" not in message
+    assert "yours" not in message and shipped[QOS_FROM_XML_ENV] == "1"
+    chosen = {PROFILE_ENV: str(REPO / "config" / "fastdds.xml"), QOS_FROM_XML_ENV: "0"}
+    configure_fastdds(chosen)
+    assert chosen[QOS_FROM_XML_ENV] == "0"  # the user's explicit choice stays
 
     legacy = {LEGACY_PROFILE_ENV: "/etc/old.xml"}
     configure_fastdds(legacy)

@@ -284,3 +284,43 @@ def test_a_crashed_brain_process_is_reported_restarted_and_frames_keep_flowing(r
     time.sleep(1.0)
     children = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     assert brain not in children
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_memory_is_returned_after_an_oversized_frame(ros_node, processes):
+    """One 6000x4000 frame (72 MB) among 640x480 ones: the node does not keep its buffers.
+
+    With rmw_fastrtps's own history policy the subscription's buffers keep the largest sample for good (+48 MB after a
+    36 MB frame, measured); the shipped Fast DDS profile gives each sample its own buffer.
+    """
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.runtime import reliable_qos
+
+    ns = "/trk_big"
+    got = _subscribe(ros_node, ns)
+    img_pub = ros_node.create_publisher(Image, f"{ns}/image", reliable_qos(10))
+    tracker = processes.start(["tracker_node", "--ros-args", "-r", f"__ns:={ns}", "-p", "model:=config:tiny",
+                               "-p", "device:=cpu", "-p", f"image_topic:={ns}/image", "-p", "mode:=replay",
+                               "-p", "image_qos_reliability:=reliable", "-p", "brain_process:=false",
+                               "-p", f"instruction_topic:={ns}/instruction"])
+    assert spin_until(ros_node, lambda: img_pub.get_subscription_count() > 0, timeout=60), processes.log(tracker)
+    small = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
+
+    def send(rgb, count, first):
+        for k in range(first, first + count):
+            _publish_rgb(img_pub, k, rgb)
+            assert spin_until(ros_node, lambda n=k + 1: len(got["result"]) >= n, timeout=60), processes.log(tracker)
+
+    send(small, 20, 0)
+    before = _rss_mb(tracker.pid)
+    big = np.zeros((4000, 6000, 3), np.uint8)
+    send(big, 1, 20)
+    assert got["result"][-1].header.stamp.sec == 20
+    send(small, 20, 21)
+    after = _rss_mb(tracker.pid)
+    assert after - before < big.nbytes / 2**20 / 2, (before, after)

@@ -6,6 +6,11 @@ the README, QoS). The segment belongs to the publishing participant, so every pr
 load the profile before its first participant exists: :func:`configure_fastdds` does that by setting
 ``FASTDDS_DEFAULT_PROFILES_FILE`` in this process's environment (children inherit it), unless the user already set a
 profile or chose another RMW. ROS-free: call it before ``rclpy.init``.
+
+The profile also gives readers and writers one buffer per sample (``historyMemoryPolicy`` DYNAMIC): rmw_fastrtps's
+own policy keeps every history buffer at the largest sample it ever held, so one oversized image left a node tens of
+MB larger for good. rmw_fastrtps reads that setting from XML only with ``RMW_FASTRTPS_USE_QOS_FROM_XML=1``, which is
+set beside the shipped profile (not beside a profile of the user's own).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 LEGACY_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x name, still read
 PROFILE_NAME = "fastdds.xml"
+QOS_FROM_XML_ENV = "RMW_FASTRTPS_USE_QOS_FROM_XML"
 
 
 def profile_path() -> Path | None:
@@ -48,6 +54,8 @@ def configure_fastdds(environ: MutableMapping[str, str] | None = None) -> tuple[
     for var in (PROFILE_ENV, LEGACY_PROFILE_ENV):
         if env.get(var):
             mine = path is not None and Path(env[var]).resolve() == path.resolve()
+            if mine:
+                env.setdefault(QOS_FROM_XML_ENV, "1")
             return "info", f"Fast DDS profile from {var}={env[var]}" + ("" if mine else " (yours, not the shipped one)")
     if path is None:
         return "warning", (
@@ -55,4 +63,5 @@ def configure_fastdds(environ: MutableMapping[str, str] | None = None) -> tuple[
             "segment, images over ~0.5 MB published by this process may be lost; set FASTDDS_DEFAULT_PROFILES_FILE"
         )
     env[PROFILE_ENV] = str(path)
+    env.setdefault(QOS_FROM_XML_ENV, "1")
     return "info", f"Fast DDS profile {path} (16 MB shared-memory segment for camera-sized messages)"
