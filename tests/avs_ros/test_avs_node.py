@@ -55,7 +55,9 @@ class Feeder:
         """The pixels ``frame`` publishes for ``stamp_ns``."""
         return np.random.default_rng(stamp_ns % 1000).integers(0, 255, (h, w, channels), dtype=np.uint8)
 
-    def audio(self, seconds, *, value=None, rate=None, nan=False, seq_jump=0):
+    def audio(self, seconds, *, value=None, rate=None, nan=False, seq_jump=0, stamp_ns=None, samples_per_channel=None):
+        """One chunk at ``t0`` (``t0`` then moves past it); ``stamp_ns``: a stray chunk stamped there (``t0`` stays);
+        ``samples_per_channel``: the count the message states, when it should disagree with its samples."""
         from perception_msgs.msg import AudioChunk
 
         rate = self.rate if rate is None else rate
@@ -65,12 +67,14 @@ class Feeder:
         if nan:
             samples[5] = np.nan
         msg = AudioChunk(sequence=self.seq + seq_jump, sample_rate=rate, channels=1, sample_format="f32",
-                         samples_per_channel=n, samples=samples)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(self.t0, NS)
+                         samples_per_channel=n if samples_per_channel is None else samples_per_channel,
+                         samples=samples)
+        start = self.t0 if stamp_ns is None else stamp_ns
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(start, NS)
         self.audio_pub.publish(msg)
-        self.sent.append((self.t0, samples))
+        self.sent.append((start, samples))
         self.seq += 1 + seq_jump
-        if not nan and rate > 0:
+        if not nan and rate > 0 and stamp_ns is None:
             self.t0 += round(n * NS / rate)
 
     def frame(self, stamp_ns, *, encoding="rgb8", h=48, w=64, step=None):
@@ -200,6 +204,59 @@ def test_a_new_timeline_is_scored_with_its_own_audio(ros_node, processes, tmp_pa
     assert abs(own - stale) > 1e-4, "the test needs audio that changes the score"
     assert msg.score == pytest.approx(own, abs=1e-5), (msg.score, own, stale, processes.log(proc))
     assert "frame time went back 1.80 s: audio restarted with it" in processes.log(proc)
+
+
+def test_one_chunk_stamped_in_the_past_does_not_wipe_a_live_stream(ros_node, processes, tmp_path):
+    """One audio chunk stamped 5 s back amid a live stream (a driver's clock hiccup) used to restart the audio buffer,
+    and the next good chunk restarted it again: every frame of the following second was scored NaN for lack of audio.
+    The stray is held, dropped when the stream goes on, and the log says so."""
+    ns = "/avs_stray"
+    proc = _start(processes, _model(tmp_path, True), ns)
+    got = _subscribe(ros_node, ns)
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    for _ in range(4):
+        feeder.audio(0.5)
+    live = feeder.t0
+    feeder.audio(0.5, stamp_ns=live - 5 * NS)  # the stray, then the stream goes on where it was
+    for _ in range(2):
+        feeder.audio(0.5)
+    stamps = [live + k * NS // 4 for k in range(1, 5)]  # the second after the stray: windows reach back before it
+    for s in stamps:
+        feeder.frame(s)
+    assert spin_until(ros_node, lambda: len(got["score"]) >= 4, timeout=60), processes.log(proc)
+    assert proc.poll() is None
+    scores = {m.header.stamp.sec * NS + m.header.stamp.nanosec: m.score for m in got["score"]}
+    assert sorted(scores) == stamps
+    assert all(math.isfinite(v) for v in scores.values()), (scores, processes.log(proc))
+    log = processes.log(proc)
+    for expected in ("stamped -5.000 s off the buffered audio; held until 3 chunks", "dropped as strays"):
+        assert expected in log, f"no warning about {expected!r} in:\n{log}"
+    assert "buffer restarted" not in log, log
+
+
+def test_a_chunk_whose_sample_count_disagrees_is_reported_and_scoring_goes_on(ros_node, processes, tmp_path):
+    """A chunk whose samples_per_channel disagrees with the samples it carries (a driver bug) went by unnoticed;
+    the node warns naming both counts, uses the samples carried, and keeps scoring."""
+    ns = "/avs_count"
+    proc = _start(processes, _model(tmp_path, True), ns)
+    got = _subscribe(ros_node, ns)
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    feeder.audio(0.5)
+    feeder.audio(0.5, samples_per_channel=16000)  # says 1 s, carries 0.5 s
+    for _ in range(2):
+        feeder.audio(0.5)
+    stamps = [feeder.t0 - k * NS // 4 for k in range(4)]  # windows that hold the odd chunk
+    for s in stamps:
+        feeder.frame(s)
+    assert spin_until(ros_node, lambda: len(got["score"]) >= 4, timeout=60), processes.log(proc)
+    assert proc.poll() is None
+    assert sorted(m.header.stamp.sec * NS + m.header.stamp.nanosec for m in got["score"]) == sorted(stamps)
+    assert all(math.isfinite(m.score) for m in got["score"]), processes.log(proc)
+    log = processes.log(proc)
+    expected = "audio chunk 1 says 16000 samples per channel but carries 8000; the samples carried are used"
+    assert expected in log, log
 
 
 @pytest.mark.parametrize(

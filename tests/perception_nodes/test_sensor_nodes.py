@@ -80,7 +80,20 @@ def test_camera_from_folder_publishes_frames_in_order(ros_node, processes, tmp_p
     assert all(i.width == 64 and i.height == 48 for i in matched if i is not None)
 
 
-def test_camera_skips_an_unreadable_frame_and_goes_on(ros_node, processes, tmp_path):
+def _write_truncated_jpeg(path) -> None:
+    """The first half of a real JPEG: cv2.imread decodes it (the missing part grey), only libjpeg's stderr warns."""
+    import cv2
+
+    noise = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", noise)[1].tobytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(path)) is not None, "the test needs a JPEG that OpenCV alone takes for a frame"
+
+
+@pytest.mark.parametrize("corrupt", ["garbage-png", "truncated-jpeg"])
+def test_camera_skips_an_unreadable_frame_and_goes_on(ros_node, processes, tmp_path, corrupt):
+    """A corrupt frame amid good ones is skipped with a warning naming it. A truncated JPEG used to be published
+    half grey, as OpenCV decodes what is there and only warns on stderr."""
     import cv2
     from sensor_msgs.msg import Image
 
@@ -89,9 +102,14 @@ def test_camera_skips_an_unreadable_frame_and_goes_on(ros_node, processes, tmp_p
 
     folder = tmp_path / "frames"
     folder.mkdir()
-    for i in range(4):
+    for i in (0, 1, 3):
         cv2.imwrite(str(folder / f"{i:05d}.png"), np.full((24, 32, 3), 40 * i, np.uint8))
-    (folder / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # a corrupt file amid good ones
+    if corrupt == "garbage-png":
+        bad = folder / "00002.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # OpenCV refuses it
+    else:
+        bad = folder / "00002.jpg"
+        _write_truncated_jpeg(bad)
     images = []
     ros_node.create_subscription(Image, "/cam/image_raw", images.append, sensor_qos(depth=50))
     proc = processes.start(["camera_node", "--ros-args", "-r", "__ns:=/cam", "-p", f"source:={folder}",
@@ -102,7 +120,7 @@ def test_camera_skips_an_unreadable_frame_and_goes_on(ros_node, processes, tmp_p
     start = cycle.index(levels[0])
     assert levels == [cycle[(start + k) % 3] for k in range(len(levels))], levels
     log = processes.log(proc)
-    assert "skipping an unreadable frame" in log and "00002.png" in log and "Traceback" not in log
+    assert "skipping an unreadable frame" in log and bad.name in log and "Traceback" not in log, log
     assert proc.poll() is None
 
 

@@ -102,6 +102,8 @@ def test_camera_to_tracker_instruction_after_start_frames_answered_while_reasoni
 
 
 def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes):
+    """Bad instructions and frames are each rejected with a warning naming why, and the node keeps answering.
+    Without the checks, invisible text or a terminal escape sequence reached the brain, which invented a target."""
     from perception_msgs.msg import TrackResult
     from sensor_msgs.msg import Image
 
@@ -129,6 +131,7 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
     pub.publish(String(data=""))  # empty
     pub.publish(String(data="   \n\t "))  # whitespace only
     pub.publish(String(data="\u200b\u200b\u2060"))  # zero-width characters only: the brain used to invent a target
+    pub.publish(String(data="track the \x1b[31mred cup"))  # a terminal escape sequence (ESC, U+001B)
     pub.publish(String(data="x" * 100_000))  # 100 kB
     spin_until(ros_node, lambda: "100000 bytes" in processes.log(tracker), timeout=20)
     for k in range(30):  # a flood of instructions (more than the subscription's depth): the last one wins
@@ -141,8 +144,9 @@ def test_bad_input_is_reported_and_the_node_keeps_answering(ros_node, processes)
     assert spin_until(ros_node, lambda: len(got["result"]) >= 5, timeout=60), processes.log(tracker)
     assert tracker.poll() is None, "the node must survive bad input"
     log = processes.log(tracker)
-    assert log.count("instruction rejected") == 4, log
-    for expected in ("empty", "no visible character", "100000 bytes", "unsupported image encoding 'yuv422'",
+    assert log.count("instruction rejected") == 5, log
+    for expected in ("empty", "no visible character", "control character U+001B", "100000 bytes",
+                     "unsupported image encoding 'yuv422'",
                      "empty image", "smaller than width"):
         assert expected in log, f"no warning about {expected!r} in:\n{log}"
     assert sorted(r.header.stamp.sec for r in got["result"]) == [103, 104, 105, 106, 107]
@@ -171,19 +175,32 @@ def test_a_bad_mask_threshold_names_the_parameter_and_exits(processes, ros_avail
     assert "mask_threshold" in log and "cannot start" in log and "Traceback" not in log, log
 
 
-def test_a_broken_model_folder_stops_the_node_with_one_line(processes, tmp_path, ros_available):
+@pytest.mark.parametrize(
+    "broken, named",
+    [("brain_adapter/adapter_model.safetensors", "LoRA adapter {path} is unreadable"),
+     ("tokenizer/tokenizer.json", "cannot load the tokenizer from {path.parent}: ")],
+    ids=["truncated-adapter", "garbage-tokenizer"],
+)
+def test_a_broken_model_folder_stops_the_node_with_one_line(processes, tmp_path, ros_available, broken, named):
+    """A truncated adapter was a traceback; a garbage tokenizer.json in the folder was blamed on ~/.cache/trackgpt.
+    Either is one line naming where it is in the folder given."""
     import shutil
 
     from trackgpt.loading import shipped_folder
 
     folder = tmp_path / "model"
     shutil.copytree(shipped_folder(), folder)
-    adapter = folder / "brain_adapter" / "adapter_model.safetensors"
-    adapter.write_bytes(adapter.read_bytes()[:1000])
+    path = folder / broken
+    if path.suffix == ".json":
+        path.write_text("garbage{")
+    else:
+        path.write_bytes(path.read_bytes()[:1000])
     proc = processes.start(["tracker_node", "--ros-args", "-p", f"model:={folder}"])
     assert proc.wait(timeout=120) == 2
     log = processes.log(proc)
-    assert "cannot start" in log and "adapter_model.safetensors is unreadable" in log and "Traceback" not in log
+    lines = [line for line in log.splitlines() if str(folder) in line]
+    assert len(lines) == 1 and "cannot start" in lines[0] and named.format(path=path) in lines[0], log
+    assert "Traceback" not in log and ".cache" not in log, log
 
 
 def test_an_imported_lisa_answers_and_tracks_as_lisa_does(ros_node, processes, tmp_path):
