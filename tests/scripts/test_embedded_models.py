@@ -132,3 +132,22 @@ def test_naming_is_read_from_the_named_answer():
     assert names("Sure, I track the orange book.", named, "orange", "orange") == (False, False)
     assert names("Sure, I track the object. <TK>, <PO>", PAPER_ANSWER, "red", "apple") is None  # the paper's answer
     assert names("Sure, I track the red apple.", named, None, None) is None  # a world that does not name its targets
+
+
+@pytest.mark.skipif(not TRACKGPT_DIR.is_dir(), reason="no embedded TrackGPT model is shipped (see results/embedded)")
+def test_trackgpt_bf16_frame_path_keeps_the_figures(tmp_path):
+    """The bf16 frame path (the nodes' default on CPUs with native bf16) scores within 0.005 J&F of fp32."""
+    from perception_eval.worlds.instruction import generate_instruction_world
+    from trackgpt import TrackGPT
+
+    torch.set_num_threads(2)
+    model = TrackGPT.from_pretrained(TRACKGPT_DIR)
+    root = tmp_path / "world"
+    generate_instruction_world(root, seed=SAMPLE_SEED, videos={"train": 1, "val": 1, "test": 3}, progress=False)
+    scores = {}
+    for frame_precision in (None, "bf16"):
+        model.perception.set_frame_precision(frame_precision)
+        res = _eval_module().evaluate_trackgpt(model, root, "test", max_videos=3, max_expressions=1, max_frames=12,
+                                               rethink_modes=(True,), propagation_off=False, oracle_answer=False)
+        scores[frame_precision] = res["rethink_on"]["overall"]["J&F"]
+    assert abs(scores["bf16"] - scores[None]) <= 0.005, scores

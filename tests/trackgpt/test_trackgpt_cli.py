@@ -137,6 +137,16 @@ def test_bench_writes_json(tmp_path):
         assert isinstance(tiny[key], float) and tiny[key] > 0
     assert tiny["p50_ms"] <= tiny["p99_ms"]
     assert full["config"] == "llava-7b-sam-vit-h" and "--full" in full["skipped"]
+    # every frame path, with the work per frame and the rate reached against this machine's matrix product rate
+    assert set(tiny["frame_paths"]) == {"module", "fp32", "bf16"} and tiny["gflop_per_frame"] > 0
+    assert report["matmul_gflops"]["fp32"] > 0 and report["matmul_gflops"]["bf16"] > 0
+    for path in tiny["frame_paths"].values():
+        assert path["frames"] == 3 and path["gflops"] > 0 and 0 < path["of_matmul_rate"] < 1
+
+
+def test_bench_refuses_an_unknown_frame_path(tmp_path, capsys):
+    assert bench.main(["--out", str(tmp_path / "b.json"), "--configs", "tiny", "--frame-paths", "fp16"]) == 2
+    assert "--frame-paths" in capsys.readouterr().err
 
 
 def test_unreadable_frame_is_skipped_and_outputs_stay_aligned(frames, model_dir, tmp_path, capsys):

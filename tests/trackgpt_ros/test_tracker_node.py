@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
@@ -175,6 +176,23 @@ def test_a_bad_mask_threshold_names_the_parameter_and_exits(processes, ros_avail
     assert "mask_threshold" in log and "cannot start" in log and "Traceback" not in log, log
 
 
+def test_frame_precision_is_chosen_logged_and_checked(processes, ros_available):
+    """auto picks bf16 where the CPU has it (fp32 elsewhere); fp32 forces the fp32 path; a typo stops the node."""
+    from perception_common.precision import cpu_has_bf16
+
+    base = ["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "device:=cpu", "-p", "brain_process:=false"]
+    bad = processes.start([*base, "-p", "frame_precision:=half"])
+    assert bad.wait(timeout=60) == 2
+    log = processes.log(bad)
+    assert "frame precision must be one of auto, fp32, bf16, got 'half'" in log and "Traceback" not in log, log
+    for value, expected in (("auto", "bf16" if cpu_has_bf16() else "fp32"), ("fp32", "fp32")):
+        proc = processes.start([*base, "-p", f"frame_precision:={value}"])
+        assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
+        assert f"frame path {expected})" in processes.log(proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
 @pytest.mark.parametrize(
     "broken, named",
     [("brain_adapter/adapter_model.safetensors", "LoRA adapter {path} is unreadable"),
@@ -301,6 +319,15 @@ def test_a_crashed_brain_process_is_reported_restarted_and_frames_keep_flowing(r
     time.sleep(1.0)
     children = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     assert brain not in children
+
+
+def wait_for_log(processes, proc, text: str, timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if text in processes.log(proc):
+            return True
+        time.sleep(0.2)
+    return text in processes.log(proc)
 
 
 def _rss_mb(pid: int) -> float:

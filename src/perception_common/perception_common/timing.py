@@ -25,3 +25,26 @@ def frame_time_stats(seconds: Sequence[float]) -> dict[str, float | int | None]:
         "mean_ms": float(ms.mean()),
         "max_ms": float(ms.max()),
     }
+
+
+def matmul_rate(dtype_name: str = "fp32", *, size: int = 1024, seconds: float = 0.5) -> float:
+    """GFLOP/s of a ``size`` x ``size`` matrix product in ``fp32`` or ``bf16`` on this CPU (torch's thread count).
+
+    The roofline the benches compare their frame paths with: the best rate a dense product reaches here. The
+    median of repeated products over about ``seconds``.
+    """
+    import time
+
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a = torch.randn(size, size).to(dtype)
+    for _ in range(3):
+        a @ a
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 5:
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return 2.0 * size**3 / float(np.median(times)) / 1e9

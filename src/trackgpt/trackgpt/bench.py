@@ -2,8 +2,13 @@
 
 For every configuration (or the ones given with ``--configs``) the perception part is built with random
 weights (the brain is not part of the frame loop and is not built) and run over synthetic frames at
-``--size`` (640x480 by default). Per configuration the JSON holds frames/s, p50 / p99 / mean latency in ms,
-parameter count and the settings. Configurations with a full-size SAM (ViT-H, ~640 M parameters) need
+``--size`` (640x480 by default), once per frame path (``--frame-paths``): ``module`` = the model's own modules in
+fp32 (training's path, and the only one before the inference copies existed), ``fp32`` / ``bf16`` = the inference
+copies of :mod:`trackgpt.frame_path` with the image encoder in that precision (what the node runs; ``auto`` picks
+bf16 on CPUs with native bf16). Per configuration and path the JSON holds frames/s, p50 / p99 / mean latency in ms,
+the work per frame (GFLOP, torch's flop counter) and the rate achieved, against this machine's measured matrix
+product rate in fp32 and bf16 (the roofline: ``of_matmul_rate`` is the fraction reached), parameter count and the
+settings. Configurations with a full-size SAM (ViT-H, ~640 M parameters) need
 ``--full``; without it they are listed as skipped with the reason. Configurations sharing the same SAM
 sizes are measured once.
 """
@@ -22,7 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception_common.timing import frame_time_stats
+from perception_common.precision import cpu_has_bf16
+from perception_common.timing import frame_time_stats, matmul_rate
 
 from .config import CONFIGS, SAM_SIZES, get_config
 
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="640x480", help="frame WIDTHxHEIGHT")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--frame-paths", default="module,fp32,bf16",
+                   help="comma-separated: module (the model's own fp32 modules), fp32, bf16 (inference copies)")
     return p
 
 
@@ -55,8 +63,14 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], device: str) -> dict[str, Any]:
-    """Time the per-frame loop of one configuration's perception (random weights)."""
+FRAME_PATHS = ("module", "fp32", "bf16")
+
+
+def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], device: str,
+                 frame_paths: tuple[str, ...] = ("module",), rates: dict[str, float] | None = None) -> dict[str, Any]:
+    """Time the per-frame loop of one configuration's perception (random weights) on each frame path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     from .model import TrackGPT
 
     config = get_config(name, sam={"checkpoint": None})
@@ -67,24 +81,41 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
     dim = config.sam.prompt_embed_dim
     q_r = torch.randn(1, dim, device=device)
     q_p = torch.randn(1, dim, device=device)
-    q_t = q_r
-    times = []
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for i in tqdm(range(warmup + frames), desc=name, unit="frame", leave=False):
-        sync()
-        t0 = time.perf_counter()
-        decoded = model.decode(model.encode_frame(pool[i % len(pool)]), referring_query=q_r, online_query=q_t,
-                               purport_query=q_p)
-        q_t = decoded.next_query
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+    perception = model.perception
+
+    def step(frame, q_t):
+        return model.decode(model.encode_frame(frame), referring_query=q_r, online_query=q_t, purport_query=q_p)
+
+    with FlopCounterMode(display=False) as counter:
+        step(pool[0], q_r)
+    gflop = counter.get_total_flops() / 1e9
+    paths: dict[str, Any] = {}
+    for path in frame_paths:
+        perception.set_frame_precision(None if path == "module" else path)
+        q_t = q_r
+        times = []
+        for i in tqdm(range(warmup + frames), desc=f"{name} {path}", unit="frame", leave=False):
+            sync()
+            t0 = time.perf_counter()
+            q_t = step(pool[i % len(pool)], q_t).next_query
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        stats = frame_time_stats(times)
+        achieved = gflop * stats["fps"]
+        rate = (rates or {}).get("bf16" if path == "bf16" else "fp32")
+        paths[path] = {**stats, "gflops": achieved, **({"of_matmul_rate": achieved / rate} if rate else {})}
+    perception.set_frame_precision(None)
     return {
         "config": name,
         "sam_img_size": config.sam.img_size,
         "sam_encoder": f"embed {config.sam.encoder_embed_dim}, depth {config.sam.encoder_depth}",
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        **frame_time_stats(times),
+        "gflop_per_frame": gflop,
+        # the first path's figures at the top level, as before the frame paths
+        **paths[frame_paths[0]],
+        "frame_paths": paths,
     }
 
 
@@ -96,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    frame_paths = tuple(p.strip() for p in args.frame_paths.split(",") if p.strip())
+    if not frame_paths or any(p not in FRAME_PATHS for p in frame_paths):
+        print(f"{PROG}: error: --frame-paths takes a comma-separated list of {', '.join(FRAME_PATHS)}", file=sys.stderr)
+        return 2
+    rates = {}
+    if args.device == "cpu":
+        rates = {dt: matmul_rate(dt) for dt in ("fp32", "bf16")}
+        print(f"matrix product rate here: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s")
     results: list[dict[str, Any]] = []
     measured: dict[Any, dict[str, Any]] = {}
     for name in args.configs:
@@ -107,15 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         if key in measured:
             results.append({**measured[key], "config": name, "same_perception_as": measured[key]["config"]})
             continue
-        result = bench_config(name, frames=args.frames, warmup=args.warmup, size=size, device=args.device)
+        result = bench_config(name, frames=args.frames, warmup=args.warmup, size=size, device=args.device,
+                              frame_paths=frame_paths, rates=rates)
         measured[key] = result
         results.append(result)
-        print(f"{name}: {result['fps']:.1f} frames/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms")
+        for path, r in result["frame_paths"].items():
+            share = f", {100 * r['of_matmul_rate']:.0f} % of the matmul rate" if "of_matmul_rate" in r else ""
+            print(f"{name} [{path}]: {r['fps']:.1f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                  f"{r['gflops']:.0f} GFLOP/s{share}")
     report = {
         "benchmark": "trackgpt per-frame encode+decode+propagation (random weights, brain excluded)",
         "frame_size": {"width": size[0], "height": size[1]},
         "threads": torch.get_num_threads(),
         "device": args.device,
+        "matmul_gflops": rates,
+        "cpu_bf16": cpu_has_bf16(),
         "torch": torch.__version__,
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),

@@ -42,6 +42,7 @@ from .brain import DTYPES, PURPORT_TOKEN, TRACK_TOKEN, TrackGPTBrain, load_brain
 from .config import TrackGPTConfig, get_config
 from .decoder import PurportHead
 from .errors import BrainError, CheckpointError, ConfigError
+from .frame_path import FastImageEncoder, FastMaskDecoder
 from .projection import ReferringProjection
 from .propagation import ReferringPropagation
 from .sam import SamParts, SamTransform, build_sam
@@ -129,6 +130,7 @@ class Perception(nn.Module):
         self.transform = SamTransform(config=config.sam)
         self.mask_threshold = config.sam.mask_threshold
         self.sam.image_encoder.requires_grad_(False)  # frozen (paper Sec. 3.4)
+        self.__dict__["_frame_path"] = ()  # see set_frame_precision
 
     @property
     def dtype(self) -> torch.dtype:
@@ -138,12 +140,42 @@ class Perception(nn.Module):
     def device(self) -> torch.device:
         return self.sam.mask_decoder.iou_token.weight.device
 
+    @property
+    def frame_precision(self) -> str | None:
+        """The frame path's image encoder precision (``fp32`` / ``bf16``), None while the model's own modules run
+        it (see :meth:`set_frame_precision`)."""
+        return self._frame_path[0] if self._frame_path else None
+
+    def set_frame_precision(self, precision: str | None) -> None:
+        """Decode frames through inference copies of the encoder and decoder (:mod:`trackgpt.frame_path`).
+
+        ``bf16`` runs the image encoder in bf16 (for CPUs with native bf16, see :mod:`perception_common.precision`),
+        ``fp32`` in the model's own dtype; the decoding step always runs in the model's dtype (bf16 is slower
+        there on CPU and moves mask edges). Both give the model's outputs to float rounding in fp32. None goes back
+        to the model's own modules (training, gradients). The copies read the weights once: call it again after
+        loading new ones. They are plain attributes, not submodules: not in the state dict, not moved by ``to``.
+        """
+        if precision is None:
+            self.__dict__["_frame_path"] = ()
+            return
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"frame precision must be fp32 or bf16, got {precision!r}")
+        encoder_dtype = torch.bfloat16 if precision == "bf16" else self.dtype
+        self.__dict__["_frame_path"] = (
+            precision,
+            FastImageEncoder(self.sam.image_encoder, encoder_dtype).to(self.device),
+            FastMaskDecoder(self, self.dtype).to(self.device),
+        )
+
     @torch.no_grad()
     def encode_frame(self, frame: np.ndarray) -> FrameFeatures:
         """Encode one frame (any layout :func:`perception_common.images.to_rgb8` accepts, RGB order)."""
         rgb = to_rgb8(frame)
         x, input_size = self.transform.preprocess(rgb)
-        emb = self.sam.image_encoder(x.to(self.device, self.dtype))
+        if self._frame_path:
+            emb = self._frame_path[1](x.to(self.device)).to(self.dtype)
+        else:
+            emb = self.sam.image_encoder(x.to(self.device, self.dtype))
         return FrameFeatures(emb, input_size, (int(rgb.shape[0]), int(rgb.shape[1])))
 
     def forward(
@@ -194,7 +226,8 @@ class Perception(nn.Module):
         purport_query: torch.Tensor,
     ) -> Decoded:
         """Decode one encoded frame with the current queries (each ``1 x C``)."""
-        low, scores, iou, next_query = self.forward(features.embeddings, referring_query, online_query, purport_query)
+        step = self._frame_path[2] if self._frame_path else self.forward
+        low, scores, iou, next_query = step(features.embeddings, referring_query, online_query, purport_query)
         logits = self.transform.postprocess(low, features.input_size, features.original_size)
         mask = (logits[0, 0] > self.mask_threshold).cpu().numpy()
         return Decoded(mask, logits, float(scores[0]), float(iou[0]), next_query)

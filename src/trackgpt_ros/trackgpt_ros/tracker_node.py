@@ -31,6 +31,7 @@ from std_srvs.srv import Trigger
 from perception_common.images import overlay
 from perception_common.models import resolve_device
 from perception_common.params import param
+from perception_common.precision import resolve_frame_precision
 from perception_nodes.frame_queue import MODES
 from perception_nodes.frame_worker import FrameWorkerNode
 from perception_nodes.image_msgs import BACKEND, array_to_imgmsg, imgmsg_to_rgb8, mask_to_imgmsg
@@ -72,7 +73,10 @@ class TrackerParams:
     model: str = param("", "model folder (save_pretrained output); '' = the shipped embedded model; "
                            "'config:NAME' = a registered configuration with random weights (tests, benchmarks)")
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
-    precision: str = param("fp32", "fp32 | bf16 | fp16 | int8 | int4 (int8/int4: CUDA + bitsandbytes)")
+    precision: str = param("fp32", "the brain's precision: fp32 | bf16 | fp16 | int8 | int4 (int8/int4: CUDA + "
+                                   "bitsandbytes)")
+    frame_precision: str = param("auto", "the frame path's image encoder: auto (bf16 on a CPU with native bf16, "
+                                         "else fp32) | fp32 | bf16")
     tau: float = param(0.5, "rethink when the purport score falls below tau x its first value", minimum=0.0,
                        maximum=1.0)
     mask_threshold: float = param(math.nan, "mask logit threshold; nan = the model's own (config.sam.mask_threshold)",
@@ -107,6 +111,7 @@ class TrackerNode(FrameWorkerNode):
         if math.isinf(self.p.mask_threshold):
             raise ValueError(f"parameter 'mask_threshold' must be finite or nan, got {self.p.mask_threshold}")
         device = resolve_device(self.p.device)
+        frame_precision = resolve_frame_precision(self.p.frame_precision, device)
         brain_cpus = parse_cpus(self.p.brain_cpus, "brain_cpus")
         frame_cpus = parse_cpus(self.p.frame_cpus, "frame_cpus")
         if frame_cpus:
@@ -129,6 +134,7 @@ class TrackerNode(FrameWorkerNode):
         source = self.p.model or str(shipped_folder())
         if not math.isnan(self.p.mask_threshold):
             model.perception.mask_threshold = self.p.mask_threshold
+        model.perception.set_frame_precision(frame_precision)
         in_process = self.brain_process is None
         self.tracker = OnlineTracker(
             perception=model, brain=self.brain_process, tau=self.p.tau,
@@ -144,7 +150,8 @@ class TrackerNode(FrameWorkerNode):
         if self.tracker.wait_started(5.0) and self.tracker.brain_nice_error:
             self.get_logger().warning(f"brain_nice {self.p.brain_nice} not applied: {self.tracker.brain_nice_error}")
         self.get_logger().info(
-            f"model {source} on {device} ({self.p.precision}) loaded in {time.monotonic() - t0:.1f} s; "
+            f"model {source} on {device} (brain {self.p.precision}, frame path {frame_precision}) loaded in "
+            f"{time.monotonic() - t0:.1f} s; "
             f"mode {self.p.mode}, tau {self.p.tau}, mask threshold {model.perception.mask_threshold:g}, "
             f"image conversion: {BACKEND}"
         )

@@ -1,0 +1,97 @@
+"""The frame path's inference copies (trackgpt.frame_path) compute what the model's own modules compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perception_common import precision
+from trackgpt.config import get_config
+from trackgpt.frame_path import FastImageEncoder, FastMaskDecoder
+from trackgpt.model import Perception
+
+CASES = {
+    "tiny": {},
+    "embedded": {"name": "embedded"},
+    # a 6 x 6 token grid in 4 x 4 windows: the windows are padded, as ViT-H's 64 x 64 grid in 14 x 14 windows
+    "padded-windows": {"sam": {"img_size": 96, "window_size": 4}},
+    # an imported LISA: no purport head (S_p = SAM's IoU), no online query
+    "lisa-like": {"purport_source": "iou", "online_query": False},
+}
+
+
+def _perception(case: str) -> Perception:
+    overrides = dict(CASES[case])
+    config = get_config(overrides.pop("name", "tiny"), **overrides)
+    torch.manual_seed(0)
+    perception = Perception(config=config).eval()
+    with torch.no_grad():  # random relative-position tables and tokens (they start at zero)
+        for name, param in perception.named_parameters():
+            if "rel_pos" in name or "no_mask" in name or "iou_token" in name:
+                param.normal_(0.0, 0.5)
+    return perception
+
+
+def _queries(p: Perception, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, p.sam.config.prompt_embed_dim, generator=g) for _ in range(3)]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fp32_copies_equal_the_modules(case):
+    p = _perception(case)
+    size = p.sam.image_encoder.img_size
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = p.sam.image_encoder(x)
+        out = FastImageEncoder(p.sam.image_encoder, torch.float32)(x)
+        assert out.shape == ref.shape and out.dtype == torch.float32
+        assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+        q_r, q_t, q_p = _queries(p)
+        expected = p.forward(ref, q_r, q_t, q_p)
+        got = FastMaskDecoder(p, torch.float32)(ref, q_r, q_t, q_p)
+    for name, a, b in zip(("mask logits", "S_p", "IoU", "next query"), got, expected):
+        assert a.shape == b.shape, name
+        assert torch.allclose(a, b.float(), atol=1e-4, rtol=1e-4), (name, (a - b).abs().max())
+
+
+def test_bf16_encoder_stays_close_and_decoding_keeps_its_masks():
+    p = _perception("embedded")
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), np.uint8)
+    q_r, q_t, q_p = _queries(p)
+    decoded = {}
+    for mode in (None, "fp32", "bf16"):
+        p.set_frame_precision(mode)
+        assert p.frame_precision == mode
+        features = p.encode_frame(frame)
+        decoded[mode] = (features.embeddings, p.decode(features, referring_query=q_r, online_query=q_t,
+                                                       purport_query=q_p))
+    ref_emb, ref = decoded[None]
+    emb32, d32 = decoded["fp32"]
+    assert torch.allclose(emb32, ref_emb, atol=1e-4) and np.array_equal(d32.mask, ref.mask)
+    emb16, d16 = decoded["bf16"]
+    rel = float((emb16 - ref_emb).norm() / ref_emb.norm())
+    assert rel < 0.02, rel  # bf16 keeps about 3 significant digits
+    assert (d16.mask != ref.mask).mean() < 0.01
+    assert abs(d16.purport_score - ref.purport_score) < 0.02
+    # the copies are not part of the model: its state dict is unchanged
+    assert not any("frame_path" in k or "_fast" in k for k in p.state_dict())
+
+
+def test_an_unknown_frame_precision_is_refused():
+    p = _perception("tiny")
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        p.set_frame_precision("fp16")
+    with pytest.raises(precision.PrecisionError, match="auto, fp32, bf16"):
+        precision.resolve_frame_precision("half", "cpu")
+
+
+def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.resolve_frame_precision("auto", "cpu") == "fp32"  # nothing changes on such a CPU
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert precision.resolve_frame_precision("auto", "cpu") == "bf16"
+    assert precision.resolve_frame_precision("auto", "cuda") == "fp32"
+    assert precision.resolve_frame_precision("fp32", "cpu") == "fp32"
+    assert precision.resolve_frame_precision(" BF16 ", "cpu") == "bf16"
