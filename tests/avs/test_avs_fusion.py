@@ -80,6 +80,27 @@ def test_aspp_sums_dilated_branches():
     torch.testing.assert_close(out, aspp.branches[0](x) + aspp.branches[1](x))
 
 
+@pytest.mark.parametrize("size", [(32, 32), (16, 16), (8, 8), (4, 4), (4, 13), (13, 4)])
+@pytest.mark.parametrize("grad", [False, True])
+def test_aspp_without_the_taps_that_read_padding_gives_the_same_sums(size, grad):
+    """Branches whose dilation reaches past the map drop those taps (centre-only ones as one 1 x 1): same output,
+    same gradients; at inference the dilated ones run through oneDNN."""
+    torch.manual_seed(0)
+    aspp = ASPP(in_channels=6, out_channels=5, dilations=(3, 6, 12, 18))
+    for conv in aspp.branches:
+        torch.nn.init.normal_(conv.weight)
+        torch.nn.init.normal_(conv.bias)
+    x = torch.randn(1, 6, *size, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        out = aspp(x)
+        ref = sum(conv(x) for conv in aspp.branches)
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-5), (out - ref).abs().max()
+    if grad:
+        (g_out,) = torch.autograd.grad(out.square().sum(), x)
+        (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+        assert torch.allclose(g_out, g_ref, atol=1e-3, rtol=1e-4)
+
+
 def test_decoder_returns_mask_at_requested_size():
     dec = FPNDecoder(channels=6, head_channels=(8, 4)).eval()
     feats = [torch.randn(2, 6, 25, 20), torch.randn(2, 6, 13, 10), torch.randn(2, 6, 7, 5), torch.randn(2, 6, 4, 3)]
