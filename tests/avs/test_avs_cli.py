@@ -126,6 +126,9 @@ def test_bench_writes_json(tmp_path):
     assert row["config"] == "tiny" and row["frames"] == 3 and row["frame_size"] == [60, 80]
     assert row["parameters"] == build_model("tiny").num_parameters()
     assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] and row["fps"] > 0
+    # the work per frame and the rate reached against this machine's matrix product rate
+    assert row["gflop_per_frame"] > 0 and report["matmul_gflops"]["fp32"] > 0
+    assert row["gflops"] > 0 and 0 < row["of_matmul_rate"] < 1
     assert bench.main(["--configs", "tiny", "--frames", "0", "--out", str(out)]) == 2
 
 

@@ -9,7 +9,9 @@ Registered configurations (``--configs``) get random weights: they do not change
 model, which runs at 128 px where the ``embedded`` configuration says 224).
 
 Reports per configuration: frames/s over the timed frames, p50/p99/mean ms per
-frame, parameter count; as JSON to ``--out``. With few frames, p99 is close to
+frame, the work per frame (GFLOP, torch's flop counter) and the rate reached against this
+machine's measured fp32 matrix product rate (``of_matmul_rate``: how close to the roofline),
+parameter count; as JSON to ``--out``. With few frames, p99 is close to
 the maximum; the frame count is in the JSON.
 """
 
@@ -27,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from perception_common.models import ModelSpecError
-from perception_common.timing import frame_time_stats
+from perception_common.timing import frame_time_stats, matmul_rate
 
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
@@ -48,6 +50,7 @@ def bench_config(
     device: str,
     seed: int = 0,
     folder: Path | None = None,
+    rate: float | None = None,
 ) -> dict:
     """Time ``frames`` iterations of the per-frame loop for configuration ``name`` (or the model ``folder``)."""
     torch.manual_seed(seed)
@@ -56,6 +59,11 @@ def bench_config(
     window = int(np.ceil(WINDOW_SAMPLES * audio_rate / 16000)) + audio_rate // 100  # + 10 ms of filter context
     images = rng.integers(0, 256, (4, height, width, 3), dtype=np.uint8)
     audio = rng.uniform(-0.5, 0.5, (4, window)).astype(np.float32)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model.predict(images[0], audio[0], audio_rate)
+    gflop = counter.get_total_flops() / 1e9
     times = []
     sounding = 0
     for i in tqdm(range(warmup + frames), desc=f"avs-bench {name}", unit="frame", leave=False):
@@ -67,6 +75,7 @@ def bench_config(
         if i >= warmup:
             times.append(elapsed)
             sounding += int(pred.sounding)
+    stats = frame_time_stats(times)
     return {
         "config": name,
         **({"model_folder": str(folder)} if folder else {}),
@@ -75,7 +84,10 @@ def bench_config(
         "frame_size": [height, width],
         "audio_rate": audio_rate,
         "warmup": warmup,
-        **frame_time_stats(times),
+        **stats,
+        "gflop_per_frame": gflop,
+        "gflops": gflop * stats["fps"],
+        **({"of_matmul_rate": gflop * stats["fps"] / rate} if rate else {}),
     }
 
 
@@ -109,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
+    rate = matmul_rate("fp32") if args.device == "cpu" else None
+    if rate:
+        print(f"avs-bench: fp32 matrix product rate here: {rate:.0f} GFLOP/s")
     try:
         with torch.inference_mode():
             jobs = [(name, None) for name in args.configs] + [(f"folder:{f.name}", f) for f in args.models]
@@ -116,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(
                     bench_config(
                         name, frames=args.frames, warmup=args.warmup, width=args.width, height=args.height,
-                        audio_rate=args.audio_rate, device=args.device, folder=folder,
+                        audio_rate=args.audio_rate, device=args.device, folder=folder, rate=rate,
                     )
                 )
                 r = results[-1]
-                print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+                share = f", {100 * r['of_matmul_rate']:.0f} % of the matmul rate" if "of_matmul_rate" in r else ""
+                print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                      f"{r['gflops']:.0f} GFLOP/s{share}")
     except (AVSError, ModelSpecError, RuntimeError) as exc:
         print(f"avs-bench: error: {exc}", file=sys.stderr)
         return 2
@@ -129,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "matmul_gflops": {"fp32": rate} if rate else {},
         "cpu": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "results": results,

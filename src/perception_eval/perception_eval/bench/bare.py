@@ -23,13 +23,14 @@ def loop_stats(times: list[float]) -> dict[str, Any]:
 
 class BareTracker:
     """``OnlineTracker.step`` after the brain has answered an instruction (what the node's frame thread runs),
-    with the node's default thread hints: 1 torch thread for frames, 1 for the brain."""
+    with the node's default thread hints (1 torch thread for frames, 1 for the brain) and frame path."""
 
     threads = 1
 
     def __init__(self, spec: str, device: str, frame: np.ndarray, *, brain_timeout: float = 600.0):
         import torch
 
+        from perception_common.precision import resolve_frame_precision
         from trackgpt.loading import load_model
         from trackgpt.tracker import OnlineTracker
 
@@ -37,6 +38,9 @@ class BareTracker:
         t0 = time.monotonic()
         self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
+        # the node's default frame path (tracker_node frame_precision:=auto)
+        self.frame_precision = resolve_frame_precision("auto", device)
+        self.model.perception.set_frame_precision(self.frame_precision)
         torch.set_num_threads(self.threads)
         # tau 0: never rethinks, so the brain stays idle while frames are timed
         self.tracker = OnlineTracker(perception=self.model, tau=0.0, brain_threads=1, frame_threads=self.threads)
@@ -78,6 +82,9 @@ class BareAVS:
         t0 = time.monotonic()
         self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
+        # the node's default frame path (tracker_node frame_precision:=auto)
+        self.frame_precision = resolve_frame_precision("auto", device)
+        self.model.perception.set_frame_precision(self.frame_precision)
         rng = np.random.default_rng(2)
         self.window = (0.3 * rng.standard_normal((int(window_s * rate), 1))).astype(np.float32)
 
