@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 r = results[-1]
                 share = f", {100 * r['of_matmul_rate']:.0f} % of the matmul rate" if "of_matmul_rate" in r else ""
-                print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                      f"{r['gflops']:.0f} GFLOP/s{share}")
+                print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, "
+                      f"p99 {r['p99_ms']:.1f} ms, {r['gflops']:.0f} GFLOP/s{share}")
     except (AVSError, ModelSpecError, RuntimeError) as exc:
         print(f"avs-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -82,9 +82,6 @@ class BareAVS:
         t0 = time.monotonic()
         self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
-        # the node's default frame path (tracker_node frame_precision:=auto)
-        self.frame_precision = resolve_frame_precision("auto", device)
-        self.model.perception.set_frame_precision(self.frame_precision)
         rng = np.random.default_rng(2)
         self.window = (0.3 * rng.standard_normal((int(window_s * rate), 1))).astype(np.float32)
 
