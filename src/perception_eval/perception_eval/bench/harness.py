@@ -389,14 +389,16 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
 
 def _repeat_tracker(bench: Bench, args, procs: dict[str, NodeProcess], bare, report: dict[str, Any]) -> dict:
     """Every brain mode ``args.runs`` times (the headline run counts as the first mode's first run), on fresh
-    tracker nodes each time, in one bench run: the p99 ratio, throughput ratio and brain latency per run, and the
-    median and range of each."""
+    tracker nodes each time, in one bench run, the modes taking turns: the p99 ratio, throughput ratio and brain
+    latency per run, and the median and range of each."""
     common = {"device": args.device, "mode": "live", "image_qos_reliability": args.image_qos}
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.brain_modes}
     if report.get("tracker"):
         runs[args.brain_modes[0]].append(_run_figures(report["tracker"]))
-    for mode in args.brain_modes:
-        while len(runs[mode]) < args.runs:
+    # modes take turns (process, thread, process, ...): a machine whose speed drifts during the run biases neither
+    order = [mode for _ in range(args.runs) for mode in args.brain_modes]
+    for mode in order:
+        if len(runs[mode]) < args.runs:
             k = len(runs[mode]) + 1
             print(f"perception-bench: tracker nodes, {mode} brain, run {k} of {args.runs}", flush=True)
             fresh = {name: _tracker_node(args, f"/bench_tracker_{name}_{mode}{k}", tau, mode, common)
