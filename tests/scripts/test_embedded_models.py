@@ -90,26 +90,28 @@ def test_shipped_weights_are_small():
     assert sum(p.stat().st_size for p in files) < 60 * 1024 * 1024
 
 
-@pytest.mark.skipif(not TRACKGPT_DIR.is_dir(), reason="no embedded TrackGPT model is shipped (see results/embedded)")
-def test_trackgpt_embedded_loads_and_reaches_measured_figures(tmp_path):
+@pytest.fixture(scope="module")
+def instruction_sample(tmp_path_factory):
     from perception_eval.worlds.instruction import generate_instruction_world
+
+    root = tmp_path_factory.mktemp("instruction_sample") / "world"
+    generate_instruction_world(root, seed=SAMPLE_SEED, videos={"train": 1, "val": 1, "test": 3}, progress=False)
+    return root
+
+
+def _evaluate_trackgpt(model, root, *, oracle_answer: bool) -> dict:
+    """J&F on the sample's 3 test videos, one instruction each, 12 frames, rethinking on (the measured setting)."""
+    return _eval_module().evaluate_trackgpt(model, root, "test", max_videos=3, max_expressions=1, max_frames=12,
+                                            rethink_modes=(True,), propagation_off=False, oracle_answer=oracle_answer)
+
+
+@pytest.mark.skipif(not TRACKGPT_DIR.is_dir(), reason="no embedded TrackGPT model is shipped (see results/embedded)")
+def test_trackgpt_embedded_loads_and_reaches_measured_figures(instruction_sample):
     from trackgpt import TrackGPT
 
     torch.set_num_threads(2)
     model = TrackGPT.from_pretrained(TRACKGPT_DIR)
-    root = tmp_path / "world"
-    generate_instruction_world(root, seed=SAMPLE_SEED, videos={"train": 1, "val": 1, "test": 3}, progress=False)
-    res = _eval_module().evaluate_trackgpt(
-        model,
-        root,
-        "test",
-        max_videos=3,
-        max_expressions=1,
-        max_frames=12,
-        rethink_modes=(True,),
-        propagation_off=False,
-        oracle_answer=True,
-    )
+    res = _evaluate_trackgpt(model, instruction_sample, oracle_answer=True)
     score = res["rethink_on"]["overall"]["J&F"]
     assert 0.0 <= score <= 1.0, res
     # the shipped brain names its target ("Sure, I track the red cup."): the table reports how often it is right
@@ -135,19 +137,15 @@ def test_naming_is_read_from_the_named_answer():
 
 
 @pytest.mark.skipif(not TRACKGPT_DIR.is_dir(), reason="no embedded TrackGPT model is shipped (see results/embedded)")
-def test_trackgpt_bf16_frame_path_keeps_the_figures(tmp_path):
+def test_trackgpt_bf16_frame_path_keeps_the_figures(instruction_sample):
     """The bf16 frame path (the nodes' default on CPUs with native bf16) scores within 0.005 J&F of fp32."""
-    from perception_eval.worlds.instruction import generate_instruction_world
     from trackgpt import TrackGPT
 
     torch.set_num_threads(2)
     model = TrackGPT.from_pretrained(TRACKGPT_DIR)
-    root = tmp_path / "world"
-    generate_instruction_world(root, seed=SAMPLE_SEED, videos={"train": 1, "val": 1, "test": 3}, progress=False)
     scores = {}
     for frame_precision in (None, "bf16"):
         model.perception.set_frame_precision(frame_precision)
-        res = _eval_module().evaluate_trackgpt(model, root, "test", max_videos=3, max_expressions=1, max_frames=12,
-                                               rethink_modes=(True,), propagation_off=False, oracle_answer=False)
+        res = _evaluate_trackgpt(model, instruction_sample, oracle_answer=False)
         scores[frame_precision] = res["rethink_on"]["overall"]["J&F"]
     assert abs(scores["bf16"] - scores[None]) <= 0.005, scores

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from avs.loading import load_model as load_avs
+from perception_common.precision import FRAME_PRECISIONS, resolve_frame_precision
 from perception_common.stamps import header_ns, stamp_ns
 from perception_nodes.processes import ManagedProcess
 from perception_nodes.recorder import RecorderNode
@@ -452,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--avs-model", default="config:tiny", help="--direct: AVS model (node syntax)")
     parser.add_argument("--device", default="cpu", help="--direct: torch device")
     parser.add_argument("--tau", type=float, default=0.5, help="--direct: rethinking threshold tau")
+    parser.add_argument("--frame-precision", default="auto", choices=FRAME_PRECISIONS,
+                        help="--direct: the tracker's frame path, as tracker_node's frame_precision (default auto, "
+                             "the node's default: the same masks as the node)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--save-masks", action="store_true", help="also write every output mask as a PNG")
     return parser
@@ -473,7 +477,9 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
     for episode in episodes:
         t0 = time.monotonic()
         if episode.task == "tracking":
-            tracker = tracker or load_tracker(args.tracker_model, device=args.device)
+            if tracker is None:
+                tracker = load_tracker(args.tracker_model, device=args.device)
+                tracker.perception.set_frame_precision(resolve_frame_precision(args.frame_precision, args.device))
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
             avs = avs or load_avs(args.avs_model, device=args.device)
