@@ -87,10 +87,11 @@ def test_track_video_file_with_a_config(frames, tmp_path, capsys):
             writer.write(f[:44, :60])  # mp4v needs even sizes
     out = tmp_path / "out"
     rc = cli.main(["--video", str(video), "--instruction", "the dog", "--config", "tiny", "--out", str(out),
-                   "--max-frames", "3", "--tau", "0.9"])
+                   "--max-frames", "3", "--tau", "0.9", "--frame-precision", "fp32"])
     assert rc == 0, capsys.readouterr().err
     summary = _check_outputs(out, 3, (44, 60))
     assert summary["tau"] == 0.9 and summary["fps"] == pytest.approx(10.0)
+    assert summary["frame_precision"] == "fp32"  # as tracker_node's frame_precision
 
 
 @pytest.mark.parametrize(

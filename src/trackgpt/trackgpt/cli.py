@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
 from perception_common.models import ModelSpecError
+from perception_common.precision import FRAME_PRECISIONS, resolve_frame_precision
 from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .config import CONFIGS
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brain-threads", type=int, default=None, help="torch threads of the brain worker")
     p.add_argument("--frame-threads", type=int, default=None, help="torch threads of the frame loop")
     p.add_argument("--brain-timeout", type=float, default=600.0, help="seconds to wait for one brain answer offline")
+    p.add_argument("--frame-precision", choices=FRAME_PRECISIONS, default="auto",
+                   help="the frame path's image encoder, as tracker_node's frame_precision: auto (bf16 on a CPU with "
+                        "native bf16, else fp32), fp32, bf16")
     return p
 
 
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = _load_model(args)
     if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
+    model.perception.set_frame_precision(resolve_frame_precision(args.frame_precision, str(model.perception.device)))
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(source)
@@ -136,6 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "model": str(args.model) if args.model is not None else f"config:{args.config}",
             "tau": args.tau,
             "mask_threshold": model.perception.mask_threshold,
+            "frame_precision": model.perception.frame_precision,
             "live": args.live,
             "fps": source.fps,
             "complete": outcome.complete,
