@@ -107,6 +107,15 @@ def _subscribe(node, ns):
     return got
 
 
+def _running(ros_node, processes, model, ns):
+    """avs_node on ``model`` in namespace ``ns``, its outputs subscribed, a matched feeder: (process, got, feeder)."""
+    proc = _start(processes, model, ns)
+    got = _subscribe(ros_node, ns)
+    feeder = Feeder(ros_node, ns)
+    _wait_matched(ros_node, feeder)
+    return proc, got, feeder
+
+
 def _wait_matched(node, feeder, timeout=30):
     ok = spin_until(node, lambda: feeder.image_pub.get_subscription_count() > 0
                     and feeder.audio_pub.get_subscription_count() > 0, timeout=timeout)
@@ -117,10 +126,7 @@ def _wait_matched(node, feeder, timeout=30):
 @pytest.mark.parametrize("forced", [True, False], ids=["gate-on", "gate-off"])
 def test_masks_only_when_the_gate_fires(ros_node, processes, tmp_path, forced):
     ns = f"/avs_{'on' if forced else 'off'}"
-    proc = _start(processes, _model(tmp_path, forced), ns)
-    got = _subscribe(ros_node, ns)
-    feeder = Feeder(ros_node, ns)
-    _wait_matched(ros_node, feeder)
+    proc, got, feeder = _running(ros_node, processes, _model(tmp_path, forced), ns)
     for _ in range(4):
         feeder.audio(0.5)
     stamps = [feeder.t0 - k * NS // 4 for k in range(4)]  # frames inside the 2 s of audio, >= 1 s in
@@ -147,10 +153,7 @@ def test_masks_only_when_the_gate_fires(ros_node, processes, tmp_path, forced):
 
 def test_bad_input_is_reported_and_the_node_keeps_working(ros_node, processes, tmp_path):
     ns = "/avs_bad"
-    proc = _start(processes, _model(tmp_path, True), ns)
-    got = _subscribe(ros_node, ns)
-    feeder = Feeder(ros_node, ns)
-    _wait_matched(ros_node, feeder)
+    proc, got, feeder = _running(ros_node, processes, _model(tmp_path, True), ns)
     for _ in range(3):
         feeder.audio(0.5)
     feeder.audio(0.1, nan=True)  # NaN audio
@@ -179,10 +182,7 @@ def test_a_new_timeline_is_scored_with_its_own_audio(ros_node, processes, tmp_pa
     torch.manual_seed(0)
     folder = build_model("tiny", gate="scaled_cosine").save_pretrained(tmp_path / "natural")  # the gate as trained
     ns = "/avs_timeline"
-    proc = _start(processes, folder, ns)
-    got = _subscribe(ros_node, ns)
-    feeder = Feeder(ros_node, ns)
-    _wait_matched(ros_node, feeder)
+    proc, got, feeder = _running(ros_node, processes, folder, ns)
     start = feeder.t0
     for _ in range(8):  # timeline A: 4 s of silence
         feeder.audio(0.5, value=0.0)
@@ -211,10 +211,7 @@ def test_one_chunk_stamped_in_the_past_does_not_wipe_a_live_stream(ros_node, pro
     and the next good chunk restarted it again: every frame of the following second was scored NaN for lack of audio.
     The stray is held, dropped when the stream goes on, and the log says so."""
     ns = "/avs_stray"
-    proc = _start(processes, _model(tmp_path, True), ns)
-    got = _subscribe(ros_node, ns)
-    feeder = Feeder(ros_node, ns)
-    _wait_matched(ros_node, feeder)
+    proc, got, feeder = _running(ros_node, processes, _model(tmp_path, True), ns)
     for _ in range(4):
         feeder.audio(0.5)
     live = feeder.t0
@@ -239,10 +236,7 @@ def test_a_chunk_whose_sample_count_disagrees_is_reported_and_scoring_goes_on(ro
     """A chunk whose samples_per_channel disagrees with the samples it carries (a driver bug) went by unnoticed;
     the node warns naming both counts, uses the samples carried, and keeps scoring."""
     ns = "/avs_count"
-    proc = _start(processes, _model(tmp_path, True), ns)
-    got = _subscribe(ros_node, ns)
-    feeder = Feeder(ros_node, ns)
-    _wait_matched(ros_node, feeder)
+    proc, got, feeder = _running(ros_node, processes, _model(tmp_path, True), ns)
     feeder.audio(0.5)
     feeder.audio(0.5, samples_per_channel=16000)  # says 1 s, carries 0.5 s
     for _ in range(2):

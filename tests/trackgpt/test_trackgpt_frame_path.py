@@ -50,7 +50,7 @@ def test_fp32_copies_equal_the_modules(case):
         assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
         q_r, q_t, q_p = _queries(p)
         expected = p.forward(ref, q_r, q_t, q_p)
-        got = FastMaskDecoder(p, torch.float32)(ref, q_r, q_t, q_p)
+        got = FastMaskDecoder(p)(ref, q_r, q_t, q_p)
     for name, a, b in zip(("mask logits", "S_p", "IoU", "next query"), got, expected):
         assert a.shape == b.shape, name
         assert torch.allclose(a, b.float(), atol=1e-4, rtol=1e-4), (name, (a - b).abs().max())
@@ -81,7 +81,7 @@ def test_bf16_encoder_stays_close_and_decoding_keeps_its_masks():
 
 def test_an_unknown_frame_precision_is_refused():
     p = _perception("tiny")
-    with pytest.raises(ValueError, match="fp32 or bf16"):
+    with pytest.raises(precision.PrecisionError, match="auto, fp32, bf16"):
         p.set_frame_precision("fp16")
     with pytest.raises(precision.PrecisionError, match="auto, fp32, bf16"):
         precision.resolve_frame_precision("half", "cpu")
@@ -90,6 +90,9 @@ def test_an_unknown_frame_precision_is_refused():
 def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert precision.resolve_frame_precision("auto", "cpu") == "fp32"  # nothing changes on such a CPU
+    p = _perception("tiny")
+    p.set_frame_precision("auto")  # the model resolves it for its own device
+    assert p.frame_precision == "fp32"
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     assert precision.resolve_frame_precision("auto", "cpu") == "bf16"
     assert precision.resolve_frame_precision("auto", "cuda") == "fp32"

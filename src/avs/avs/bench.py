@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from perception_common.models import ModelSpecError
-from perception_common.timing import frame_time_stats, matmul_rate
+from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text
 
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
@@ -86,8 +86,7 @@ def bench_config(
         "warmup": warmup,
         **stats,
         "gflop_per_frame": gflop,
-        "gflops": gflop * stats["fps"],
-        **({"of_matmul_rate": gflop * stats["fps"] / rate} if rate else {}),
+        **roofline(gflop, stats["fps"], rate),
     }
 
 
@@ -135,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 r = results[-1]
-                share = f", {100 * r['of_matmul_rate']:.0f} % of the matmul rate" if "of_matmul_rate" in r else ""
                 print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, "
-                      f"p99 {r['p99_ms']:.1f} ms, {r['gflops']:.0f} GFLOP/s{share}")
+                      f"p99 {r['p99_ms']:.1f} ms, {roofline_text(r)}")
     except (AVSError, ModelSpecError, RuntimeError) as exc:
         print(f"avs-bench: error: {exc}", file=sys.stderr)
         return 2

@@ -48,3 +48,16 @@ def matmul_rate(dtype_name: str = "fp32", *, size: int = 1024, seconds: float = 
         a @ a
         times.append(time.perf_counter() - t0)
     return 2.0 * size**3 / float(np.median(times)) / 1e9
+
+
+def roofline(gflop_per_frame: float, fps: float, rate: float | None) -> dict[str, float]:
+    """``gflops`` reached at ``fps`` frames/s, and ``of_matmul_rate``: its fraction of ``rate`` (this machine's
+    :func:`matmul_rate`, left out when unknown)."""
+    gflops = gflop_per_frame * fps
+    return {"gflops": gflops, **({"of_matmul_rate": gflops / rate} if rate else {})}
+
+
+def roofline_text(figures: dict[str, float]) -> str:
+    """``"83 GFLOP/s, 15 % of the matmul rate"`` for :func:`roofline`'s figures."""
+    share = f", {100 * figures['of_matmul_rate']:.0f} % of the matmul rate" if "of_matmul_rate" in figures else ""
+    return f"{figures['gflops']:.0f} GFLOP/s{share}"

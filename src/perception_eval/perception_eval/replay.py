@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from avs.loading import load_model as load_avs
-from perception_common.precision import FRAME_PRECISIONS, resolve_frame_precision
+from perception_common.precision import FRAME_PRECISIONS
 from perception_common.stamps import header_ns, stamp_ns
 from perception_nodes.processes import ManagedProcess
 from perception_nodes.recorder import RecorderNode
@@ -479,7 +479,7 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
         if episode.task == "tracking":
             if tracker is None:
                 tracker = load_tracker(args.tracker_model, device=args.device)
-                tracker.perception.set_frame_precision(resolve_frame_precision(args.frame_precision, args.device))
+                tracker.perception.set_frame_precision(args.frame_precision)
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
             avs = avs or load_avs(args.avs_model, device=args.device)

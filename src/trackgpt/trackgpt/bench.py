@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from perception_common.precision import cpu_has_bf16
-from perception_common.timing import frame_time_stats, matmul_rate
+from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text
 
 from .config import CONFIGS, SAM_SIZES, get_config
 
@@ -103,9 +103,8 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
         stats = frame_time_stats(times)
-        achieved = gflop * stats["fps"]
         rate = (rates or {}).get("bf16" if path == "bf16" else "fp32")
-        paths[path] = {**stats, "gflops": achieved, **({"of_matmul_rate": achieved / rate} if rate else {})}
+        paths[path] = {**stats, **roofline(gflop, stats["fps"], rate)}
     perception.set_frame_precision(None)
     return {
         "config": name,
@@ -151,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         measured[key] = result
         results.append(result)
         for path, r in result["frame_paths"].items():
-            share = f", {100 * r['of_matmul_rate']:.0f} % of the matmul rate" if "of_matmul_rate" in r else ""
             print(f"{name} [{path}]: {r['fps']:.1f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                  f"{r['gflops']:.0f} GFLOP/s{share}")
+                  f"{roofline_text(r)}")
     report = {
         "benchmark": "trackgpt per-frame encode+decode+propagation (random weights, brain excluded)",
         "frame_size": {"width": size[0], "height": size[1]},

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
 from perception_common.models import ModelSpecError
-from perception_common.precision import FRAME_PRECISIONS, resolve_frame_precision
+from perception_common.precision import FRAME_PRECISIONS
 from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .config import CONFIGS
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = _load_model(args)
     if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
-    model.perception.set_frame_precision(resolve_frame_precision(args.frame_precision, str(model.perception.device)))
+    model.perception.set_frame_precision(args.frame_precision)
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(source)

@@ -1,4 +1,5 @@
-"""The image encoder on the frame path, laid out for inference on CPUs (fp32, or bf16 where the CPU has it).
+"""The frame path laid out for inference on CPUs: the image encoder (fp32, or bf16 where the CPU has it) and the
+decoding step (:class:`FastMaskDecoder`, in the model's dtype).
 
 :class:`FastImageEncoder` computes what ``segment_anything``'s ``ImageEncoderViT`` computes (the same weights, read
 from it once) with fewer and larger kernels:
@@ -172,30 +173,24 @@ class _Attention:
         return F.linear(out.transpose(1, 2).reshape(b, nq, width), *self.out)
 
 
-def _norm(ln: nn.Module, dtype: torch.dtype):
-    weight, bias, eps = _copy(ln.weight, dtype), _copy(ln.bias, dtype), ln.eps
-    width = weight.shape[0]
-    return lambda x: F.layer_norm(x, (width,), weight, bias, eps)
-
-
 class FastMaskDecoder(nn.Module):
-    """Inference copy of TrackGPT's decoding step (paper Eq. 3) in ``dtype``: the referring mask decoder (SAM's
-    two-way transformer, its output upscaling and first hypernetwork), the purport head or SAM's IoU head, and the
-    referring propagation.
+    """Inference form of TrackGPT's decoding step (paper Eq. 3), in the model's dtype: the referring mask decoder
+    (SAM's two-way transformer, its output upscaling and first hypernetwork), the purport head or SAM's IoU head,
+    and the referring propagation.
 
     Same inputs and outputs as :meth:`trackgpt.model.Perception.forward` (batch of one or more, inference only):
     ``(low_res_mask_logits, purport_scores, iou_predictions, next_query)``, returned in fp32. Attention runs
     through ``F.scaled_dot_product_attention``; the two 2x2 transposed convolutions of the upscaling are matrix
-    products over channels-last tokens (no im2col, no layout changes between them).
+    products over channels-last tokens (no im2col, no layout changes between them). Layer norms, MLPs and heads are
+    the perception's own modules.
 
     Args:
         perception: the :class:`trackgpt.model.Perception` whose weights are read (not modified).
-        dtype: ``torch.float32`` or ``torch.bfloat16``.
     """
 
-    def __init__(self, perception, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, perception) -> None:
         super().__init__()
-        self.dtype = dtype
+        dtype = perception.dtype
         sam = perception.sam
         dec = sam.mask_decoder
         tr = dec.transformer
@@ -203,14 +198,13 @@ class FastMaskDecoder(nn.Module):
         for layer in tr.layers:
             self.layers.append({
                 "skip_pe": layer.skip_first_layer_pe,
-                "self": _Attention(layer.self_attn, dtype), "norm1": _norm(layer.norm1, dtype),
-                "t2i": _Attention(layer.cross_attn_token_to_image, dtype), "norm2": _norm(layer.norm2, dtype),
-                "fc1": _linear(layer.mlp.lin1, dtype), "act": layer.mlp.act, "fc2": _linear(layer.mlp.lin2, dtype),
-                "norm3": _norm(layer.norm3, dtype),
-                "i2t": _Attention(layer.cross_attn_image_to_token, dtype), "norm4": _norm(layer.norm4, dtype),
+                "self": _Attention(layer.self_attn, dtype), "norm1": layer.norm1,
+                "t2i": _Attention(layer.cross_attn_token_to_image, dtype), "norm2": layer.norm2,
+                "mlp": layer.mlp, "norm3": layer.norm3,
+                "i2t": _Attention(layer.cross_attn_image_to_token, dtype), "norm4": layer.norm4,
             })
         self.final = _Attention(tr.final_attn_token_to_image, dtype)
-        self.norm_final = _norm(tr.norm_final_attn, dtype)
+        self.norm_final = tr.norm_final_attn
         self.iou_token = _copy(dec.iou_token.weight, dtype)
         self.mask_tokens = _copy(dec.mask_tokens.weight, dtype)
         up1, ln, act1, up2, act2 = dec.output_upscaling
@@ -221,22 +215,15 @@ class FastMaskDecoder(nn.Module):
                     m.out_channels) for m in (up1, up2)]
         if up1.kernel_size != (2, 2) or up1.stride != (2, 2) or up2.kernel_size != (2, 2) or up2.stride != (2, 2):
             raise ValueError("FastMaskDecoder expects SAM's 2x2 stride-2 output upscaling")
-        self.up_norm, self.up_acts = _norm(ln, dtype), (act1, act2)
-        self.hyper = [_linear(m, dtype) for m in dec.output_hypernetworks_mlps[0].layers]
-        self.iou_head = [_linear(m, dtype) for m in dec.iou_prediction_head.layers]
-        self.iou_sigmoid = dec.iou_prediction_head.sigmoid_output
-        self.purport = None
-        if perception.purport_head is not None:
-            mlp = perception.purport_head.mlp
-            self.purport = ([_linear(m, dtype) for m in mlp.layers], mlp.sigmoid_output)
-        self.propagation = None
-        if perception.propagation is not None:
-            prop = perception.propagation
-            self.propagation = {
-                "self": _MultiheadAttention(prop.self_attn, dtype), "norm1": _norm(prop.norm1, dtype),
-                "cross": _MultiheadAttention(prop.cross_attn, dtype), "norm2": _norm(prop.norm2, dtype),
-                "adapter": ([_linear(m, dtype) for m in prop.adapter.layers], prop.adapter.sigmoid_output),
-            }
+        self.up_norm, self.up_acts = ln, (act1, act2)  # LayerNorm2d: applied over the channels-last tokens below
+        self.hyper = dec.output_hypernetworks_mlps[0]
+        self.iou_head = dec.iou_prediction_head
+        self.purport = perception.purport_head.mlp if perception.purport_head is not None else None
+        self.propagation = perception.propagation
+        if self.propagation is not None:
+            self.prop_self = _MultiheadAttention(self.propagation.self_attn, dtype)
+            self.prop_cross = _MultiheadAttention(self.propagation.cross_attn, dtype)
+        self.dtype = dtype
         self.image_pe = sam.image_pe().to(dtype).flatten(2).transpose(1, 2).contiguous()  # 1 x hw x C
         self.no_mask = _copy(sam.prompt_encoder.no_mask_embed.weight.reshape(1, 1, -1), dtype)  # dense prompt
 
@@ -262,42 +249,34 @@ class FastMaskDecoder(nn.Module):
             queries = layer["norm1"](queries)
             q, k = queries + tokens, keys + pe
             queries = layer["norm2"](queries + layer["t2i"](q, k, keys))
-            queries = layer["norm3"](queries + F.linear(layer["act"](F.linear(queries, *layer["fc1"])),
-                                                        *layer["fc2"]))
+            queries = layer["norm3"](queries + layer["mlp"](queries))
             q, k = queries + tokens, keys + pe
             keys = layer["norm4"](keys + layer["i2t"](k, q, queries))
         queries = self.norm_final(queries + self.final(queries + tokens, keys + pe, keys))
         purport_token, mask_token = queries[:, 0], queries[:, 1]
 
         (w1, b1, o1), (w2, b2, o2) = self.up
+        ln = self.up_norm
         x = F.linear(keys, w1).view(b, h * w * 4, o1)  # pixels (y, x, i1, j1)
-        x = self.up_acts[0](self.up_norm(x + b1))
+        x = self.up_acts[0](F.layer_norm(x + b1, (o1,), ln.weight, ln.bias, ln.eps))
         x = F.linear(x, w2).view(b, h * w * 16, o2)  # pixels (y, x, i1, j1, i2, j2)
         x = self.up_acts[1](x + b2)
-        hyper = _mlp(mask_token, self.hyper, False)  # b x o2
+        hyper = self.hyper(mask_token)  # b x o2
         mask = (x @ hyper.unsqueeze(-1)).view(b, h, w, 2, 2, 2, 2)  # (y, x, i1, j1, i2, j2)
         # row 4y + 2 i1 + i2, column 4x + 2 j1 + j2
         mask_logits = mask.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, 1, 4 * h, 4 * w)
-        iou = _mlp(purport_token, self.iou_head, self.iou_sigmoid)[:, 0]
-        scores = _mlp(purport_token, *self.purport).squeeze(-1) if self.purport is not None else iou.clamp(0, 1)
+        iou = self.iou_head(purport_token)[:, 0]
+        scores = self.purport(purport_token).squeeze(-1) if self.purport is not None else iou.clamp(0, 1)
         if self.propagation is None:
             next_query = q_r
         else:
             p = self.propagation
             q = q_t.unsqueeze(1)
             both = torch.cat([q, q_r.unsqueeze(1)], dim=1)
-            q = p["norm1"](q + p["self"](both, both, both)[:, :1])
-            q = p["norm2"](q + p["cross"](q, image + pe, image))
-            next_query = _mlp(q, *p["adapter"]).squeeze(1)
+            q = p.norm1(q + self.prop_self(both, both, both)[:, :1])
+            q = p.norm2(q + self.prop_cross(q, image + pe, image))
+            next_query = p.adapter(q).squeeze(1)
         return mask_logits.float(), scores.float(), iou.float(), next_query.float()
-
-
-def _mlp(x: torch.Tensor, layers, sigmoid: bool) -> torch.Tensor:
-    for i, (weight, bias) in enumerate(layers):
-        x = F.linear(x, weight, bias)
-        if i < len(layers) - 1:
-            x = F.relu(x)
-    return torch.sigmoid(x) if sigmoid else x
 
 
 class _MultiheadAttention(_Attention):  # nn.MultiheadAttention (batch_first) with a packed in-projection

@@ -37,6 +37,7 @@ from torch import nn
 
 from perception_common.checkpoint import load_strict, read_config, read_tensors, save_folder
 from perception_common.images import to_rgb8
+from perception_common.precision import resolve_frame_precision
 
 from .brain import DTYPES, PURPORT_TOKEN, TRACK_TOKEN, TrackGPTBrain, load_brain
 from .config import TrackGPTConfig, get_config
@@ -147,24 +148,25 @@ class Perception(nn.Module):
         return self._frame_path[0] if self._frame_path else None
 
     def set_frame_precision(self, precision: str | None) -> None:
-        """Decode frames through inference copies of the encoder and decoder (:mod:`trackgpt.frame_path`).
+        """Decode frames through the inference forms of the encoder and decoder (:mod:`trackgpt.frame_path`).
 
-        ``bf16`` runs the image encoder in bf16 (for CPUs with native bf16, see :mod:`perception_common.precision`),
-        ``fp32`` in the model's own dtype; the decoding step always runs in the model's dtype (bf16 is slower
-        there on CPU and moves mask edges). Both give the model's outputs to float rounding in fp32. None goes back
-        to the model's own modules (training, gradients). The copies read the weights once: call it again after
-        loading new ones. They are plain attributes, not submodules: not in the state dict, not moved by ``to``.
+        ``bf16`` runs the image encoder in bf16 (for CPUs with native bf16), ``fp32`` in the model's own dtype,
+        ``auto`` picks one for this model's device (:func:`perception_common.precision.resolve_frame_precision`,
+        whose ``PrecisionError`` names any other value); the decoding step always runs in the model's dtype (bf16
+        is slower there on CPU and moves mask edges). Both give the model's outputs to float rounding in fp32. None
+        goes back to the model's own modules (training, gradients). The encoder's bf16 weights are copies read
+        once: call it again after loading new ones. The forms are plain attributes, not submodules: not in the
+        state dict, not moved by ``to``.
         """
         if precision is None:
             self.__dict__["_frame_path"] = ()
             return
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"frame precision must be fp32 or bf16, got {precision!r}")
+        precision = resolve_frame_precision(precision, str(self.device))
         encoder_dtype = torch.bfloat16 if precision == "bf16" else self.dtype
         self.__dict__["_frame_path"] = (
             precision,
             FastImageEncoder(self.sam.image_encoder, encoder_dtype).to(self.device),
-            FastMaskDecoder(self, self.dtype).to(self.device),
+            FastMaskDecoder(self),
         )
 
     @torch.no_grad()

@@ -30,7 +30,6 @@ class BareTracker:
     def __init__(self, spec: str, device: str, frame: np.ndarray, *, brain_timeout: float = 600.0):
         import torch
 
-        from perception_common.precision import resolve_frame_precision
         from trackgpt.loading import load_model
         from trackgpt.tracker import OnlineTracker
 
@@ -38,9 +37,7 @@ class BareTracker:
         t0 = time.monotonic()
         self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
-        # the node's default frame path (tracker_node frame_precision:=auto)
-        self.frame_precision = resolve_frame_precision("auto", device)
-        self.model.perception.set_frame_precision(self.frame_precision)
+        self.model.perception.set_frame_precision("auto")  # the node's default frame path
         torch.set_num_threads(self.threads)
         # tau 0: never rethinks, so the brain stays idle while frames are timed
         self.tracker = OnlineTracker(perception=self.model, tau=0.0, brain_threads=1, frame_threads=self.threads)
