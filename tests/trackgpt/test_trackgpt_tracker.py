@@ -363,6 +363,30 @@ def test_reasoning_records_name_every_brain_call():
     assert dropped[0].error.startswith("superseded")
 
 
+def test_on_record_is_called_for_every_record_and_a_failing_notifier_is_harmless():
+    seen: list[int] = []
+
+    def notify():
+        seen.append(len(tracker._records))  # the record is there when the notifier runs
+        raise RuntimeError("guard condition already destroyed")
+
+    gate = threading.Event()
+    with OnlineTracker(perception=ControlledPerception([0.8, 0.7]), brain=FakeBrain(), on_record=notify) as tracker:
+        tracker.set_instruction("the dog")
+        run(tracker, [1, 2])
+        assert tracker.wait_for_brain(5.0)
+        tracker.brain = FakeBrain(gate=gate)
+        tracker.set_instruction("the cat")  # answered by the brain it supersedes below
+        tracker.step(frame(3))
+        assert tracker.brain.started.wait(5.0)
+        tracker.set_instruction("the bird")
+        gate.set()
+        assert tracker.wait_for_brain(5.0)
+        records = tracker.pop_reasoning_records()
+    assert len(records) >= 2 and len(seen) >= len(records) and all(n >= 1 for n in seen)
+    assert records[0].answer == "answer 1 to the dog"  # the brain worker survived the failing notifier
+
+
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no per-thread nice values on this OS")
 def test_brain_nice_lowers_only_the_brain_worker():
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

@@ -70,7 +70,7 @@ def imgmsg_to_array(msg, *, use_bridge: bool = True) -> np.ndarray:
         raise ImageError(f"image data has {len(msg.data)} bytes, expected step*height = {msg.step * msg.height}")
     if use_bridge and _BRIDGE is not None:
         return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, "passthrough"))
-    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
+    buf = np.frombuffer(_buffer(msg.data), dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
     buf = buf[:, :row]
     big = bool(msg.is_bigendian)
     arr = np.ascontiguousarray(buf).view(np.dtype(dtype).newbyteorder(">" if big else "<"))
@@ -120,4 +120,14 @@ def array_to_imgmsg(array: np.ndarray, encoding: str, header=None, *, use_bridge
 
 def mask_to_imgmsg(mask: np.ndarray, header=None):
     """A boolean mask as a mono8 0/255 Image."""
-    return array_to_imgmsg(np.where(np.asarray(mask, bool), 255, 0).astype(np.uint8), "mono8", header)
+    # bool viewed as 0/1 bytes, times 255 in uint8: no int64 temporary (np.where(mask, 255, 0) took ~1 ms at 640x480)
+    return array_to_imgmsg(np.asarray(mask, bool).view(np.uint8) * np.uint8(255), "mono8", header)
+
+
+def _buffer(data):
+    """The message's bytes without a copy where they expose the buffer protocol (rclpy gives ``array.array``)."""
+    try:
+        memoryview(data)
+    except TypeError:  # a plain sequence of ints
+        return bytes(data)
+    return data

@@ -43,11 +43,13 @@ thinks). ``None`` leaves the setting alone.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -188,6 +190,9 @@ class OnlineTracker:
         keep_logits: return each decoded frame's mask logits in :attr:`TrackStep.mask_logits` (calibration).
         brain_timeout: synchronous only: seconds :meth:`step` waits for the brain before raising
             :class:`TrackerError` (None: no limit).
+        on_record: called whenever a reasoning record is added (from the thread that adds it, with the tracker's
+            lock held: it must be quick and must not call the tracker), so a node can publish records when they
+            exist instead of polling :meth:`pop_reasoning_records`.
     """
 
     def __init__(
@@ -203,6 +208,7 @@ class OnlineTracker:
         propagate: bool = True,
         keep_logits: bool = False,
         brain_timeout: float | None = None,
+        on_record: Callable[[], None] | None = None,
     ) -> None:
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {tau}")
@@ -232,6 +238,7 @@ class OnlineTracker:
         self._running: _Request | None = None
         self._results: deque[tuple[_Request, Any, str | None]] = deque()
         self._records: deque[ReasoningRecord] = deque(maxlen=1000)
+        self._on_record = on_record
         self._closed = False
 
         self._instruction_id = 0
@@ -355,6 +362,14 @@ class OnlineTracker:
             latency=time.monotonic() - request.submitted, error=error,
             forced=bool(getattr(reasoning, "forced", False)),
         ))
+        self._notify()
+
+    def _notify(self) -> None:
+        # a failing notifier (a node's guard condition already destroyed at shutdown) must not kill the brain
+        # worker: the records stay for pop_reasoning_records
+        if self._on_record is not None:
+            with contextlib.suppress(Exception):
+                self._on_record()
 
     def wait_for_brain(self, timeout: float | None = None) -> bool:
         """Block until the brain has nothing pending or running (for offline runs and tests).
@@ -416,6 +431,7 @@ class OnlineTracker:
                 instruction_id=self._instruction_id, instruction=self._instruction, kind="initial", frame_index=-1,
                 answer=None, latency=0.0, error=why,
             ))
+            self._notify()
 
     def _supersede(self) -> None:
         """Drop pending work and reset per-instruction state (lock held)."""

@@ -96,8 +96,10 @@ class TrackerParams:
                             minimum=0, maximum=19)
     brain_process: bool = param(True, "reason in a separate process (no GIL contention with the frame path); "
                                       "false = a thread in this process (one CUDA context)")
-    brain_cpus: str = param("", "brain_process: CPU ids the brain may use, e.g. '1' or '2,3' (Linux; '' = all)")
-    frame_cpus: str = param("", "CPU ids this node's process (the frame path) may use, e.g. '0' (Linux; '' = all)")
+    brain_cpus: str = param("", "brain_process: CPU ids the brain may use, e.g. '1' or '2,3' (Linux; '' = all)",
+                            int_as_text=True)
+    frame_cpus: str = param("", "CPU ids this node's process (the frame path) may use, e.g. '0' (Linux; '' = all)",
+                            int_as_text=True)
     brain_hang_timeout: float = param(300.0, "brain_process: seconds one brain call may take before the brain "
                                              "process is killed and restarted", positive=True)
 
@@ -136,11 +138,14 @@ class TrackerNode(FrameWorkerNode):
             model.perception.mask_threshold = self.p.mask_threshold
         model.perception.set_frame_precision(frame_precision)
         in_process = self.brain_process is None
+        # brain calls end whether or not frames arrive: the tracker wakes the executor when a record exists (a
+        # polling timer woke it 20 times a second, and each wake takes the GIL from the frame path)
+        records_ready = self.create_guard_condition(self._publish_reasoning)
         self.tracker = OnlineTracker(
             perception=model, brain=self.brain_process, tau=self.p.tau,
             brain_threads=(self.p.brain_threads or None) if in_process else None,
             frame_threads=self.p.frame_threads or None,
-            brain_nice=self.p.brain_nice if in_process else 0,
+            brain_nice=self.p.brain_nice if in_process else 0, on_record=records_ready.trigger,
         )
         if self.brain_process is not None:
             self.get_logger().info(
@@ -167,7 +172,6 @@ class TrackerNode(FrameWorkerNode):
         self.create_service(Trigger, "~/cancel", self._on_cancel)
         self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)
         self._last_state = TrackState.IDLE
-        self.create_timer(0.05, self._publish_reasoning)  # brain calls end whether or not frames arrive
         self.start_worker(self.p.mode, self.p.replay_queue_size)
 
     # ------------------------------------------------------------------ callbacks
