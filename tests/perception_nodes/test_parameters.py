@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from perception_common.params import ParameterError, check_range, param, range_text
+from perception_common.params import ParameterError, check_range, coerce, param, range_text
 
 
 def _params():
@@ -64,13 +64,25 @@ def test_check_range_accepts_the_edges_and_nan_where_it_means_something():
     check_range("threshold", -3.0, fields["threshold"])
 
 
+def test_integers_pass_as_text_only_where_declared():
+    assert coerce("brain_cpus", 1, "", int_as_text=True) == "1"
+    assert coerce("rate", 20, 1.0) == 20.0
+    with pytest.raises(ParameterError, match="'model' must be str, got 1"):
+        coerce("model", 1, "")
+    with pytest.raises(ParameterError, match="must be str"):
+        coerce("brain_cpus", True, "", int_as_text=True)
+
+
 @pytest.mark.ros
 @pytest.mark.parametrize(
     "args, named",
     [(["camera_node", "--ros-args", "-p", "rate:=-5.0"], "'rate' must be >= 0"),
      (["microphone_node", "--ros-args", "-p", "source:=x.wav", "-p", "chunk_size:=0"], "'chunk_size' must be >= 1"),
      (["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "tau:=1.5"], "'tau' must be >= 0, <= 1"),
-     (["avs_node", "--ros-args", "-p", "model:=config:tiny", "-p", "buffer_seconds:=.inf"], "'buffer_seconds'")],
+     (["avs_node", "--ros-args", "-p", "model:=config:tiny", "-p", "buffer_seconds:=.inf"], "'buffer_seconds'"),
+     # ROS reads brain_cpus:=99 as an integer: it reaches the CPU check as text (not "must be str")
+     (["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "brain_cpus:=99"],
+      "'brain_cpus' names CPUs [99]")],
 )
 def test_a_node_refuses_an_impossible_value_at_start_up(processes, args, named, ros_available):
     proc = processes.start(args)

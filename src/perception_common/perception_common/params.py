@@ -23,8 +23,12 @@ def param(
     below: float | None = None,
     positive: bool = False,
     allow_nan: bool = False,
+    int_as_text: bool = False,
 ) -> Any:
     """A dataclass field that is a ROS parameter with ``description``.
+
+    ``int_as_text`` (text parameters): an integer is taken as its decimal text, for values such as CPU lists that
+    ROS's command line reads as a number when they are one (``-p brain_cpus:=1``).
 
     Numeric parameters state the values that can work, checked at start-up (:func:`check_range`): ``minimum`` /
     ``maximum`` (inclusive), ``below`` (exclusive upper bound), ``positive`` (> 0); floats must be finite, NaN
@@ -32,7 +36,7 @@ def param(
     """
     return dataclasses.field(default=default, metadata={
         "description": description, "read_only": read_only, "minimum": minimum, "maximum": maximum,
-        "below": below, "positive": positive, "allow_nan": allow_nan,
+        "below": below, "positive": positive, "allow_nan": allow_nan, "int_as_text": int_as_text,
     })
 
 
@@ -90,15 +94,17 @@ class ParameterError(ValueError):
     """A parameter value has the wrong type or is out of range; the message names it."""
 
 
-def coerce(name: str, value: Any, default: Any) -> Any:
+def coerce(name: str, value: Any, default: Any, *, int_as_text: bool = False) -> Any:
     """Convert a parameter ``value`` to the type of its ``default``, or raise :class:`ParameterError`.
 
-    Integers are accepted for float parameters (``rate:=20``); nothing else is
-    converted silently.
+    Integers are accepted for float parameters (``rate:=20``), and for text parameters declared ``int_as_text``
+    (as their decimal text); nothing else is converted silently.
     """
     want = type(default)
     if isinstance(value, want) and not (want is int and isinstance(value, bool)):
         return value
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if want is str and int_as_text and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     raise ParameterError(f"parameter {name!r} must be {want.__name__}, got {value!r} ({type(value).__name__})")

@@ -171,6 +171,6 @@ def declare_and_read(node, params_cls: type[T]) -> T:
             dynamic_typing=True,
         )
         value = node.declare_parameter(f.name, f.default, descriptor).value
-        values[f.name] = coerce(f.name, value, f.default)
+        values[f.name] = coerce(f.name, value, f.default, int_as_text=f.metadata.get("int_as_text", False))
         check_range(f.name, values[f.name], f.metadata)
     return params_cls(**values)
