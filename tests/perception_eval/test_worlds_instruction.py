@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from perception_eval.datasets.common import read_index_mask
-from perception_eval.worlds.categories import CATEGORIES, GROUPS, HELDOUT_COMBOS, category
+from perception_eval.worlds import instruction as instruction_world
+from perception_eval.worlds.categories import CATEGORIES, GROUPS, HELDOUT_COMBOS, VAL_HELDOUT_COMBOS, category
 from perception_eval.worlds.drawing import ObjectPose, composite, render_sprite
 from perception_eval.worlds.instruction import (
     AREA_RATIO,
@@ -24,7 +25,7 @@ from perception_eval.worlds.instruction import (
 )
 
 SMALL = InstructionWorldConfig(frames_min=4, frames_max=6)
-SIZES = {"train": 10, "val": 3, "test": 10}
+SIZES = {"train": 10, "val": 6, "test": 10}
 
 
 def _generate(root, seed=7, workers=1, sizes=SIZES):
@@ -220,42 +221,84 @@ def test_relational_target_rule():
     assert relational_target(stats, [1, 2], "right", 320, 240) is None
 
 
-def test_heldout_templates_uses_and_combos_never_in_train_or_val(world):
+def _held_parts(templates: str, uses: str, combos) -> tuple[dict, set, set]:
+    regexes = {k: [_template_regex(t) for t in d[templates]] for k, d in TEMPLATES.items()}
+    phrases = {u for c in CATEGORIES for u in getattr(c, uses)} | {u for g in GROUPS.values() for u in getattr(g, uses)}
+    return regexes, phrases, set(combos)
+
+
+@pytest.mark.parametrize(
+    "parts, kept_out_of",
+    [
+        (("heldout", "heldout_uses", HELDOUT_COMBOS), ("train", "val")),
+        (("val_heldout", "val_uses", VAL_HELDOUT_COMBOS), ("train", "test")),
+    ],
+    ids=["test-parts", "val-parts"],
+)
+def test_heldout_templates_uses_and_combos_stay_in_their_split(world, parts, kept_out_of):
     _, _, meta = world
-    held_res = {k: [_template_regex(t) for t in d["heldout"]] for k, d in TEMPLATES.items()}
-    held_uses = {u for c in CATEGORIES for u in c.heldout_uses} | {u for g in GROUPS.values() for u in g.heldout_uses}
-    for split in ("train", "val"):
+    regexes, phrases, combos = _held_parts(*parts)
+    for split in kept_out_of:
         for v in meta[split].values():
             for o in v["objects"].values():
-                assert (o["category"], o["colour"]) not in HELDOUT_COMBOS
+                assert (o["category"], o["colour"]) not in combos
             for e in v["expressions"].values():
-                assert not e["heldout"]
-                assert re.fullmatch(r"[a-z]{3}-t\d+", e["template"])
-                assert not any(r.match(e["exp"]) for r in held_res[e["kind"]]), e["exp"]
-                assert e.get("use") not in held_uses
+                assert not any(r.match(e["exp"]) for r in regexes[e["kind"]]), e["exp"]
+                assert e.get("use") not in phrases
+    for v in meta["train"].values():
+        for e in v["expressions"].values():
+            assert not e["heldout"] and re.fullmatch(r"[a-z]{3}-t\d+", e["template"])
 
 
-def test_template_ids_match_the_text_and_test_mixes_heldout_and_seen(world):
+def test_val_parts_leave_train_and_test_as_they_were(tmp_path, world, monkeypatch):
+    """The val split's held-out parts draw nothing from train's or test's random streams: without them (val drawn
+    like train, as before they existed) train and test are the same files."""
+    root, _, _ = world
+    monkeypatch.setattr(instruction_world, "val_colours", instruction_world.train_colours)
+    monkeypatch.setattr(instruction_world, "HELDOUT_PARTS", {"test": instruction_world.HELDOUT_PARTS["test"]})
+    _generate(tmp_path / "before")
+    with_val, without = _tree_hash(root), _tree_hash(tmp_path / "before")
+    for split in ("train", "test"):
+        a = {k: h for k, h in with_val.items() if k.startswith((f"{split}/", f"meta_expressions/{split}/"))}
+        b = {k: h for k, h in without.items() if k.startswith((f"{split}/", f"meta_expressions/{split}/"))}
+        assert len(a) > 20 and a == b, split
+    val_a = {k: h for k, h in with_val.items() if k.startswith("meta_expressions/val/")}
+    val_b = {k: h for k, h in without.items() if k.startswith("meta_expressions/val/")}
+    assert val_a != val_b  # val did change
+
+
+def test_template_ids_match_the_text_and_val_and_test_mix_heldout_and_seen(world):
     _, _, meta = world
-    flags = []
-    for videos in meta.values():
+    pools = {"t": "train", "h": "heldout", "v": "val_heldout"}
+    for split, videos in meta.items():
         for v in videos.values():
             for e in v["expressions"].values():
-                pool = "heldout" if e["template"].split("-")[1][0] == "h" else "train"
-                tmpl = TEMPLATES[e["kind"]][pool][int(e["template"].split("-")[1][1:])]
+                tag = e["template"].split("-")[1]
+                pool = pools[tag[0]]
+                assert pool == "train" or {"heldout": "test", "val_heldout": "val"}[pool] == split
+                tmpl = TEMPLATES[e["kind"]][pool][int(tag[1:])]
                 assert _template_regex(tmpl).match(e["exp"]), (e["exp"], tmpl)
-                assert e["heldout_template"] == (pool == "heldout")
-                assert e["heldout_combo"] == ((e["category"], e["colour"]) in HELDOUT_COMBOS)
+                assert e["heldout_template"] == (pool != "train")
+                pair = (e["category"], e["colour"])
+                assert e["heldout_combo"] == (pair in HELDOUT_COMBOS or pair in VAL_HELDOUT_COMBOS)
                 assert category(e["category"])
-    for v in meta["test"].values():
-        flags += [e["heldout"] for e in v["expressions"].values()]
-    assert any(flags) and not all(flags)
+    for split in ("val", "test"):
+        flags = [e["heldout"] for v in meta[split].values() for e in v["expressions"].values()]
+        assert any(flags) and not all(flags), split
 
 
 def test_template_counts():
     for kind, d in TEMPLATES.items():
-        assert len(d["train"]) >= 6 and len(d["heldout"]) >= 2, kind
+        assert len(d["train"]) >= 6 and len(d["heldout"]) >= 2 and len(d["val_heldout"]) >= 2, kind
         assert not set(d["train"]) & set(d["heldout"])
+        assert not (set(d["train"]) | set(d["heldout"])) & set(d["val_heldout"])
     for c in CATEGORIES:
         assert len(c.colours) - sum(c.name == h[0] for h in HELDOUT_COMBOS) >= 2
-        assert not any(c.name in u.split() for u in (*c.uses, *c.heldout_uses))
+        assert not any(c.name in u.split() for u in (*c.uses, *c.heldout_uses, *c.val_uses))
+        assert c.val_uses and not set(c.val_uses) & set(c.uses + c.heldout_uses)
+        # one val-only pair per category, in a colour it never takes in train or test
+        assert [col for cat, col in VAL_HELDOUT_COMBOS if cat == c.name] == [
+            col for cat, col in VAL_HELDOUT_COMBOS if cat == c.name and col not in c.colours
+        ] and sum(cat == c.name for cat, _ in VAL_HELDOUT_COMBOS) == 1
+    for g in GROUPS.values():
+        assert g.val_uses and not set(g.val_uses) & set(g.uses + g.heldout_uses)

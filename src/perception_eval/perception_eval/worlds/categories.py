@@ -17,11 +17,13 @@ __all__ = [
     "COLOURS",
     "GROUPS",
     "HELDOUT_COMBOS",
+    "VAL_HELDOUT_COMBOS",
     "Category",
     "Group",
     "category",
     "category_table",
     "train_colours",
+    "val_colours",
 ]
 
 #: Colour names and their nominal RGB values. Objects take these with a small per-object jitter and shading.
@@ -54,6 +56,8 @@ class Category:
         uses: verb phrases completing "something I could ..." that identify this category (training).
         heldout_uses: further such phrases used only in the test split.
         colour_part: what the colour name describes ("body", "handle", ...), for documentation.
+        val_uses: further such phrases used only in the val split (held out of train and test, so model
+            selection on val sees phrases no model trained on).
     """
 
     name: str
@@ -65,6 +69,7 @@ class Category:
     uses: tuple[str, ...]
     heldout_uses: tuple[str, ...]
     colour_part: str = "body"
+    val_uses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,22 +81,38 @@ class Group:
     plural: str
     uses: tuple[str, ...]
     heldout_uses: tuple[str, ...]
+    val_uses: tuple[str, ...] = ()
 
 
 GROUPS: dict[str, Group] = {
     "fruit": Group(
-        "fruit", "fruit", "fruits", ("eat as a healthy snack", "have for dessert"), ("grab for a quick bite",)
+        "fruit", "fruit", "fruits", ("eat as a healthy snack", "have for dessert"), ("grab for a quick bite",),
+        val_uses=("pack in a lunch box",),
     ),
     "tool": Group(
-        "tool", "tool", "tools", ("fix things around the house with", "keep in a toolbox"), ("use in a workshop",)
+        "tool", "tool", "tools", ("fix things around the house with", "keep in a toolbox"), ("use in a workshop",),
+        val_uses=("do some repairs with",),
     ),
     "drinkware": Group(
-        "drinkware", "container", "containers", ("drink from", "fill with water"), ("quench my thirst with",)
+        "drinkware", "container", "containers", ("drink from", "fill with water"), ("quench my thirst with",),
+        val_uses=("pour a drink into",),
     ),
-    "toy": Group("toy", "toy", "toys", ("play with",), ("have fun with",)),
-    "electronics": Group("electronics", "device", "devices", ("charge overnight",), ("plug into a charger",)),
-    "stationery": Group("stationery", "item", "items", ("put on a bookshelf",), ("find in a library",)),
-    "hardware": Group("hardware", "item", "items", ("hang on a hook by the door",), ("copy at a locksmith",)),
+    "toy": Group(
+        "toy", "toy", "toys", ("play with",), ("have fun with",),
+        val_uses=("keep a child busy with",),
+    ),
+    "electronics": Group(
+        "electronics", "device", "devices", ("charge overnight",), ("plug into a charger",),
+        val_uses=("watch videos on",),
+    ),
+    "stationery": Group(
+        "stationery", "item", "items", ("put on a bookshelf",), ("find in a library",),
+        val_uses=("put in a school bag",),
+    ),
+    "hardware": Group(
+        "hardware", "item", "items", ("hang on a hook by the door",), ("copy at a locksmith",),
+        val_uses=("keep on a key ring",),
+    ),
 }
 
 CATEGORIES: tuple[Category, ...] = (
@@ -99,61 +120,73 @@ CATEGORIES: tuple[Category, ...] = (
         "apple", "apples", "fruit", ("red", "green", "yellow"), 0.22, True,
         ("bake into a pie", "pick from a tree in autumn", "eat to keep the doctor away"),
         ("press into cider",),
+        val_uses=("dip in caramel",),
     ),
     Category(
         "banana", "bananas", "fruit", ("yellow", "green", "brown"), 0.32, False,
         ("peel and eat", "feed to a monkey", "slice onto my cereal"),
         ("give a hungry gorilla",),
+        val_uses=("mash into bread dough",),
     ),
     Category(
         "orange", "oranges", "fruit", ("orange", "yellow", "green"), 0.22, True,
         ("squeeze into fresh juice", "peel into segments", "get vitamin C from"),
         ("grate zest from for a cake",),
+        val_uses=("share with a friend at halftime",),
     ),
     Category(
         "knife", "knives", "tool", ("black", "brown", "red", "blue"), 0.40, False,
         ("cut bread with", "slice vegetables with", "spread butter with"),
         ("carve a roast with",), "handle",
+        val_uses=("chop onions with",),
     ),
     Category(
         "hammer", "hammers", "tool", ("brown", "red", "yellow", "black"), 0.36, False,
         ("drive a nail with", "knock a nail into the wall with", "pound a tent peg with"),
         ("hang a picture frame with",), "handle",
+        val_uses=("flatten a bent nail with",),
     ),
     Category(
         "scissors", "scissors", "tool", ("red", "blue", "orange", "black", "green", "purple"), 0.30, False,
         ("cut paper with", "trim a ribbon with", "snip coupons out of a magazine with"),
         ("give someone a haircut with",), "handles",
+        val_uses=("cut out a paper snowflake with",),
     ),
     Category(
         "cup", "cups", "drinkware", ("white", "red", "blue", "green", "yellow", "pink", "purple"), 0.26, True,
         ("drink coffee from", "drink hot tea from", "hold my morning cappuccino in"),
         ("sip hot cocoa from",),
+        val_uses=("warm my hands around",),
     ),
     Category(
         "bottle", "bottles", "drinkware", ("green", "blue", "white", "brown", "orange"), 0.36, True,
         ("take water on a hike in", "keep a drink in with a screw cap", "refill at a water fountain"),
         ("send a message in at sea",),
+        val_uses=("carry juice to school in",),
     ),
     Category(
         "ball", "balls", "toy", ("red", "blue", "yellow", "green", "orange", "purple", "pink", "white"), 0.22, False,
         ("play catch with", "kick around in the park", "throw for the dog"),
         ("dribble on a basketball court",),
+        val_uses=("bounce against a wall",),
     ),
     Category(
         "phone", "phones", "electronics", ("black", "white", "blue", "pink", "purple", "red"), 0.28, True,
         ("call my mother with", "send a text message with", "take a selfie with"),
         ("check the weather forecast on",), "case",
+        val_uses=("video call my friend with",),
     ),
     Category(
         "book", "books", "stationery", ("red", "blue", "green", "brown", "orange", "purple", "black"), 0.34, True,
         ("read a story from", "learn new words from", "read before bed"),
         ("borrow from the library",), "cover",
+        val_uses=("look up a recipe in",),
     ),
     Category(
         "key", "keys", "hardware", ("gray", "yellow", "red", "blue"), 0.24, False,
         ("unlock the front door with", "open a padlock with", "start the car with"),
         ("lock the garden shed with",),
+        val_uses=("open the mailbox with",),
     ),
 )
 
@@ -176,6 +209,23 @@ HELDOUT_COMBOS: tuple[tuple[str, str], ...] = (
     ("key", "red"),
 )
 
+#: (category, colour) pairs that appear only in the val split (one per category): colours no category takes in
+#: train or test, so model selection on val meets pairs that no shipped model trained on and test stays as it was.
+VAL_HELDOUT_COMBOS: tuple[tuple[str, str], ...] = (
+    ("apple", "pink"),
+    ("banana", "red"),
+    ("orange", "red"),
+    ("knife", "green"),
+    ("hammer", "blue"),
+    ("scissors", "yellow"),
+    ("cup", "orange"),
+    ("bottle", "red"),
+    ("ball", "black"),
+    ("phone", "green"),
+    ("book", "yellow"),
+    ("key", "black"),
+)
+
 _BY_NAME = {c.name: c for c in CATEGORIES}
 
 
@@ -187,6 +237,11 @@ def category(name: str) -> Category:
 def train_colours(name: str) -> tuple[str, ...]:
     """The colours category ``name`` may take in train/val (its colours minus the held-out pairs)."""
     return tuple(c for c in _BY_NAME[name].colours if (name, c) not in HELDOUT_COMBOS)
+
+
+def val_colours(name: str) -> tuple[str, ...]:
+    """The colours category ``name`` may take in val: its train colours and its val-only held-out colour."""
+    return train_colours(name) + tuple(col for cat, col in VAL_HELDOUT_COMBOS if cat == name)
 
 
 def category_table() -> list[dict]:
@@ -205,6 +260,7 @@ def category_table() -> list[dict]:
                 "upright": c.upright,
                 "uses": list(c.uses),
                 "heldout_uses": list(c.heldout_uses),
+                "val_uses": list(c.val_uses),
             }
         )
     return rows

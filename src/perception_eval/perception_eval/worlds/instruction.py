@@ -16,12 +16,16 @@ Instructions (1-3 per video), each about one object, all decidable from the FIRS
   only when the target wins in frame 0 by a margin (centroid 0.1 x width / height apart, or 2x the
   visible area) over every other member ("the fruit on the left", "the largest cup").
 
-Held-out parts for an honest test split: each kind has training templates (>= 6) and held-out templates
-(>= 2) used only in ``test``; one colour per category (:data:`~perception_eval.worlds.categories.HELDOUT_COMBOS`)
-never appears in ``train`` or ``val`` (in any object, target or not); each category and group has held-out
-use phrases for implicit instructions, used only in ``test``. ``val`` is drawn like ``train`` (seen templates,
-combos and phrases). Test expressions mix held-out and seen parts; each records ``heldout`` (any held-out
-part) and which: ``heldout_template``, ``heldout_combo`` (the target's colour/category pair), ``heldout_use``.
+Held-out parts for an honest test split, and others of its own for val, so that model selection on val measures
+generalisation rather than fitting: each kind has training templates (>= 6), held-out templates (>= 2) used only in
+``test`` and others used only in ``val``; one colour per category
+(:data:`~perception_eval.worlds.categories.HELDOUT_COMBOS`) never appears in ``train`` or ``val`` (in any object,
+target or not), and one more pair per category, in a colour that category never takes elsewhere
+(:data:`~perception_eval.worlds.categories.VAL_HELDOUT_COMBOS`), appears only in ``val``; each category and group
+has held-out use phrases for implicit instructions used only in ``test`` and others used only in ``val``. Val and
+test expressions mix held-out and seen parts; each records ``heldout`` (any part held out of training) and which:
+``heldout_template``, ``heldout_combo`` (the target's colour/category pair), ``heldout_use``. The val parts draw
+nothing from the random streams of ``train`` and ``test``: those splits are the same as before val had them.
 
 Layout written under ``root``::
 
@@ -46,7 +50,17 @@ import cv2
 import numpy as np
 
 from ..datasets.common import write_index_mask
-from .categories import CATEGORIES, CATEGORY_NAMES, GROUPS, HELDOUT_COMBOS, category, category_table, train_colours
+from .categories import (
+    CATEGORIES,
+    CATEGORY_NAMES,
+    GROUPS,
+    HELDOUT_COMBOS,
+    VAL_HELDOUT_COMBOS,
+    category,
+    category_table,
+    train_colours,
+    val_colours,
+)
 from .common import SPLITS, item_rng, prepare_output, run_jobs, write_json
 from .drawing import ObjectPose, background, composite, jitter_colour, render_sprite
 
@@ -64,7 +78,8 @@ GENERATOR_VERSION = "1.0.0"
 WORLD_CODE = 1
 KINDS: tuple[str, ...] = ("explicit", "implicit", "relational")
 
-#: Paraphrase templates per kind: ``train`` ones (train/val/test) and ``heldout`` ones (test only).
+#: Paraphrase templates per kind: ``train`` ones (train/val/test), ``heldout`` ones (test only) and ``val_heldout``
+#: ones (val only).
 #: Slots: explicit ``{desc}`` ("red ball"); implicit ``{use}`` (a verb phrase completing "something I could
 #: ..."); relational ``{adj}``/``{pos}``/``{cmp}`` (the relation's words) and ``{set}``/``{sets}``.
 TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -83,6 +98,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "can you watch the {desc} for me?",
             "I'm looking for the {desc}",
         ),
+        "val_heldout": (
+            "stay on the {desc} please",
+            "could you follow the {desc} around?",
+            "the {desc} is what I want tracked",
+        ),
     },
     "implicit": {
         "train": (
@@ -99,6 +119,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "point out an item I might {use}",
             "what here could I {use}?",
         ),
+        "val_heldout": (
+            "I need something to {use}; track it",
+            "anything around that I can {use}?",
+            "look for what I might {use}",
+        ),
     },
     "relational": {
         "train": (
@@ -114,6 +139,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "among the {sets}, pick whichever is {cmp}",
             "out of the {sets}, I mean the {adj} one",
             "which {set} is {cmp}? track that one",
+        ),
+        "val_heldout": (
+            "of all the {sets}, the one {pos}",
+            "I want the {set} that is {cmp}",
+            "stay on the {adj} {set} please",
         ),
     },
 }
@@ -150,10 +180,10 @@ class InstructionWorldConfig:
         fps: nominal frame rate (metadata; motion is in pixels per frame, scaled with the width).
         objects_min, objects_max: objects per video (inclusive).
         expressions_min, expressions_max: instructions per video (inclusive).
-        heldout_template_rate: test split -- chance that an expression uses a held-out template.
-        heldout_combo_rate: test split -- chance that a video contains a held-out colour/category object
+        heldout_template_rate: val and test splits -- chance that an expression uses a held-out template.
+        heldout_combo_rate: val and test splits -- chance that a video contains a held-out colour/category object
             (which is then preferred as a target half of the time).
-        heldout_use_rate: test split -- chance that an implicit expression uses a held-out use phrase.
+        heldout_use_rate: val and test splits -- chance that an implicit expression uses a held-out use phrase.
         occlusion_rate: chance that an object in front of a target is sent across it mid-video.
         jpeg_quality: JPEG quality of the frames.
     """
@@ -211,15 +241,25 @@ class _Obj:
 # ----------------------------------------------------------------------------------------------- scenes
 
 
+#: Per split with held-out parts: its colour/category pairs, template pool, use-phrase attribute and template tag.
+HELDOUT_PARTS: dict[str, dict] = {
+    "test": {"combos": HELDOUT_COMBOS, "templates": "heldout", "uses": "heldout_uses", "tag": "h"},
+    "val": {"combos": VAL_HELDOUT_COMBOS, "templates": "val_heldout", "uses": "val_uses", "tag": "v"},
+}
+
+
 def _allowed_colours(cat: str, split: str) -> tuple[str, ...]:
-    return category(cat).colours if split == "test" else train_colours(cat)
+    if split == "test":
+        return category(cat).colours
+    return val_colours(cat) if split == "val" else train_colours(cat)
 
 
 def _sample_objects(rng: np.random.Generator, cfg: InstructionWorldConfig, split: str, force_heldout: bool):
     n = int(rng.integers(cfg.objects_min, cfg.objects_max + 1))
     picks: list[tuple[str, str, float]] = []  # (category, colour, size multiplier)
     if force_heldout:
-        picks.append((*HELDOUT_COMBOS[int(rng.integers(len(HELDOUT_COMBOS)))], 1.0))
+        combos = HELDOUT_PARTS[split]["combos"]
+        picks.append((*combos[int(rng.integers(len(combos)))], 1.0))
     while len(picks) < n:
         r = rng.random()
         if picks and r < 0.3:  # same colour, another category
@@ -259,7 +299,7 @@ def _sample_objects(rng: np.random.Generator, cfg: InstructionWorldConfig, split
                 colour=col,
                 rgb=jitter_colour(rng, col),
                 size=category(cat).size * unit * float(np.clip(mult * rng.uniform(0.75, 1.3), 0.45, 1.9)),
-                heldout_combo=(cat, col) in HELDOUT_COMBOS,
+                heldout_combo=(cat, col) in HELDOUT_COMBOS or (cat, col) in VAL_HELDOUT_COMBOS,
             )
         )
     return objs
@@ -460,13 +500,14 @@ def _pick(rng: np.random.Generator, items):
 
 
 def _phrase(rng, cand: dict, kind: str, objs_by_id: dict, split: str, cfg: InstructionWorldConfig) -> dict:
-    held_t = split == "test" and rng.random() < cfg.heldout_template_rate
-    pool = TEMPLATES[kind]["heldout" if held_t else "train"]
+    parts = HELDOUT_PARTS.get(split)
+    held_t = parts is not None and rng.random() < cfg.heldout_template_rate
+    pool = TEMPLATES[kind][parts["templates"] if held_t else "train"]
     t_index = int(rng.integers(len(pool)))
     template = pool[t_index]
     target = objs_by_id[cand["target"]]
     rec = {
-        "template": f"{kind[:3]}-{'h' if held_t else 't'}{t_index}",
+        "template": f"{kind[:3]}-{parts['tag'] if held_t else 't'}{t_index}",
         "heldout_template": held_t,
         "heldout_combo": target.heldout_combo,
         "heldout_use": False,
@@ -475,8 +516,8 @@ def _phrase(rng, cand: dict, kind: str, objs_by_id: dict, split: str, cfg: Instr
         text = template.format(desc=cand["desc"])
     elif kind == "implicit":
         src = category(cand["refers"]) if cand["level"] == "category" else GROUPS[cand["refers"]]
-        held_u = split == "test" and rng.random() < cfg.heldout_use_rate
-        use = _pick(rng, src.heldout_uses if held_u else src.uses)
+        held_u = parts is not None and rng.random() < cfg.heldout_use_rate
+        use = _pick(rng, getattr(src, parts["uses"]) if held_u else src.uses)
         text = template.format(use=use)
         rec.update(heldout_use=held_u, refers=cand["refers"], use=use)
     else:
@@ -492,7 +533,7 @@ def _choose_expressions(rng, cands: dict, objs: list[_Obj], split: str, cfg: Ins
     objs_by_id = {o.obj_id: o for o in objs}
     n = int(rng.integers(cfg.expressions_min, cfg.expressions_max + 1))
     kinds = [KINDS[int(i)] for i in rng.permutation(len(KINDS))]
-    prefer_held = split == "test" and rng.random() < 0.5
+    prefer_held = split in HELDOUT_PARTS and rng.random() < 0.5
     chosen: list[dict] = []
     used_targets: set[int] = set()
     texts: set[str] = set()
@@ -545,7 +586,7 @@ def _make_video(job) -> dict:
     rng = item_rng(seed, WORLD_CODE, split, index)
     video_id = f"{split}_{index:05d}"
     n_frames = int(rng.integers(cfg.frames_min, cfg.frames_max + 1))
-    force_held = split == "test" and rng.random() < cfg.heldout_combo_rate
+    force_held = split in HELDOUT_PARTS and rng.random() < cfg.heldout_combo_rate
     bg = background(rng, cfg.height, cfg.width)
     for _attempt in range(200):
         objs = _sample_objects(rng, cfg, split, force_held)
@@ -673,6 +714,7 @@ def generate_instruction_world(
         "categories": category_table(),
         "groups": [asdict(g) for g in GROUPS.values()],
         "heldout_combos": [list(p) for p in HELDOUT_COMBOS],
+        "val_heldout_combos": [list(p) for p in VAL_HELDOUT_COMBOS],
         "templates": {k: {p: list(v) for p, v in d.items()} for k, d in TEMPLATES.items()},
         "relations": RELATIONS,
         "rules": {
