@@ -26,7 +26,10 @@ def test_live_stats_latency_missed_and_frames_queued_beyond_the_newest():
     assert (s["published"], s["processed"], s["missed"]) == (5, 4, 1)
     assert s["latency_ms_p50"] == pytest.approx(38.5) and s["latency_ms_max"] == pytest.approx(124.0)
     assert s["queued_beyond_newest_max"] == 2 and s["frames_taken_while_newer_waited"] == 1
-    assert s["out_of_order"] == 1 and s["input_fps"] == pytest.approx(4 / 0.133)
+    assert s["out_of_order"] == 1 and s["input_fps"] == pytest.approx(1 / 0.033)  # the median gap
+    # a phase in two windows with a pause between them: the rate is still the windows' own
+    windowed = [0, 33 * MS, 66 * MS, 2000 * MS, 2033 * MS, 2066 * MS]
+    assert live_stats(windowed, [], margin_ns=5 * MS)["input_fps"] == pytest.approx(1 / 0.033)
     assert s["queued_examples"] == [{"frame": 2, "newest_published": 4, "newest_waited_ms": 17.0, "latency_ms": 124.0}]
     # frame 20 is taken at 30 ms (the worker's previous answer): frame 27 came 3 ms before -- inside a 5 ms
     # margin (still in transit), outside a 1 ms one
@@ -131,6 +134,7 @@ def test_short_run_writes_complete_sane_json(tmp_path, ros_available):
             assert 0 < phase["latency_ms_p50"] <= phase["latency_ms_p99"] <= phase["latency_ms_max"]
     assert t["live_idle"]["latency_frames"] > 0 and a["live"]["latency_frames"] > 0
     assert t["live_reasoning"]["brain_calls"] >= 1  # tau = 1: the brain is asked again and again
+    assert t["live_idle"]["windows"] == t["live_reasoning"]["windows"] == 3  # the phases alternated
     calls = t["reasoning_calls"]
     assert calls["calls"] >= 2 and calls["failed"] == 0 and 0 < calls["latency_s_p50"] <= calls["latency_s_max"]
     if t["latency_p99_ratio"] is not None:

@@ -11,7 +11,9 @@ inside that run (same machine, same load):
 * frame latency p50 / p99 with the brain idle and while it reasons (the headline ratio): a tracker node with the
   default tau (its brain idle once the instruction is answered) and one with ``tau = 1`` (the brain rethinks
   over and over, so frames are decoded while it works); only frames whose processing overlapped a brain call
-  count as "while it reasons";
+  count as "while it reasons", and only frames that overlapped no brain call of either node as "idle". The two
+  phases alternate in ``--latency-windows`` windows each (A, B, A, B, ...; before each A window B's call in flight
+  is let finish), so a machine whose speed drifts during the run biases neither p99;
 * frames missed in live mode at 30 fps input, and frames queued beyond the newest (the node must always take
   the newest frame: a frame taken while a newer one had already been published for ``--queue-margin-ms`` is
   a queueing violation);

@@ -79,10 +79,11 @@ def live_stats(
             )
         out_of_order += r[0] < last_stamp
         last_stamp = max(last_stamp, r[0])
-    duration = (stamps[-1] - stamps[0]) / NS if len(stamps) > 1 else 0.0
+    gaps = np.diff(stamps) if len(stamps) > 1 else np.array([])
+    gap = float(np.median(gaps)) / NS if len(gaps) else 0.0  # the median gap: phases may come in windows
     return {
         "published": len(stamps),
-        "input_fps": (len(stamps) - 1) / duration if duration > 0 else None,
+        "input_fps": 1.0 / gap if gap > 0 else None,
         "processed": len(mine),
         "missed": len(stamps) - len(mine),
         "latency_frames": len(kept),
@@ -201,6 +202,19 @@ class Bench:
                 done = last is None or any(r[0] == last for r in rows())
             if done or not self.io.wait_for(lambda n=n: len(rows()) > n, seconds):
                 return
+
+    def wait_brain_idle(self, rows: Callable[[], list], reasoning: Callable[[], list], timeout: float = 30.0) -> bool:
+        """Wait until no brain call of a tracker (its outputs ``rows``, its Reasoning records ``reasoning``) is in
+        flight; False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = time.time_ns()
+            with self.io.lock:
+                spans = brain_intervals(list(rows()), list(reasoning()), now + 1)
+            if not any(end > now for _, end in spans):
+                return True
+            time.sleep(0.05)
+        return False
 
     def closed_loop(
         self,
@@ -344,38 +358,52 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
             bench, bare, lambda: bench.closed_loop(pubs["a"][0], lambda: log_a.results[i0:], args.frames)
         )
     )
-    i0, r0 = len(log_a.results), len(log_a.reasoning)
-    before = bench.diag(a.fqn)
-    stamps = bench.paced([pubs["a"][0]], args.live_seconds)
-    bench.drain(lambda: log_a.results[i0:], stamps)
-    rows = list(log_a.results[i0:])
-    spans = brain_intervals(rows, list(log_a.reasoning[r0:]), time.time_ns())
-    idle = live_stats(
-        stamps,
-        rows,
-        margin_ns=bench.margin_ns,
-        keep=lambda r: r[2] in DECODED and not overlaps(r, spans),
-    )
-    idle.update(_node_counts(before, bench.diag(a.fqn)))
-    out["live_idle"] = idle
-
-    # B: the brain rethinks over and over; latency of the frames decoded while it works
+    # Latency: A at the live input rate with its brain idle, B while its brain rethinks, in alternating windows
+    # (--latency-windows), so that a machine whose speed drifts (this project's 2-core VM changes speed by up to 2x
+    # within seconds, unseen by the guest) biases neither figure. Before each A window B's brain call in flight is
+    # let finish (B starts none without frames), and A's frames that still overlap one of B's calls are left out.
     warm("b")
     log_b = logs["b"]
-    i0, r0 = len(log_b.results), len(log_b.reasoning)
-    stamps = bench.paced([pubs["b"][0]], args.reasoning_seconds)
-    bench.drain(lambda: log_b.results[i0:], stamps)
-    rows = list(log_b.results[i0:])
-    spans = brain_intervals(rows, list(log_b.reasoning[r0:]), time.time_ns())
-    busy = live_stats(
-        stamps,
+    i0, r0 = len(log_a.results), len(log_a.reasoning)
+    j0, q0 = len(log_b.results), len(log_b.reasoning)
+    before = bench.diag(a.fqn)
+    rows_b = lambda: log_b.results[j0:]  # noqa: E731
+    stamps_a: list[int] = []
+    stamps_b: list[int] = []
+    windows = max(1, args.latency_windows)
+    for _ in range(windows):
+        bench.wait_brain_idle(rows_b, lambda: log_b.reasoning[q0:])
+        stamps = bench.paced([pubs["a"][0]], args.live_seconds / windows)
+        bench.drain(lambda: log_a.results[i0:], stamps)
+        stamps_a += stamps
+        stamps = bench.paced([pubs["b"][0]], args.reasoning_seconds / windows)
+        bench.drain(rows_b, stamps)
+        stamps_b += stamps
+    end_ns = time.time_ns()
+    rows = list(log_a.results[i0:])
+    spans_a = brain_intervals(rows, list(log_a.reasoning[r0:]), end_ns)
+    spans_b = brain_intervals(list(rows_b()), list(log_b.reasoning[q0:]), end_ns)
+    idle = live_stats(
+        stamps_a,
         rows,
         margin_ns=bench.margin_ns,
-        keep=lambda r: r[2] in DECODED and overlaps(r, spans),
+        keep=lambda r: r[2] in DECODED and not overlaps(r, spans_a) and not overlaps(r, spans_b),
     )
-    busy["brain_calls"] = len(spans)
-    busy["brain_busy_fraction"] = _busy_fraction(spans, stamps)
-    busy["decoded_frames_with_brain_idle"] = sum(1 for r in rows if r[2] in DECODED and not overlaps(r, spans))
+    idle.update(_node_counts(before, bench.diag(a.fqn)))
+    idle["windows"] = windows
+    out["live_idle"] = idle
+
+    rows = list(rows_b())
+    busy = live_stats(
+        stamps_b,
+        rows,
+        margin_ns=bench.margin_ns,
+        keep=lambda r: r[2] in DECODED and overlaps(r, spans_b),
+    )
+    busy["windows"] = windows
+    busy["brain_calls"] = len(spans_b)
+    busy["brain_busy_fraction"] = _busy_fraction(spans_b, stamps_b)
+    busy["decoded_frames_with_brain_idle"] = sum(1 for r in rows if r[2] in DECODED and not overlaps(r, spans_b))
     out["live_reasoning"] = busy
     out["latency_p99_ratio"] = ratio(busy["latency_ms_p99"], idle["latency_ms_p99"])
     if busy["latency_frames"] == 0:
@@ -383,7 +411,7 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
             "tracker: no decoded frame overlapped a brain call (the brain answers faster than a frame "
             "period); the latency ratio is undefined for this model"
         )
-    out["reasoning_calls"] = _reasoning(list(log_b.reasoning[r0:]) + list(log_a.reasoning))
+    out["reasoning_calls"] = _reasoning(list(log_b.reasoning[q0:]) + list(log_a.reasoning))
     return out
 
 
@@ -703,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-chunk", type=int, default=512, help="samples per bench audio chunk (16 kHz)")
     p.add_argument("--live-seconds", type=float, default=10.0, help="live phase with the brain idle")
     p.add_argument("--reasoning-seconds", type=float, default=15.0, help="live phase while the brain reasons")
+    p.add_argument("--latency-windows", type=int, default=3,
+                   help="the two live phases alternate in this many windows each (a drifting machine biases neither)")
     p.add_argument("--memory-minutes", type=float, default=0.5, help="memory phase length (the target: 10)")
     p.add_argument("--instruction-period", type=float, default=10.0, help="memory phase: seconds between instructions")
     p.add_argument("--width", type=int, default=640)
