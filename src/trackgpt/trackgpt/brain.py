@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from torch import nn
 
 from .config import BrainConfig
 from .errors import BrainError, CheckpointError, InstructionError, PrecisionError, ReasoningCancelled
-from .llava import DTYPES, IMAGE_TOKEN, build_tiny_llava, load_llava_folder
+from .llava import DTYPES, IMAGE_TOKEN, build_tiny_llava, load_llava_folder, use_sam_tokens
 
 TRACK_TOKEN = "<TK>"
 PURPORT_TOKEN = "<PO>"
@@ -210,6 +210,15 @@ class TrackGPTBrain(nn.Module):
         self._add_tokens()
         self.track_token_id = int(tokenizer.convert_tokens_to_ids(self.track_token))
         self.purport_token_id = int(tokenizer.convert_tokens_to_ids(PURPORT_TOKEN))
+        # vision_source "sam": the frame's SAM image embedding is the brain's image, pooled to its token grid
+        self._image_encoder: Callable[[np.ndarray], torch.Tensor] | None = None
+        if config.vision_source == "sam":
+            use_sam_tokens(model)
+
+    def attach_image_encoder(self, encode: Callable[[np.ndarray], torch.Tensor]) -> None:
+        """``vision_source == "sam"``: ``encode(frame_rgb8)`` gives the frame's ``1 x C x h x w`` SAM image
+        embedding (the perception's ``encode_frame``), which :meth:`preprocess_image` hands to the brain."""
+        self._image_encoder = encode
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -299,7 +308,13 @@ class TrackGPTBrain(nn.Module):
     # ------------------------------------------------------------------ input
     def preprocess_image(self, frame_rgb8: np.ndarray) -> torch.Tensor:
         """``H x W x 3`` uint8 RGB -> ``1 x 3 x S x S`` pixel values in the brain's dtype (pad to square, resize;
-        a LISA brain: CLIP's shortest-edge resize and centre crop)."""
+        a LISA brain: CLIP's shortest-edge resize and centre crop; ``vision_source == "sam"``: the frame's SAM image
+        embedding, ``1 x C x h x w``, from the attached image encoder, without gradient)."""
+        if self.config.vision_source == "sam":
+            if self._image_encoder is None:
+                raise BrainError("brain.vision_source 'sam' reads the perception's image encoder, and none is attached")
+            with torch.no_grad():
+                return self._image_encoder(frame_rgb8).to(self.device, self.dtype)
         if self.lisa:
             x = clip_resize_crop(frame_rgb8, self.vision_image_size)
             x = (x.astype(np.float32) / 255.0 - self.image_mean) / self.image_std

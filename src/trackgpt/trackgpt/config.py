@@ -32,6 +32,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 PERCEPTION_PRECISIONS = ("fp32", "bf16", "fp16")
 BRAIN_SOURCES = ("tiny", "folder", "smollm2")
 BRAIN_STYLES = ("trackgpt", "lisa")
+VISION_SOURCES = ("tower", "sam")
 PURPORT_SOURCES = ("head", "iou")
 
 #: LISA's chat prompt for its released models (``chat.py``: conversation template ``llava_v1``, the image token
@@ -191,6 +192,14 @@ class BrainConfig:
         image_mean, image_std: the vision tower's normalisation in 0..1 (CLIP's by default; a folder's
             ``preprocessor_config.json`` overrides them).
         seed: seed of random initialisation for built brains.
+        vision_source: what the brain's visual tokens come from: ``"tower"`` (the LLaVA vision tower, the paper's
+            CLIP) or ``"sam"``: the perception's SAM image embedding of the frame (``C x h x w``), average-pooled
+            to the ``(vision.image_size / vision.patch_size)``-square grid, through the projector, so one image
+            encoder serves both (``vision.hidden_size`` must be ``sam.prompt_embed_dim``; the LLaVA vision tower is
+            replaced and never run). A DEVIATION from the paper for the embedded configuration: linear probes
+            (``scripts/probe_trackgpt_features.py``, ``results/embedded/probe.md``) read an object's colour and
+            category from the embedded SAM encoder far better than from its from-scratch vision tower (category
+            62-66 % against 25-30 %).
         style: ``"trackgpt"`` (this project's brains) or ``"lisa"`` (an imported LISA checkpoint, run as LISA's
             ``chat.py`` runs it: its tokenizer rules, CLIP's shortest-edge resize and centre crop instead of the
             square pad, greedy answers that stop at EOS only, the referring state read before the FIRST
@@ -217,6 +226,7 @@ class BrainConfig:
     image_std: tuple[float, float, float] = CLIP_STD
     seed: int = 0
     style: str = "trackgpt"
+    vision_source: str = "tower"
 
     def validate(self) -> None:
         if self.style not in BRAIN_STYLES:
@@ -237,6 +247,10 @@ class BrainConfig:
             raise ConfigError(f"brain.state_window must be an integer >= 1, got {self.state_window!r}")
         if not isinstance(self.state_layer, int):
             raise ConfigError(f"brain.state_layer must be an integer (a hidden_states index), got {self.state_layer!r}")
+        if self.vision_source not in VISION_SOURCES:
+            raise ConfigError(f"brain.vision_source {self.vision_source!r} is not one of {VISION_SOURCES}")
+        if self.vision_source == "sam" and (self.train_vision_tower or self.style == "lisa"):
+            raise ConfigError("brain.vision_source 'sam' has no vision tower to train and is not LISA's")
 
 
 @dataclass(frozen=True)
@@ -291,6 +305,10 @@ class TrackGPTConfig:
             raise ConfigError("sam.prompt_embed_dim must be divisible by propagation_num_heads")
         if self.projection_depth < 1 or self.purport_head_depth < 1:
             raise ConfigError("projection_depth and purport_head_depth must be at least 1")
+        width = dict(self.brain.vision).get("hidden_size")
+        if self.brain.vision_source == "sam" and width is not None and width != self.sam.prompt_embed_dim:
+            raise ConfigError(f"brain.vision_source 'sam': brain.vision.hidden_size ({width}) must be the SAM "
+                              f"embedding's channels, sam.prompt_embed_dim ({self.sam.prompt_embed_dim})")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import BrainConfig
@@ -113,6 +114,35 @@ def build_llava(
         torch.manual_seed(seed)
         model = LlavaForConditionalGeneration(cfg)
     return model.eval()
+
+
+class SamVisionTokens(nn.Module):
+    """Stands in for a LLaVA vision tower when the brain sees through the perception's SAM image encoder
+    (``BrainConfig.vision_source == "sam"``): its "pixel values" are SAM image embeddings ``B x C x h x w``,
+    average-pooled to ``grid x grid`` tokens; every hidden state LLaVA may select holds a zero class token (which
+    its "default" feature selection drops) followed by those tokens, so LLaVA's projector and token splicing run
+    unchanged. No weights."""
+
+    def __init__(self, grid: int) -> None:
+        super().__init__()
+        self.grid = int(grid)
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Any):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        tokens = F.adaptive_avg_pool2d(pixel_values, self.grid).flatten(2).transpose(1, 2)
+        hidden = torch.cat([tokens.new_zeros(tokens.shape[0], 1, tokens.shape[2]), tokens], dim=1)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=hidden, pooler_output=hidden[:, 0], hidden_states=(hidden,) * 2
+        )
+
+
+def use_sam_tokens(model: nn.Module) -> None:
+    """Replace a LLaVA model's vision tower by :class:`SamVisionTokens` on its own token grid (image size over patch
+    size of its vision config)."""
+    vc = model.config.vision_config
+    owner = model.model if hasattr(model, "model") and hasattr(model.model, "vision_tower") else model
+    owner.vision_tower = SamVisionTokens(int(vc.image_size) // int(vc.patch_size))
 
 
 def build_tiny_llava(config: BrainConfig) -> tuple[nn.Module, Any]:

@@ -267,7 +267,14 @@ class TrackGPT(nn.Module):
         if self.projection is not None:
             self.projection.to(dtype)
         self.brain = brain
+        if brain is not None and brain.config.vision_source == "sam":
+            brain.attach_image_encoder(self._sam_image)  # the brain sees the frame through this SAM encoder
         self.eval()
+
+    def _sam_image(self, frame: np.ndarray) -> torch.Tensor:
+        if self.perception is None:
+            raise BrainError("brain.vision_source 'sam' needs the perception's image encoder, and it was dropped")
+        return self.perception.encode_frame(frame).embeddings
 
     @classmethod
     def from_config(cls, config: TrackGPTConfig | str, **overrides: Any) -> TrackGPT:
@@ -336,7 +343,9 @@ class TrackGPT(nn.Module):
     def _image_encoder_saved(self) -> bool:
         return not self.config.sam.checkpoint
 
-    def _saved_view(self, *, image_encoder: bool, vision_tower: bool | None = None) -> nn.Module:
+    def _saved_view(
+        self, *, image_encoder: bool, vision_tower: bool | None = None, projector: bool = True
+    ) -> nn.Module:
         """A module tree whose state dict is exactly what ``model.safetensors`` holds."""
         root = nn.Module()
         perception, sam = nn.Module(), nn.Module()
@@ -357,7 +366,7 @@ class TrackGPT(nn.Module):
             brain.added_tokens = nn.Module()
             for name, value in rows.items():
                 brain.added_tokens.register_parameter(name, nn.Parameter(value, requires_grad=False))
-            if self.config.brain.train_vision_projector:
+            if self.config.brain.train_vision_projector and projector:
                 brain.multi_modal_projector = _find_module(self.brain.model, "multi_modal_projector")
             if self.config.brain.train_vision_tower if vision_tower is None else vision_tower:
                 brain.vision_tower = _find_module(self.brain.model, "vision_tower")
@@ -397,7 +406,9 @@ class TrackGPT(nn.Module):
             folder: the checkpoint folder.
             brain: an already loaded brain to use instead of loading the referenced one.
             with_brain: False: the perception alone (the brain and phi tensors are left unread).
-            brain_overrides: :class:`BrainConfig` field changes (e.g. ``path=...``, ``precision="bf16"``).
+            brain_overrides: :class:`BrainConfig` field changes (e.g. ``path=...``, ``precision="bf16"``). One that
+                changes ``vision_source`` (a model that learns to see through its SAM encoder) leaves the saved
+                projector and vision tower unread: the new projector starts from its seeded initialisation.
 
         Raises:
             CheckpointError: missing files, wrong ``model_type``, bad config, or tensors that are missing,
@@ -410,6 +421,7 @@ class TrackGPT(nn.Module):
             raise CheckpointError(f"{folder} has format_version {got!r}, expected {FORMAT_VERSION}")
         try:
             config = TrackGPTConfig.from_dict(meta.get("config", {}))
+            saved_source = config.brain.vision_source
             if meta.get("image_encoder_saved"):
                 config = config.replace(sam={"checkpoint": None})
             elif config.sam.checkpoint and not Path(config.sam.checkpoint).is_absolute():
@@ -419,6 +431,10 @@ class TrackGPT(nn.Module):
         except ConfigError as exc:
             raise CheckpointError(f"{folder / 'config.json'}: {exc}") from exc
         tensors = read_tensors(folder)
+        switched = with_brain and config.brain.vision_source != saved_source  # the saved eyes do not fit
+        if switched:
+            tensors = {k: v for k, v in tensors.items()
+                       if not k.startswith(("brain.multi_modal_projector.", "brain.vision_tower."))}
         if not with_brain:
             brain = None
             tensors = {k: v for k, v in tensors.items() if not k.startswith(("projection.", "brain."))}
@@ -437,7 +453,8 @@ class TrackGPT(nn.Module):
         model = cls(config=config, brain=brain)
         # a folder saved before its vision tower was trained has none (train_vision_tower may be an override)
         view = model._saved_view(
-            image_encoder=bool(meta.get("image_encoder_saved")), vision_tower=bool(meta.get("vision_tower_saved"))
+            image_encoder=bool(meta.get("image_encoder_saved")),
+            vision_tower=bool(meta.get("vision_tower_saved")) and not switched, projector=not switched,
         )
         load_strict(view, tensors, f"checkpoint {folder / 'model.safetensors'}")
         if brain is not None:
