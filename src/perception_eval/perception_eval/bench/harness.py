@@ -709,7 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker-model", default=None, help=f"tracker model (default {DEFAULT_MODELS['tracker']})")
     p.add_argument("--avs-model", default=None, help=f"AVS model (default {DEFAULT_MODELS['avs']})")
     p.add_argument("--only", choices=("tracker", "avs"), default=None, help="measure one node kind only")
-    p.add_argument("--frames", type=int, default=60, help="frames timed in the bare and closed-loop runs")
+    p.add_argument("--frames", type=int, default=300,
+                   help="frames timed in the bare and closed-loop runs (at 60, some 2 s, this machine's speed swings "
+                        "moved node / bare by 0.2 from run to run)")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     p.add_argument("--fps", type=float, default=30.0, help="live input rate")
     p.add_argument("--image-qos", default="auto", choices=("auto", "best_effort", "reliable"),
