@@ -9,7 +9,15 @@ import os
 
 import pytest
 
-from perception_eval.bench.harness import brain_intervals, live_stats, may_publish, overlaps, taken_at, targets
+from perception_eval.bench.harness import (
+    brain_intervals,
+    live_stats,
+    may_publish,
+    overlaps,
+    resolve_cpus,
+    taken_at,
+    targets,
+)
 
 MS = 1_000_000
 
@@ -72,6 +80,12 @@ def test_audio_chunks_are_contiguous_and_due_when_captured():
         start, due = audio_chunk_schedule(t0, k, 512, 16000, 0.0)
         assert due == starts[k + 1]  # due once its last sample is captured
         assert audio_chunk_schedule(t0, k, 512, 16000, 1.0) == (start, due - NS)
+
+
+def test_auto_cpus_put_the_brain_and_the_frame_path_on_different_cores():
+    assert resolve_cpus("auto", "auto", 2) == ("1", "0") and resolve_cpus("auto", "auto", 8) == ("7", "0")
+    assert resolve_cpus("auto", "auto", 1) == ("", "")  # one core: nothing to separate
+    assert resolve_cpus("", "2-3", 8) == ("", "2-3")  # what is given stays
 
 
 def test_targets_are_undecided_without_a_value():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +202,32 @@ def test_frame_precision_is_chosen_logged_and_checked(processes, ros_available):
         assert f"frame path {expected})" in processes.log(proc)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+
+
+def _cpu_lists(pid: int) -> dict[int, str]:
+    """Thread id -> its allowed CPU list, for every thread of ``pid``."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
+        out[int(task.name)] = fields["Cpus_allowed_list"].strip()
+    return out
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"), reason="needs 2 CPUs, Linux")
+def test_frame_cpus_pins_the_frame_thread_alone(processes, ros_available):
+    """frame_cpus:=0 (an integer on ROS's command line) pins one thread, the frame thread; the executor (main
+    thread), the DDS threads and the brain worker stay as free as the node was started."""
+    proc = processes.start(["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "device:=cpu",
+                            "-p", "brain_process:=false", "-p", "frame_cpus:=0"])
+    assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
+    free = _cpu_lists(os.getpid())[os.getpid()]
+    deadline = time.monotonic() + 10
+    while sorted((threads := _cpu_lists(proc.pid)).values()).count("0") != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert free != "0" and threads[proc.pid] == free, threads
+    assert sorted(threads.values()) == sorted(["0"] + [free] * (len(threads) - 1)), threads
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
 
 
 @pytest.mark.parametrize(

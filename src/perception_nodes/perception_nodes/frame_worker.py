@@ -9,6 +9,7 @@ slow reasoning step cannot stall subscriptions or services.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -45,14 +46,19 @@ class FrameWorkerNode(Node):
         """A one-line summary and extra key/values for the diagnostics message."""
         return "", []
 
-    def start_worker(self, mode: str, capacity: int, *, torch_threads: int = 0) -> None:
+    def start_worker(
+        self, mode: str, capacity: int, *, torch_threads: int = 0, cpus: set[int] | None = None
+    ) -> None:
         """Create the frame queue (``live`` or ``replay``, see :class:`FrameQueue`) and the processing thread.
 
         Call at the end of the subclass constructor, before frames can arrive. ``torch_threads`` > 0 sets
-        torch's intra-op thread count in the processing thread (a per-thread setting with OpenMP).
+        torch's intra-op thread count in the processing thread (a per-thread setting with OpenMP). ``cpus``: the
+        CPU ids the processing thread alone may run on (Linux; the executor and DDS threads stay free, so on a small
+        machine they need not take their turns on the frame path's core).
         """
         self.frames = FrameQueue(mode, capacity)
         self._torch_threads = int(torch_threads)
+        self._cpus = set(cpus) if cpus else None
         self._worker = threading.Thread(target=self._loop, name=f"{self.get_name()}_frames", daemon=True)
         self._worker.start()
 
@@ -63,6 +69,8 @@ class FrameWorkerNode(Node):
 
     # -- internals ---------------------------------------------------------------------
     def _loop(self) -> None:
+        if self._cpus:
+            os.sched_setaffinity(0, self._cpus)  # 0: this thread (Linux sets affinity per thread)
         if self._torch_threads > 0:
             import torch
 

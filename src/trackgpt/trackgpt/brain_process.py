@@ -209,7 +209,9 @@ class ProcessBrain:
             raise BrainError(f"the brain process cannot be reached: {exc}") from None
         start = time.monotonic()
         cancelled = False
-        while not call.done.wait(0.02):
+        # a tenth of a second between looks at the cancel flag and the clock: each look takes the GIL from the
+        # frame path of the process that waits here (50 looks a second did so all through every brain call)
+        while not call.done.wait(0.1):
             if cancel_event is not None and not cancelled and cancel_event.is_set():
                 self._cancel_upto[0] = max(int(self._cancel_upto[0]), rid)
                 cancelled = True

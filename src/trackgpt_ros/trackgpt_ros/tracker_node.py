@@ -98,8 +98,8 @@ class TrackerParams:
                                       "false = a thread in this process (one CUDA context)")
     brain_cpus: str = param("", "brain_process: CPU ids the brain may use, e.g. '1' or '2,3' (Linux; '' = all)",
                             int_as_text=True)
-    frame_cpus: str = param("", "CPU ids this node's process (the frame path) may use, e.g. '0' (Linux; '' = all)",
-                            int_as_text=True)
+    frame_cpus: str = param("", "CPU ids the node's frame thread (the frame path) may use, e.g. '0' (Linux; '' = all;"
+                            " the node's other threads stay free)", int_as_text=True)
     brain_hang_timeout: float = param(300.0, "brain_process: seconds one brain call may take before the brain "
                                              "process is killed and restarted", positive=True)
 
@@ -116,8 +116,6 @@ class TrackerNode(FrameWorkerNode):
         frame_precision = resolve_frame_precision(self.p.frame_precision, device)
         brain_cpus = parse_cpus(self.p.brain_cpus, "brain_cpus")
         frame_cpus = parse_cpus(self.p.frame_cpus, "frame_cpus")
-        if frame_cpus:
-            os.sched_setaffinity(0, frame_cpus)
         t0 = time.monotonic()
         self.brain_process = None
         if self.p.brain_process:  # the child loads the brain while this process loads the perception
@@ -172,7 +170,7 @@ class TrackerNode(FrameWorkerNode):
         self.create_service(Trigger, "~/cancel", self._on_cancel)
         self._stamps: dict[int, object] = {}  # frame_index -> header (for Reasoning.frame_stamp)
         self._last_state = TrackState.IDLE
-        self.start_worker(self.p.mode, self.p.replay_queue_size)
+        self.start_worker(self.p.mode, self.p.replay_queue_size, cpus=frame_cpus)
 
     # ------------------------------------------------------------------ callbacks
     def _on_instruction(self, msg: String) -> None:

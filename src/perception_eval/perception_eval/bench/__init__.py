@@ -13,7 +13,9 @@ inside that run (same machine, same load):
   over and over, so frames are decoded while it works); only frames whose processing overlapped a brain call
   count as "while it reasons", and only frames that overlapped no brain call of either node as "idle". The two
   phases alternate in ``--latency-windows`` windows each (A, B, A, B, ...; before each A window B's call in flight
-  is let finish), so a machine whose speed drifts during the run biases neither p99;
+  is let finish), so a machine whose speed drifts during the run biases neither p99; the tracker nodes' brain runs
+  on the last CPU and their frame thread on CPU 0 (``--brain-cpus`` / ``--frame-cpus``, default ``auto``), so the
+  figures show what two separate cores give and not where the scheduler happened to put them;
 * frames missed in live mode at 30 fps input, and frames queued beyond the newest (the node must always take
   the newest frame: a frame taken while a newer one had already been published for ``--queue-margin-ms`` is
   a queueing violation);

@@ -751,13 +751,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "process, the default), thread (a thread in the node); the first is the headline")
     p.add_argument("--runs", type=int, default=1,
                    help="tracker measurements per brain mode: the p99 ratio is reported as their median and range")
-    p.add_argument("--brain-cpus", default="", help="tracker nodes' brain_cpus parameter, e.g. '1' ('' = all)")
-    p.add_argument("--frame-cpus", default="", help="tracker nodes' frame_cpus parameter, e.g. '0' ('' = all)")
+    p.add_argument("--brain-cpus", default="auto",
+                   help="tracker nodes' brain_cpus parameter, e.g. '1' ('' = all; auto: the last CPU where there are "
+                        "two or more, so the brain and the frame path run on different cores)")
+    p.add_argument("--frame-cpus", default="auto",
+                   help="tracker nodes' frame_cpus parameter (their frame thread), e.g. '0' ('' = all; auto: CPU 0 "
+                        "where there are two or more)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.brain_cpus, args.frame_cpus = resolve_cpus(args.brain_cpus, args.frame_cpus, os.cpu_count() or 1)
     models = FULL_MODELS if args.full else _shipped_models()
     args.tracker_model = args.tracker_model or models["tracker"]
     args.avs_model = args.avs_model or models["avs"]
@@ -794,6 +799,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["seconds"] = round(time.monotonic() - t_start, 1)
     report["targets"] = targets(report)
     return _write_report(args.out / "node_bench.json", report)
+
+
+def resolve_cpus(brain: str, frame: str, cpus: int) -> tuple[str, str]:
+    """``auto`` CPU lists: the brain on the last CPU, the frame thread on CPU 0 (one CPU: both left free)."""
+    if brain == "auto":
+        brain = str(cpus - 1) if cpus >= 2 else ""
+    if frame == "auto":
+        frame = "0" if cpus >= 2 else ""
+    return brain, frame
 
 
 def _shipped_models() -> dict[str, str]:
