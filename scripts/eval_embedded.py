@@ -16,9 +16,15 @@ propagation, rethinking below ``tau`` x the reference purport score) and scored 
 (every frame, ``perception_eval.metrics.score_track``): overall, per instruction kind, held-out vs seen templates,
 and rethinking on vs off.
 
+``--naming-only``: only the brain's first answer to each instruction on its video's first frame (no tracking, one
+brain call each): the share that names the target's colour and category ("named") and its category, per kind and
+held-out flag, on any split (VAL for choosing a brain stage: it has held-out parts of its own). Writes
+``<out>/naming-<split>.json`` and prints the table; ``results.json`` is left alone.
+
 Examples::
 
     python scripts/eval_embedded.py                                   # both shipped models, results/embedded/
+    python scripts/eval_embedded.py --naming-only --trackgpt-split val --out /tmp/naming
     python scripts/eval_embedded.py --avs-max-clips 20 --skip-trackgpt --out /tmp/quick
     python scripts/eval_embedded.py --avs-model data/runs/avs-embedded/model --avs-baseline ''
     python scripts/eval_embedded.py --avs-model '' --avs-baseline '' --update   # re-score TrackGPT, keep AVS
@@ -161,6 +167,42 @@ def evaluate_trackgpt(
     return res
 
 
+def evaluate_naming(
+    model, root: str | Path, split: str = "val", *, max_videos: int | None = None, max_expressions: int = 2
+) -> dict[str, Any]:
+    """The brain's first answer to each instruction on frame 0 of its video (see ``--naming-only``): per group, the
+    share of answers that name the target (colour and category) and its category."""
+    from training.trackgpt.calibrate import instruction_pairs
+
+    pairs = instruction_pairs(root, split, max_videos=max_videos, max_expressions=max_expressions)
+    template = model.config.brain.answer_template
+    groups: dict[str, list[tuple[bool, bool]]] = {}
+    t0 = time.perf_counter()
+    for video, expression in pairs:
+        extra = expression.extra
+        answer = model.reason(video.load_frame(0), expression.instruction).answer
+        naming = answer_names_target(answer, template, extra.get("colour"), extra.get("category"))
+        if naming is None:
+            continue
+        for key in ("overall", f"kind={expression.kind}",
+                    "combo=heldout" if extra.get("heldout_combo") else "combo=seen",
+                    "heldout(any)" if expression.heldout else "seen(all)"):
+            groups.setdefault(key, []).append(naming)
+    table = {k: {"count": len(v), "named": float(np.mean([n[0] for n in v])),
+                 "category_named": float(np.mean([n[1] for n in v]))} for k, v in sorted(groups.items())}
+    return {"split": split, "instructions": len(pairs), "groups": table, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def naming_markdown(res: dict[str, Any]) -> str:
+    lines = [
+        f"### Brain naming, instruction world {res['split']} split ({res['instructions']} instructions, first "
+        "answer on frame 0)", "", "| group | n | named (colour + category) | category named |", "|---|---|---|---|",
+    ]
+    for k, g in res["groups"].items():
+        lines.append(f"| {k} | {g['count']} | {g['named']:.3f} | {g['category_named']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def answer_names_target(
     answer: str, template: str, colour: str | None, category: str | None
 ) -> tuple[bool, bool] | None:
@@ -281,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the TrackGPT pass whose answers are teacher-forced to name the true target",
     )
     p.add_argument("--skip-trackgpt", action="store_true", help="AVS only")
+    p.add_argument("--naming-only", action="store_true",
+                   help="TrackGPT only, no tracking: how often the brain's first answer names the target "
+                        "(on --trackgpt-split)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
     p.add_argument(
@@ -292,6 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
 
+    if args.naming_only:
+        from trackgpt.loading import load_model as load_tracker
+
+        res = evaluate_naming(load_tracker(str(args.trackgpt_model)), args.instruction_world, args.trackgpt_split,
+                              max_videos=args.trackgpt_max_videos or None,
+                              max_expressions=args.trackgpt_max_expressions)
+        res["model"] = str(args.trackgpt_model)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"naming-{args.trackgpt_split}.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(naming_markdown(res))
+        return 0
     from avs.loading import load_model as load_avs
 
     out: dict[str, Any] = {"avs": {}, "trackgpt": None}
