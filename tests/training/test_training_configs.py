@@ -175,6 +175,20 @@ def test_embedded_recipe_configs_load_strictly(path):
     assert path.stem in (CONFIGS.parents[1] / "scripts" / "train_embedded.sh").read_text()
 
 
+EXPERIMENTS = sorted((CONFIGS / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_experiment_configs_load_strictly_and_name_a_valid_model(path):
+    """Stages not (yet) in the recipe: valid for their trainer, and their model overrides make a valid model."""
+    from trackgpt.config import get_config
+
+    config = load_config(path, _defaults(path.stem))  # strict: an unknown key raises
+    assert config["train"]["steps"] > 0 and config["output_dir"].startswith("data/runs/")
+    model = config["model"]
+    get_config(model["config"], **dict(model.get("overrides") or {}))  # raises ConfigError if it cannot work
+
+
 def test_embedded_recipe_has_its_configs():
     assert {p.stem for p in EMBEDDED} == {
         "avs-gated", "avs-baseline", "avs-gated-more", "avs-baseline-more", "avs-gated-category",
