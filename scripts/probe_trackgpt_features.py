@@ -152,9 +152,8 @@ class Readers:
         self.strategy = getattr(cfg, "vision_feature_select_strategy", "default")
         self.vision_size = brain.vision_image_size
         self.sam_size = int(model.perception.transform.img_size)
-        modules = dict(brain.model.named_modules())  # the LLaVA model may sit inside a peft wrapper
-        self.tower = next(m for name, m in modules.items() if name.endswith("vision_tower"))
-        self.projector = next(m for name, m in modules.items() if name.endswith("multi_modal_projector"))
+        self.tower = brain.submodule("vision_tower")
+        self.projector = brain.submodule("multi_modal_projector")
 
     @torch.no_grad()
     def grids(self, frame: np.ndarray) -> dict[str, tuple[np.ndarray, tuple, tuple]]:

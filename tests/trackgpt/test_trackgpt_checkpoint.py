@@ -12,7 +12,6 @@ from safetensors.torch import load_file, save_file
 from trackgpt import TrackGPT, get_config
 from trackgpt.errors import BrainError, CheckpointError
 from trackgpt.llava import build_tiny_llava
-from trackgpt.model import _find_module
 from trackgpt.sam import SamParts
 
 
@@ -43,7 +42,7 @@ def _perturb(model: TrackGPT, seed: int = 1) -> None:
 
 
 def _tower(model: TrackGPT):
-    return _find_module(model.brain.model, "vision_tower")
+    return model.brain.submodule("vision_tower")
 
 
 def _outputs(model: TrackGPT):

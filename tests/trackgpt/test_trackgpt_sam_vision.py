@@ -28,7 +28,7 @@ def model():
 
 
 def _projector(model):
-    return next(m for n, m in model.brain.model.named_modules() if n.endswith("multi_modal_projector"))
+    return model.brain.submodule("multi_modal_projector")
 
 
 def test_the_brain_reads_the_pooled_sam_embedding(model):

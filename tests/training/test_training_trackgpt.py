@@ -12,7 +12,6 @@ from safetensors.torch import load_file
 
 from perception_eval.worlds.instruction import InstructionWorldConfig, generate_instruction_world
 from trackgpt import TrackGPT
-from trackgpt.model import _find_module
 from training.common.errors import SetupError
 from training.common.toydata import write_llava_instruct, write_reason_seg, write_refcoco, write_semantic_seg
 from training.trackgpt import data as tg_data
@@ -421,7 +420,7 @@ def test_text_only_stage_trains_the_vision_tower_projector_and_lora_only(toy, tm
     projector = [k for k in before if k.startswith("brain.multi_modal_projector.")]
     assert projector and not all(torch.equal(before[k], after[k]) for k in projector)
     tower = [k for k in after if k.startswith("brain.vision_tower.")]
-    seeded = _find_module(TrackGPT.from_pretrained(start).brain.model, "vision_tower").state_dict()
+    seeded = TrackGPT.from_pretrained(start).brain.submodule("vision_tower").state_dict()
     assert tower and not all(torch.equal(seeded[k.removeprefix("brain.vision_tower.")], after[k]) for k in tower)
     adapter = "brain_adapter/adapter_model.safetensors"
     a, b = load_file(str(start / adapter)), load_file(str(tmp_path / "b" / "model" / adapter))

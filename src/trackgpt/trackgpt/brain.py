@@ -215,6 +215,14 @@ class TrackGPTBrain(nn.Module):
         if config.vision_source == "sam":
             use_sam_tokens(model)
 
+    def submodule(self, suffix: str) -> nn.Module:
+        """The part of the LLaVA model whose name ends in ``suffix`` (``"vision_tower"``,
+        ``"multi_modal_projector"``), wherever a peft wrapper put it."""
+        for name, module in self.model.named_modules():
+            if name.endswith(suffix):
+                return module
+        raise BrainError(f"the brain has no {suffix} module")
+
     def attach_image_encoder(self, encode: Callable[[np.ndarray], torch.Tensor]) -> None:
         """``vision_source == "sam"``: ``encode(frame_rgb8)`` gives the frame's ``1 x C x h x w`` SAM image
         embedding (the perception's ``encode_frame``), which :meth:`preprocess_image` hands to the brain."""

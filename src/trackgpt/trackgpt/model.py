@@ -367,9 +367,9 @@ class TrackGPT(nn.Module):
             for name, value in rows.items():
                 brain.added_tokens.register_parameter(name, nn.Parameter(value, requires_grad=False))
             if self.config.brain.train_vision_projector and projector:
-                brain.multi_modal_projector = _find_module(self.brain.model, "multi_modal_projector")
+                brain.multi_modal_projector = self.brain.submodule("multi_modal_projector")
             if self.config.brain.train_vision_tower if vision_tower is None else vision_tower:
-                brain.vision_tower = _find_module(self.brain.model, "vision_tower")
+                brain.vision_tower = self.brain.submodule("vision_tower")
             root.brain = brain
         return root
 
@@ -461,10 +461,3 @@ class TrackGPT(nn.Module):
             rows = {name: p.data for name, p in view.brain.added_tokens.named_parameters()}
             brain.set_added_token_rows(rows)
         return model.eval()
-
-
-def _find_module(model: nn.Module, suffix: str) -> nn.Module:
-    for name, module in model.named_modules():
-        if name.endswith(suffix):
-            return module
-    raise BrainError(f"the brain has no {suffix} module")
