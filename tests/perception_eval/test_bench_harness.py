@@ -15,6 +15,7 @@ from perception_eval.bench.harness import (
     may_publish,
     overlaps,
     resolve_cpus,
+    split_frames,
     taken_at,
     targets,
 )
@@ -88,6 +89,14 @@ def test_auto_cpus_put_the_brain_and_the_frame_path_on_different_cores():
     assert resolve_cpus("", "2-3", 8) == ("", "2-3")  # what is given stays
 
 
+def test_throughput_windows_share_the_frames_evenly_with_two_or_more_each():
+    assert split_frames(300, 5) == [60] * 5 and split_frames(8, 3) == [3, 3, 2]
+    assert split_frames(5, 4) == [3, 2] and split_frames(3, 1) == [3] and split_frames(2, 9) == [2]
+    for frames, windows in ((301, 7), (17, 5), (1000, 3)):
+        sizes = split_frames(frames, windows)
+        assert sum(sizes) == frames and min(sizes) >= 2 and max(sizes) - min(sizes) <= 1
+
+
 def test_targets_are_undecided_without_a_value():
     rows = targets({"tracker": {"throughput_ratio": 0.9, "latency_p99_ratio": None}, "memory": {"minutes": 1}})
     by_name = {r["name"]: r for r in rows}
@@ -140,6 +149,7 @@ def test_short_run_writes_complete_sane_json(tmp_path, ros_available):
         assert positive(part["bare"]["fps"]) and positive(part["node"]["fps"])
         assert part["throughput_ratio"] == pytest.approx(part["node"]["fps"] / part["bare"]["fps"])
         assert part["node"]["answered"] + part["node"]["lost"] == part["node"]["frames"] == 8
+        assert part["node"]["windows"] == len(part["node"]["window_fps"]) == len(part["bare"]["window_fps"]) - 1
     assert a["node"]["no_audio"] >= 0 and a["audio"]["chunks_sent"] > 0 and a["audio"]["late_ms_max"] >= 0
     for phase in (t["live_idle"], t["live_reasoning"], a["live"]):
         assert phase["published"] >= 30 and phase["missed"] == phase["published"] - phase["processed"] >= 0

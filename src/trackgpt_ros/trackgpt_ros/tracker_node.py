@@ -18,7 +18,6 @@ keeps running.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from perception_common.affinity import parse_cpus
 from perception_common.images import overlay
 from perception_common.models import resolve_device
 from perception_common.params import param
@@ -265,25 +265,6 @@ class TrackerNode(FrameWorkerNode):
         self.tracker.close()
         if self.brain_process is not None:
             self.brain_process.close()
-
-
-def parse_cpus(text: str, name: str) -> set[int] | None:
-    """``'1'`` / ``'2,3'`` / ``'0-3'`` -> CPU ids (None for ''); ValueError naming the parameter otherwise."""
-    text = text.strip()
-    if not text:
-        return None
-    cpus: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            cpus.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise ValueError(f"parameter '{name}' must be CPU ids like '1', '2,3' or '0-3', got {text!r}") from None
-    if not cpus or not cpus <= set(range(os.cpu_count() or 1)):
-        raise ValueError(f"parameter '{name}' names CPUs {sorted(cpus)}, this machine has {os.cpu_count()}")
-    if not hasattr(os, "sched_setaffinity"):
-        raise ValueError(f"parameter '{name}': CPU affinity is not supported on this platform")
-    return cpus
 
 
 def main(argv=None) -> None:

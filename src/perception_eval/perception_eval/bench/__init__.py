@@ -7,7 +7,9 @@ inside that run (same machine, same load):
 * bare model loop vs node throughput, frames/s (tracker and AVS): the library loop in this process against the
   node fed in closed loop (two frames in flight, so it is never idle and never drops; the second frame goes out
   ``--closed-loop-spacing-ms`` after the first, or both would reach the idle node together and its keep-last-1
-  queue would keep only the second);
+  queue would keep only the second), in ``--throughput-windows`` alternating windows (bare, node, bare, ...,
+  node, bare), so that a machine whose speed drifts biases neither; the tracker's bare loop runs on the CPUs of
+  the node's frame thread (``--frame-cpus``), so both have one core to themselves;
 * frame latency p50 / p99 with the brain idle and while it reasons (the headline ratio): a tracker node with the
   default tau (its brain idle once the instruction is answered) and one with ``tau = 1`` (the brain rethinks
   over and over, so frames are decoded while it works); only frames whose processing overlapped a brain call

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from perception_common.affinity import parse_cpus, pinned
 from perception_common.stamps import NS
 from perception_nodes.processes import stop_all
 
@@ -269,7 +270,7 @@ class Bench:
             "answered": len(mine),
             "lost": len(stamps) - len(mine),
             "fps": (len(mine) - 1) / span if span > 0 else None,
-            "spacing_ms": self.args.closed_loop_spacing_ms,
+            "span_s": span,
         }
 
     def diag(self, fqn: str) -> dict[str, str]:
@@ -301,19 +302,46 @@ def _node_counts(before: dict, after: dict) -> dict[str, int | None]:
     return {f"node_reported_{key}": _diag_delta(before, after, f"frames_{key}") for key in keys}
 
 
-def compare_throughput(bench: Bench, bare, node_run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Bare loop, node closed loop, bare loop again (the nodes idle while the bare loop runs): the bare figure is
-    the mean over both bare runs, so load that drifts during the run biases neither side."""
+def split_frames(frames: int, windows: int) -> list[int]:
+    """``frames`` shared as evenly as possible over at most ``windows`` windows of at least 2 frames each (a
+    closed-loop window's rate needs two answers)."""
+    n = max(1, min(windows, frames // 2))
+    return [frames // n + (1 if i < frames % n else 0) for i in range(n)]
+
+
+def compare_throughput(
+    bench: Bench, bare, node_run: Callable[[int], dict[str, Any]], *, cpus: set[int] | None = None
+) -> dict[str, Any]:
+    """The bare loop and the node's closed loop in alternating windows (``--throughput-windows``): bare, node,
+    bare, ..., node, bare, ``--frames`` frames in all on the node's side and as many per window on the bare side,
+    the nodes idle while the bare loop runs. This machine changes speed by up to 1.5x from one second to the next
+    (unseen by the guest), so one long window on each side measured the drift as much as the node; alternating,
+    it biases neither. ``cpus``: the bare loop runs there (the node's frame thread is pinned the same way), so
+    both sides get one core to themselves.
+
+    Node rate = answered frames (less one per window) over the summed time from each window's first answer to
+    its last; bare rate = frames over the summed step times."""
     args = bench.args
-    first = bare.run(args.frames, args.warmup)
-    node = node_run()
-    second = bare.run(args.frames)
     from .bare import loop_stats
 
-    stats = loop_stats(first + second)
-    stats.update(
-        {"load_s": bare.load_s, "fps_before": loop_stats(first)["fps"], "fps_after": loop_stats(second)["fps"]}
-    )
+    sizes = split_frames(args.frames, args.throughput_windows)
+    bare_runs, nodes = [], []
+    with pinned(cpus):
+        bare_runs.append(bare.run(sizes[0], args.warmup))
+        for size in sizes:
+            nodes.append(node_run(size))
+            bare_runs.append(bare.run(size))
+    node = {key: sum(n[key] for n in nodes) for key in ("frames", "answered", "lost")}
+    span = sum(n["span_s"] for n in nodes)
+    intervals = sum(max(0, n["answered"] - 1) for n in nodes)
+    node.update({"fps": intervals / span if span > 0 else None, "span_s": span, "windows": len(sizes),
+                 "window_fps": [n["fps"] for n in nodes], "spacing_ms": args.closed_loop_spacing_ms})
+    for key in set(nodes[0]) - set(node) - {"window_fps"}:  # extra per-window counts (e.g. no_audio): summed
+        if all(isinstance(n.get(key), int) for n in nodes):
+            node[key] = sum(n[key] for n in nodes)
+    stats = loop_stats([t for run in bare_runs for t in run])
+    stats.update({"load_s": bare.load_s, "window_fps": [loop_stats(run)["fps"] for run in bare_runs],
+                  "cpus": sorted(cpus) if cpus else None})
     if hasattr(bare, "reasoning_s"):
         stats["reasoning_s"] = bare.reasoning_s
     return {"bare": stats, "node": node, "throughput_ratio": ratio(node["fps"], stats["fps"])}
@@ -355,7 +383,10 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
     i0 = len(log_a.results)
     out.update(
         compare_throughput(
-            bench, bare, lambda: bench.closed_loop(pubs["a"][0], lambda: log_a.results[i0:], args.frames)
+            bench,
+            bare,
+            lambda frames: bench.closed_loop(pubs["a"][0], lambda: log_a.results[i0:], frames),
+            cpus=parse_cpus(args.frame_cpus, "--frame-cpus"),
         )
     )
     # Latency: A at the live input rate with its brain idle, B while its brain rethinks, in alternating windows
@@ -509,10 +540,11 @@ def run_avs(bench: Bench, v: NodeProcess, bare, image_pub) -> dict[str, Any]:
         raise TimeoutError(f"avs: fewer than {args.warmup} scored frames after {len(stamps)} sent")
     i0 = len(log.scores)
 
-    def node_run() -> dict[str, Any]:
-        result = bench.closed_loop(image_pub, lambda: log.scores[i0:], args.frames)
+    def node_run(frames: int) -> dict[str, Any]:
+        j0 = len(log.scores)
+        result = bench.closed_loop(image_pub, lambda: log.scores[i0:], frames)
         with io.lock:
-            result["no_audio"] = sum(1 for r in log.scores[i0:] if math.isnan(r[2]))
+            result["no_audio"] = sum(1 for r in log.scores[j0:] if math.isnan(r[2]))
         return result
 
     out.update(compare_throughput(bench, bare, node_run))
@@ -735,6 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasoning-seconds", type=float, default=15.0, help="live phase while the brain reasons")
     p.add_argument("--latency-windows", type=int, default=3,
                    help="the two live phases alternate in this many windows each (a drifting machine biases neither)")
+    p.add_argument("--throughput-windows", type=int, default=5,
+                   help="the bare loop and the node's closed loop alternate in this many windows each (--frames "
+                        "in all; a drifting machine biases neither)")
     p.add_argument("--memory-minutes", type=float, default=0.5, help="memory phase length (the target: 10)")
     p.add_argument("--instruction-period", type=float, default=10.0, help="memory phase: seconds between instructions")
     p.add_argument("--width", type=int, default=640)

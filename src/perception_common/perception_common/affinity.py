@@ -1,0 +1,41 @@
+"""CPU affinity on Linux: CPU lists as parameters give them (``'1'``, ``'2,3'``, ``'0-3'``), and running the calling
+thread alone on some CPUs for a while."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def parse_cpus(text: str, name: str) -> set[int] | None:
+    """``'1'`` / ``'2,3'`` / ``'0-3'`` -> CPU ids (None for ''); ValueError naming the parameter otherwise."""
+    text = text.strip()
+    if not text:
+        return None
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"parameter '{name}' must be CPU ids like '1', '2,3' or '0-3', got {text!r}") from None
+    if not cpus or not cpus <= set(range(os.cpu_count() or 1)):
+        raise ValueError(f"parameter '{name}' names CPUs {sorted(cpus)}, this machine has {os.cpu_count()}")
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError(f"parameter '{name}': CPU affinity is not supported on this platform")
+    return cpus
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None):
+    """Run the calling thread alone on ``cpus`` (Linux sets affinity per thread; None or empty: left as it is),
+    its earlier affinity restored afterwards."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
