@@ -143,6 +143,10 @@ def test_bench_writes_json(tmp_path):
     assert report["matmul_gflops"]["fp32"] > 0 and report["matmul_gflops"]["bf16"] > 0
     for path in tiny["frame_paths"].values():
         assert path["frames"] == 3 and path["gflops"] > 0 and 0 < path["of_matmul_rate"] < 1
+        assert path["rounds"] == 3  # the default 5, at most one per frame: the paths took turns frame by frame
+    paths = tiny["frame_paths"]
+    assert paths["module"]["speedup"] == 1.0
+    assert paths["bf16"]["speedup"] == pytest.approx(paths["bf16"]["fps"] / paths["module"]["fps"])
 
 
 def test_bench_refuses_an_unknown_frame_path(tmp_path, capsys):

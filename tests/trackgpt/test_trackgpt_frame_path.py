@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from perception_common import precision
+from perception_common.tracing import Traced
 from trackgpt.config import get_config
-from trackgpt.frame_path import FastImageEncoder, FastMaskDecoder
+from trackgpt.frame_path import FastImageEncoder, FastMaskDecoder, FastPostprocess
 from trackgpt.model import Perception
+from trackgpt.sam import SamTransform
 
 CASES = {
     "tiny": {},
@@ -69,7 +71,11 @@ def test_bf16_encoder_stays_close_and_decoding_keeps_its_masks():
                                                        purport_query=q_p))
     ref_emb, ref = decoded[None]
     emb32, d32 = decoded["fp32"]
-    assert torch.allclose(emb32, ref_emb, atol=1e-4) and np.array_equal(d32.mask, ref.mask)
+    assert torch.allclose(emb32, ref_emb, atol=1e-4)
+    assert torch.allclose(d32.mask_logits, ref.mask_logits, atol=1e-4)
+    # the same mask but where a logit sits on the threshold to float rounding
+    flipped = d32.mask != ref.mask
+    assert np.all(np.abs(ref.mask_logits[0, 0].numpy()[flipped] - p.mask_threshold) < 1e-5)
     emb16, d16 = decoded["bf16"]
     rel = float((emb16 - ref_emb).norm() / ref_emb.norm())
     assert rel < 0.02, rel  # bf16 keeps about 3 significant digits
@@ -98,3 +104,36 @@ def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
     assert precision.resolve_frame_precision("auto", "cuda") == "fp32"
     assert precision.resolve_frame_precision("fp32", "cpu") == "fp32"
     assert precision.resolve_frame_precision(" BF16 ", "cpu") == "bf16"
+
+
+def test_traces_give_the_modules_outputs_one_trace_per_input_signature():
+    p = _perception("embedded")
+    encoder, decoder = FastImageEncoder(p.sam.image_encoder, torch.float32), FastMaskDecoder(p)
+    traced_encoder, traced_decoder = Traced(encoder), Traced(decoder, signatures=2)
+    g = torch.Generator().manual_seed(3)
+    size = p.sam.image_encoder.img_size
+    with torch.no_grad():
+        for batch in (1, 2, 1):
+            x = torch.randn(batch, 3, size, size, generator=g)
+            emb = encoder(x)
+            assert torch.equal(traced_encoder(x), emb)  # the same kernels in the same order: bit for bit
+            queries = [torch.randn(batch, p.sam.config.prompt_embed_dim, generator=g) for _ in range(3)]
+            for a, b in zip(traced_decoder(emb, *queries), decoder(emb, *queries)):
+                assert torch.equal(a, b)
+    assert len(traced_encoder._traces) == 2  # batch 1 and batch 2, the second batch-1 call reused its trace
+    emb3 = torch.randn(3, *emb.shape[1:])
+    traced_decoder(emb3, *(torch.randn(3, p.sam.config.prompt_embed_dim) for _ in range(3)))
+    assert len(traced_decoder._traces) == 2  # at most `signatures`: the oldest went
+
+
+@pytest.mark.parametrize("frame", [(480, 640), (120, 160), (640, 480), (37, 251)])
+def test_postprocess_as_two_products_equals_sams(frame):
+    config = get_config("embedded").sam
+    transform = SamTransform(config=config)
+    low = torch.randn(2, 1, 4 * config.img_size // config.patch_size, 4 * config.img_size // config.patch_size,
+                      generator=torch.Generator().manual_seed(4))
+    input_size = transform.input_size(frame)
+    expected = transform.postprocess(low, input_size, frame)
+    got = FastPostprocess(config.img_size)(low, input_size, frame)
+    assert got.shape == expected.shape == (2, 1, *frame) and got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-5), (got - expected).abs().max()  # float rounding

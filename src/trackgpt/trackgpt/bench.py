@@ -5,7 +5,10 @@ weights (the brain is not part of the frame loop and is not built) and run over 
 ``--size`` (640x480 by default), once per frame path (``--frame-paths``): ``module`` = the model's own modules in
 fp32 (training's path, and the only one before the inference copies existed), ``fp32`` / ``bf16`` = the inference
 copies of :mod:`trackgpt.frame_path` with the image encoder in that precision (what the node runs; ``auto`` picks
-bf16 on CPUs with native bf16). Per configuration and path the JSON holds frames/s, p50 / p99 / mean latency in ms,
+bf16 on CPUs with native bf16). The paths take turns in ``--rounds`` rounds (module, fp32, bf16, module, ...), so
+a machine whose speed drifts while it runs (this project's 2-core VM swings by 1.5x from one second to the next)
+biases none of them; ``speedup`` is each path's frames/s over the first path's. Per configuration and path the JSON
+holds frames/s, p50 / p99 / mean latency in ms,
 the work per frame (GFLOP, torch's flop counter) and the rate achieved, against this machine's measured matrix
 product rate in fp32 and bf16 (the roofline: ``of_matmul_rate`` is the fraction reached), parameter count and the
 settings. Configurations with a full-size SAM (ViT-H, ~640 M parameters) need
@@ -43,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="JSON file to write")
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS), help="configurations")
     p.add_argument("--full", action="store_true", help="also build full-size SAM configurations (lots of RAM)")
-    p.add_argument("--frames", type=int, default=50, help="timed frames per configuration")
+    p.add_argument("--frames", type=int, default=50, help="timed frames per configuration and frame path")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="the frame paths take turns in this many rounds (--frames shared among them)")
     p.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     p.add_argument("--size", default="640x480", help="frame WIDTHxHEIGHT")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -67,8 +72,11 @@ FRAME_PATHS = ("module", "fp32", "bf16")
 
 
 def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], device: str,
-                 frame_paths: tuple[str, ...] = ("module",), rates: dict[str, float] | None = None) -> dict[str, Any]:
-    """Time the per-frame loop of one configuration's perception (random weights) on each frame path."""
+                 frame_paths: tuple[str, ...] = ("module",), rates: dict[str, float] | None = None,
+                 rounds: int = 1) -> dict[str, Any]:
+    """Time the per-frame loop of one configuration's perception (random weights) on each frame path, the paths
+    taking turns in ``rounds`` rounds (``frames`` per path in all; ``warmup`` untimed frames before each path's
+    first round, one before each later one)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from .model import TrackGPT
@@ -90,21 +98,31 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
     with FlopCounterMode(display=False) as counter:
         step(pool[0], q_r)
     gflop = counter.get_total_flops() / 1e9
+    times: dict[str, list[float]] = {path: [] for path in frame_paths}
+    q_t = {path: q_r for path in frame_paths}
+    rounds = max(1, min(rounds, frames))
+    sizes = [frames // rounds + (1 if r < frames % rounds else 0) for r in range(rounds)]
+    bar = tqdm(total=(warmup + frames + rounds - 1) * len(frame_paths), desc=name, unit="frame", leave=False)
+    for r, size in enumerate(sizes):
+        for path in frame_paths:
+            perception.set_frame_precision(None if path == "module" else path)
+            untimed = warmup if r == 0 else 1  # the first frame after a switch is not timed
+            for i in range(size + untimed):
+                sync()
+                t0 = time.perf_counter()
+                q_t[path] = step(pool[i % len(pool)], q_t[path]).next_query
+                sync()
+                if i >= untimed:
+                    times[path].append(time.perf_counter() - t0)
+                bar.update()
+    bar.close()
     paths: dict[str, Any] = {}
     for path in frame_paths:
-        perception.set_frame_precision(None if path == "module" else path)
-        q_t = q_r
-        times = []
-        for i in tqdm(range(warmup + frames), desc=f"{name} {path}", unit="frame", leave=False):
-            sync()
-            t0 = time.perf_counter()
-            q_t = step(pool[i % len(pool)], q_t).next_query
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-        stats = frame_time_stats(times)
+        stats = frame_time_stats(times[path])
         rate = (rates or {}).get("bf16" if path == "bf16" else "fp32")
-        paths[path] = {**stats, **roofline(gflop, stats["fps"], rate)}
+        paths[path] = {**stats, **roofline(gflop, stats["fps"], rate), "rounds": rounds}
+        first = paths[frame_paths[0]]["fps"]
+        paths[path]["speedup"] = stats["fps"] / first if stats["fps"] and first else None
     perception.set_frame_precision(None)
     return {
         "config": name,
@@ -146,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             results.append({**measured[key], "config": name, "same_perception_as": measured[key]["config"]})
             continue
         result = bench_config(name, frames=args.frames, warmup=args.warmup, size=size, device=args.device,
-                              frame_paths=frame_paths, rates=rates)
+                              frame_paths=frame_paths, rates=rates, rounds=args.rounds)
         measured[key] = result
         results.append(result)
         for path, r in result["frame_paths"].items():
-            print(f"{name} [{path}]: {r['fps']:.1f} frames/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                  f"{roofline_text(r)}")
+            print(f"{name} [{path}]: {r['fps']:.1f} frames/s ({r['speedup']:.2f}x {frame_paths[0]}), "
+                  f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {roofline_text(r)}")
     report = {
         "benchmark": "trackgpt per-frame encode+decode+propagation (random weights, brain excluded)",
         "frame_size": {"width": size[0], "height": size[1]},

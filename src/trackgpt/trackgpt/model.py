@@ -38,12 +38,13 @@ from torch import nn
 from perception_common.checkpoint import load_strict, read_config, read_tensors, save_folder
 from perception_common.images import to_rgb8
 from perception_common.precision import resolve_frame_precision
+from perception_common.tracing import Traced
 
 from .brain import DTYPES, PURPORT_TOKEN, TRACK_TOKEN, TrackGPTBrain, load_brain
 from .config import TrackGPTConfig, get_config
 from .decoder import PurportHead
 from .errors import BrainError, CheckpointError, ConfigError
-from .frame_path import FastImageEncoder, FastMaskDecoder
+from .frame_path import FastImageEncoder, FastMaskDecoder, FastPostprocess
 from .projection import ReferringProjection
 from .propagation import ReferringPropagation
 from .sam import SamParts, SamTransform, build_sam
@@ -153,10 +154,14 @@ class Perception(nn.Module):
         ``bf16`` runs the image encoder in bf16 (for CPUs with native bf16), ``fp32`` in the model's own dtype,
         ``auto`` picks one for this model's device (:func:`perception_common.precision.resolve_frame_precision`,
         whose ``PrecisionError`` names any other value); the decoding step always runs in the model's dtype (bf16
-        is slower there on CPU and moves mask edges). Both give the model's outputs to float rounding in fp32. None
-        goes back to the model's own modules (training, gradients). The encoder's bf16 weights are copies read
-        once: call it again after loading new ones. The forms are plain attributes, not submodules: not in the
-        state dict, not moved by ``to``.
+        is slower there on CPU and moves mask edges); both run as TorchScript traces
+        (:class:`perception_common.tracing.Traced`) and the logits reach the frame's size through
+        :class:`trackgpt.frame_path.FastPostprocess`. In fp32 they
+        give the model's outputs to float rounding. The traces are made and optimised here, on a blank frame (about
+        0.6 s for the embedded model on 2 CPU cores), so that the first camera frame is not that late. None goes back
+        to the model's own modules (training, gradients). The encoder's bf16 weights are copies read once: call it
+        again after loading new ones. The forms are plain attributes, not submodules: not in the state dict, not
+        moved by ``to``.
         """
         if precision is None:
             self.__dict__["_frame_path"] = ()
@@ -165,9 +170,15 @@ class Perception(nn.Module):
         encoder_dtype = torch.bfloat16 if precision == "bf16" else self.dtype
         self.__dict__["_frame_path"] = (
             precision,
-            FastImageEncoder(self.sam.image_encoder, encoder_dtype).to(self.device),
-            FastMaskDecoder(self),
+            Traced(FastImageEncoder(self.sam.image_encoder, encoder_dtype).to(self.device)),
+            Traced(FastMaskDecoder(self)),
+            FastPostprocess(self.transform.img_size),
         )
+        size, width = self.transform.img_size, self.sam.config.prompt_embed_dim
+        blank = torch.zeros(1, 3, size, size, device=self.device)
+        query = torch.zeros(1, width, device=self.device, dtype=self.dtype)
+        for _ in range(2):  # the first call traces, the second lets TorchScript optimise the trace
+            self._frame_path[2](self._frame_path[1](blank).to(self.dtype), query, query, query)
 
     @torch.no_grad()
     def encode_frame(self, frame: np.ndarray) -> FrameFeatures:
@@ -229,8 +240,9 @@ class Perception(nn.Module):
     ) -> Decoded:
         """Decode one encoded frame with the current queries (each ``1 x C``)."""
         step = self._frame_path[2] if self._frame_path else self.forward
+        postprocess = self._frame_path[3] if self._frame_path else self.transform.postprocess
         low, scores, iou, next_query = step(features.embeddings, referring_query, online_query, purport_query)
-        logits = self.transform.postprocess(low, features.input_size, features.original_size)
+        logits = postprocess(low, features.input_size, features.original_size)
         mask = (logits[0, 0] > self.mask_threshold).cpu().numpy()
         return Decoded(mask, logits, float(scores[0]), float(iou[0]), next_query)
 
