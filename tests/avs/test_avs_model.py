@@ -113,6 +113,54 @@ def test_predict_with_gate_off_is_always_sounding():
     assert base.training  # mode restored
 
 
+@pytest.mark.parametrize("gate", ["cosine", "off"])
+def test_traced_predict_gives_the_modules_results_and_follows_new_weights(gate):
+    torch.manual_seed(2)
+    model = build_model("tiny", gate=gate)
+    frame = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+
+    def both():
+        out = {}
+        for traced in (False, True):
+            model.trace_frames = traced
+            out[traced] = model.predict(frame, sine_window(), 16000)
+        return out[False], out[True]
+
+    for _ in range(2):  # the second round changes the weights in place: the trace reads them, it does not copy
+        eager, traced = both()
+        np.testing.assert_allclose(traced.probability, eager.probability, atol=1e-6)
+        np.testing.assert_array_equal(traced.mask, eager.mask)
+        assert traced.sounding == eager.sounding
+        if gate == "off":
+            assert traced.score is None and traced.similarity is None
+        else:
+            assert traced.score == pytest.approx(eager.score, abs=1e-6)
+            assert traced.similarity == pytest.approx(eager.similarity, abs=1e-6)
+        with torch.no_grad():
+            before = traced.probability
+            model.decoder.head_out.weight.mul_(-3.0)
+    assert not np.allclose(both()[1].probability, before)
+
+
+def test_pvt_depthwise_convolutions_read_their_tokens_channels_last_with_the_same_results():
+    from avs.backbones import _TokenDepthwiseConv, build_backbone
+
+    torch.manual_seed(3)
+    backbone = build_backbone("pvt_v2_tiny").eval()
+    depthwise = [m for m in backbone.modules() if isinstance(m, _TokenDepthwiseConv)]
+    assert depthwise and all(m.groups == m.in_channels for m in depthwise)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fast = backbone(x)
+        for m in depthwise:
+            m.__class__ = torch.nn.Conv2d  # timm's own module, channels-first
+        plain = backbone(x)
+    for a, b in zip(fast, plain):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    # timm's parameter names, weight and bias of each (checkpoints load as before)
+    assert sum(".dwconv." in k for k in backbone.state_dict()) == 2 * len(depthwise)
+
+
 @pytest.mark.parametrize(
     "frame, audio, rate, error, match",
     [

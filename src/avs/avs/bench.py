@@ -8,7 +8,12 @@ Registered configurations (``--configs``) get random weights: they do not change
 ``--models`` times model folders (``save_pretrained`` output, e.g. the shipped embedded
 model, which runs at 128 px where the ``embedded`` configuration says 224).
 
-Reports per configuration: frames/s over the timed frames, p50/p99/mean ms per
+Two frame paths (``--frame-paths``): ``eager`` runs the model's modules from Python, ``traced`` a TorchScript trace of
+them (``AVSModel.trace_frames``, what the node runs); they take turns in ``--rounds`` rounds, so a machine whose
+speed drifts biases neither, and ``speedup`` is each path's frames/s over the first's.
+
+Reports per configuration (the last path's figures at the top level, each path's under ``frame_paths``): frames/s
+over the timed frames, p50/p99/mean ms per
 frame, the work per frame (GFLOP, torch's flop counter) and the rate reached against this
 machine's measured fp32 matrix product rate (``of_matmul_rate``: how close to the roofline),
 parameter count; as JSON to ``--out``. With few frames, p99 is close to
@@ -37,6 +42,7 @@ from .errors import AVSError
 from .loading import load_model
 
 DEFAULT_CONFIGS = ("tiny", "embedded", "resnet50-vggish", "pvt-v2-b5-vggish")
+FRAME_PATHS = ("eager", "traced")
 
 
 def bench_config(
@@ -51,8 +57,12 @@ def bench_config(
     seed: int = 0,
     folder: Path | None = None,
     rate: float | None = None,
+    frame_paths: tuple[str, ...] = ("traced",),
+    rounds: int = 1,
 ) -> dict:
-    """Time ``frames`` iterations of the per-frame loop for configuration ``name`` (or the model ``folder``)."""
+    """Time ``frames`` iterations of the per-frame loop for configuration ``name`` (or the model ``folder``) on each
+    frame path, the paths taking turns in ``rounds`` rounds (``warmup`` untimed frames before each path's first
+    round, one before each later one)."""
     torch.manual_seed(seed)
     model = load_model(str(folder) if folder else f"config:{name}", device=device)
     rng = np.random.default_rng(seed)
@@ -61,20 +71,39 @@ def bench_config(
     audio = rng.uniform(-0.5, 0.5, (4, window)).astype(np.float32)
     from torch.utils.flop_counter import FlopCounterMode
 
+    model.trace_frames = False  # the counter sees the modules' operations, not those inside a trace
     with FlopCounterMode(display=False) as counter:
         model.predict(images[0], audio[0], audio_rate)
-    gflop = counter.get_total_flops() / 1e9
-    times = []
+    gflop = float(counter.get_total_flops()) / 1e9
+    times: dict[str, list[float]] = {path: [] for path in frame_paths}
     sounding = 0
-    for i in tqdm(range(warmup + frames), desc=f"avs-bench {name}", unit="frame", leave=False):
-        start = time.perf_counter()
-        pred = model.predict(images[i % 4], audio[i % 4], audio_rate)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        if i >= warmup:
-            times.append(elapsed)
-            sounding += int(pred.sounding)
+    rounds = max(1, min(rounds, frames))
+    sizes = [frames // rounds + (1 if r < frames % rounds else 0) for r in range(rounds)]
+    bar = tqdm(total=(warmup + frames + rounds - 1) * len(frame_paths), desc=f"avs-bench {name}", unit="frame",
+               leave=False)
+    for r, size in enumerate(sizes):
+        for path in frame_paths:
+            model.trace_frames = path == "traced"
+            untimed = warmup if r == 0 else 1
+            for i in range(untimed + size):
+                start = time.perf_counter()
+                pred = model.predict(images[i % 4], audio[i % 4], audio_rate)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                elapsed = time.perf_counter() - start
+                if i >= untimed:
+                    times[path].append(elapsed)
+                    sounding += int(pred.sounding)
+                bar.update()
+    bar.close()
+    paths = {}
+    for path in frame_paths:
+        path_stats = frame_time_stats(times[path])
+        paths[path] = {**path_stats, **roofline(gflop, path_stats["fps"], rate), "rounds": rounds}
+    first = paths[frame_paths[0]]["fps"]
+    for entry in paths.values():
+        entry["speedup"] = entry["fps"] / first if entry["fps"] and first else None
+    times = times[frame_paths[-1]]
     stats = frame_time_stats(times)
     return {
         "config": name,
@@ -87,6 +116,7 @@ def bench_config(
         **stats,
         "gflop_per_frame": gflop,
         **roofline(gflop, stats["fps"], rate),
+        "frame_paths": paths,
     }
 
 
@@ -100,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model folders to time too (save_pretrained output, e.g. the shipped embedded model)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
+    parser.add_argument("--frame-paths", default="eager,traced",
+                        help="comma-separated: eager (the modules from Python), traced (TorchScript, the node's)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="the frame paths take turns in this many rounds (default 5)")
     parser.add_argument("--width", type=int, default=640, help="camera frame width (default 640)")
     parser.add_argument("--height", type=int, default=480, help="camera frame height (default 480)")
     parser.add_argument("--audio-rate", type=int, default=44100, help="microphone sample rate (default 44100)")
@@ -117,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1 or args.warmup < 0 or args.width < 1 or args.height < 1:
         print("avs-bench: error: --frames must be >= 1, --warmup >= 0, sizes >= 1", file=sys.stderr)
         return 2
+    frame_paths = tuple(p.strip() for p in args.frame_paths.split(",") if p.strip())
+    if not frame_paths or any(p not in FRAME_PATHS for p in frame_paths):
+        print(f"avs-bench: error: --frame-paths takes a comma-separated list of {', '.join(FRAME_PATHS)}",
+              file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
@@ -131,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
                     bench_config(
                         name, frames=args.frames, warmup=args.warmup, width=args.width, height=args.height,
                         audio_rate=args.audio_rate, device=args.device, folder=folder, rate=rate,
+                        frame_paths=frame_paths, rounds=args.rounds,
                     )
                 )
-                r = results[-1]
-                print(f"avs-bench: {name}: {r['fps']:.2f} frames/s, p50 {r['p50_ms']:.1f} ms, "
-                      f"p99 {r['p99_ms']:.1f} ms, {roofline_text(r)}")
+                for path, r in results[-1]["frame_paths"].items():
+                    print(f"avs-bench: {name} [{path}]: {r['fps']:.2f} frames/s "
+                          f"({r['speedup']:.2f}x {frame_paths[0]}), p50 {r['p50_ms']:.1f} ms, "
+                          f"p99 {r['p99_ms']:.1f} ms, {roofline_text(r)}")
     except (AVSError, ModelSpecError, RuntimeError) as exc:
         print(f"avs-bench: error: {exc}", file=sys.stderr)
         return 2
