@@ -129,12 +129,12 @@ def test_bench_writes_json(tmp_path):
     # the work per frame and the rate reached against this machine's matrix product rate
     assert row["gflop_per_frame"] > 0 and report["matmul_gflops"]["fp32"] > 0
     assert row["gflops"] > 0 and 0 < row["of_matmul_rate"] < 1
-    # both frame paths, in turns (at most one round per frame), the node's (traced) at the top level
+    # every frame path, in turns (at most one round per frame), the first (the modules) at the top level
     paths = row["frame_paths"]
-    assert set(paths) == {"eager", "traced"} and paths["traced"]["fps"] == row["fps"]
+    assert set(paths) == {"module", "fp32", "bf16"} and paths["module"]["fps"] == row["fps"]
     assert all(p["frames"] == 3 and p["rounds"] == 3 for p in paths.values())
-    assert paths["eager"]["speedup"] == 1.0
-    assert paths["traced"]["speedup"] == pytest.approx(paths["traced"]["fps"] / paths["eager"]["fps"])
+    assert paths["module"]["speedup"] == 1.0
+    assert paths["bf16"]["speedup"] == pytest.approx(paths["bf16"]["fps"] / paths["module"]["fps"])
     assert bench.main(["--configs", "tiny", "--frames", "0", "--out", str(out)]) == 2
     assert bench.main(["--configs", "tiny", "--frame-paths", "compiled", "--out", str(out)]) == 2
 

@@ -114,32 +114,35 @@ def test_predict_with_gate_off_is_always_sounding():
 
 
 @pytest.mark.parametrize("gate", ["cosine", "off"])
-def test_traced_predict_gives_the_modules_results_and_follows_new_weights(gate):
+def test_frame_path_gives_the_modules_results_and_follows_new_weights(gate):
     torch.manual_seed(2)
     model = build_model("tiny", gate=gate)
     frame = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
 
-    def both():
-        out = {}
-        for traced in (False, True):
-            model.trace_frames = traced
-            out[traced] = model.predict(frame, sine_window(), 16000)
-        return out[False], out[True]
+    def run(precision):
+        model.set_frame_precision(precision)
+        assert model.frame_precision == precision
+        return model.predict(frame, sine_window(), 16000)
 
-    for _ in range(2):  # the second round changes the weights in place: the trace reads them, it does not copy
-        eager, traced = both()
+    for _ in range(2):  # the second round changes the weights in place: the fp32 trace reads them, it does not copy
+        eager, traced, bf16 = run(None), run("fp32"), run("bf16")
         np.testing.assert_allclose(traced.probability, eager.probability, atol=1e-6)
         np.testing.assert_array_equal(traced.mask, eager.mask)
-        assert traced.sounding == eager.sounding
-        if gate == "off":
-            assert traced.score is None and traced.similarity is None
-        else:
-            assert traced.score == pytest.approx(eager.score, abs=1e-6)
-            assert traced.similarity == pytest.approx(eager.similarity, abs=1e-6)
+        assert np.abs(bf16.probability - eager.probability).max() < 0.02  # bf16 keeps about 3 digits
+        assert (bf16.mask != eager.mask).mean() < 0.01
+        for pred in (traced, bf16):
+            assert pred.sounding == eager.sounding
+            if gate == "off":
+                assert pred.score is None and pred.similarity is None
+            else:  # the gate runs in fp32 on every path
+                assert pred.score == pytest.approx(eager.score, abs=1e-6)
+                assert pred.similarity == pytest.approx(eager.similarity, abs=1e-6)
+        before = traced.probability
         with torch.no_grad():
-            before = traced.probability
             model.decoder.head_out.weight.mul_(-3.0)
-    assert not np.allclose(both()[1].probability, before)
+    assert not np.allclose(run("fp32").probability, before)
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        model.set_frame_precision("fp16")
 
 
 def test_pvt_depthwise_convolutions_read_their_tokens_channels_last_with_the_same_results():

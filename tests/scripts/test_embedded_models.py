@@ -64,6 +64,21 @@ def test_avs_embedded_loads_and_reaches_measured_figures(av_sample):
     assert res["G-FPR"] <= AVS_MEASURED["G-FPR"] + MARGIN, res
 
 
+def test_avs_bf16_frame_path_keeps_the_figures(av_sample):
+    """The bf16 frame path (the nodes' default on CPUs with native bf16: the decoder in bf16) scores within 0.005
+    G-mIoU and mIoU of the modules, with the same gate decisions to 0.005 G-FPR."""
+    from avs import AVSModel
+
+    torch.set_num_threads(2)
+    model = AVSModel.from_pretrained(AVS_DIR)
+    scores = {}
+    for frame_precision in (None, "bf16"):
+        model.set_frame_precision(frame_precision)
+        scores[frame_precision] = _eval_module().evaluate_avs(model, av_sample, "test", max_clips=4)
+    for key in ("G-mIoU", "mIoU", "G-FPR"):
+        assert abs(scores["bf16"][key] - scores[None][key]) <= 0.005, (key, scores)
+
+
 def test_avs_embedded_baseline_loads_and_segments(av_sample):
     from avs import AVSModel
 

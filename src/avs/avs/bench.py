@@ -8,11 +8,12 @@ Registered configurations (``--configs``) get random weights: they do not change
 ``--models`` times model folders (``save_pretrained`` output, e.g. the shipped embedded
 model, which runs at 128 px where the ``embedded`` configuration says 224).
 
-Two frame paths (``--frame-paths``): ``eager`` runs the model's modules from Python, ``traced`` a TorchScript trace of
-them (``AVSModel.trace_frames``, what the node runs); they take turns in ``--rounds`` rounds, so a machine whose
-speed drifts biases neither, and ``speedup`` is each path's frames/s over the first's.
+Frame paths (``--frame-paths``): ``module`` runs the model's modules from Python, ``fp32`` / ``bf16`` its frame
+path (``AVSModel.set_frame_precision``: a TorchScript trace, bf16 = the FPN decoder in bf16; the node runs ``auto``,
+bf16 on CPUs with native bf16); they take turns in ``--rounds`` rounds, so a machine whose speed drifts biases none,
+and ``speedup`` is each path's frames/s over the first's.
 
-Reports per configuration (the last path's figures at the top level, each path's under ``frame_paths``): frames/s
+Reports per configuration (the first path's figures at the top level, each path's under ``frame_paths``): frames/s
 over the timed frames, p50/p99/mean ms per
 frame, the work per frame (GFLOP, torch's flop counter) and the rate reached against this
 machine's measured fp32 matrix product rate (``of_matmul_rate``: how close to the roofline),
@@ -42,7 +43,7 @@ from .errors import AVSError
 from .loading import load_model
 
 DEFAULT_CONFIGS = ("tiny", "embedded", "resnet50-vggish", "pvt-v2-b5-vggish")
-FRAME_PATHS = ("eager", "traced")
+FRAME_PATHS = ("module", "fp32", "bf16")
 
 
 def bench_config(
@@ -57,7 +58,7 @@ def bench_config(
     seed: int = 0,
     folder: Path | None = None,
     rate: float | None = None,
-    frame_paths: tuple[str, ...] = ("traced",),
+    frame_paths: tuple[str, ...] = ("module",),
     rounds: int = 1,
 ) -> dict:
     """Time ``frames`` iterations of the per-frame loop for configuration ``name`` (or the model ``folder``) on each
@@ -71,7 +72,7 @@ def bench_config(
     audio = rng.uniform(-0.5, 0.5, (4, window)).astype(np.float32)
     from torch.utils.flop_counter import FlopCounterMode
 
-    model.trace_frames = False  # the counter sees the modules' operations, not those inside a trace
+    model.set_frame_precision(None)  # the counter sees the modules' operations, not those inside a trace
     with FlopCounterMode(display=False) as counter:
         model.predict(images[0], audio[0], audio_rate)
     gflop = float(counter.get_total_flops()) / 1e9
@@ -83,7 +84,7 @@ def bench_config(
                leave=False)
     for r, size in enumerate(sizes):
         for path in frame_paths:
-            model.trace_frames = path == "traced"
+            model.set_frame_precision(None if path == "module" else path)
             untimed = warmup if r == 0 else 1
             for i in range(untimed + size):
                 start = time.perf_counter()
@@ -103,7 +104,7 @@ def bench_config(
     first = paths[frame_paths[0]]["fps"]
     for entry in paths.values():
         entry["speedup"] = entry["fps"] / first if entry["fps"] and first else None
-    times = times[frame_paths[-1]]
+    times = times[frame_paths[0]]
     stats = frame_time_stats(times)
     return {
         "config": name,
@@ -130,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model folders to time too (save_pretrained output, e.g. the shipped embedded model)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
-    parser.add_argument("--frame-paths", default="eager,traced",
-                        help="comma-separated: eager (the modules from Python), traced (TorchScript, the node's)")
+    parser.add_argument("--frame-paths", default="module,fp32,bf16",
+                        help="comma-separated: module (the modules from Python), fp32, bf16 (the frame path: a "
+                             "TorchScript trace, bf16 = its decoder in bf16; the node runs auto)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="the frame paths take turns in this many rounds (default 5)")
     parser.add_argument("--width", type=int, default=640, help="camera frame width (default 640)")

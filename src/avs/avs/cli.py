@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from perception_common.images import ImageError, overlay
 from perception_common.models import ModelSpecError
+from perception_common.precision import FRAME_PRECISIONS
 from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio_file, resample_to_16k, to_mono_float
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    parser.add_argument("--frame-precision", choices=FRAME_PRECISIONS, default="auto",
+                        help="the frame path, as avs_node's frame_precision: auto (the decoder in bf16 on a CPU with "
+                             "native bf16, else fp32), fp32, bf16")
     return parser
 
 
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> dict:
     """Segment the video; returns the results dict that is also written as JSON."""
     skipped = SkippedFrames("avs-segment")
     model = load_model(str(args.model), device=args.device)
+    model.set_frame_precision(args.frame_precision)
     frames = FrameSource(args.video, default_fps=args.fps or 30.0, on_unreadable=skipped)
     fps = float(args.fps) if args.fps else frames.fps
     if args.audio_from_video:
@@ -160,6 +165,7 @@ def run(args: argparse.Namespace) -> dict:
             "audio_channels": channels,
             "model": str(args.model),
             "gate": model.config.gate,
+            "frame_precision": model.frame_precision,
             "threshold": model.config.threshold if args.threshold is None else args.threshold,
             "fps": fps,
             "complete": outcome.complete,

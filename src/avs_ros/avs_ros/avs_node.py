@@ -29,6 +29,7 @@ from avs.stream import AVSStream
 from perception_common.images import overlay
 from perception_common.models import resolve_device
 from perception_common.params import param
+from perception_common.precision import resolve_frame_precision
 from perception_common.stamps import NS, set_stamp, stamp_ns
 from perception_nodes.frame_queue import MODES
 from perception_nodes.frame_worker import FrameWorkerNode
@@ -63,6 +64,8 @@ class AVSParams:
     device: str = param("auto", "auto | cpu | cuda | cuda:N")
     threshold: float = param(0.0, "publish when the classifier score > threshold; 0 = the model's own threshold",
                              minimum=0.0, below=1.0)
+    frame_precision: str = param("auto", "the frame path (a TorchScript trace of the model): auto (its decoder in "
+                                         "bf16 on a CPU with native bf16, else fp32) | fp32 | bf16")
     mode: str = param("live", "live (newest frame only) or replay (every frame, in order)")
     image_topic: str = param("/camera/image_raw", "camera topic")
     audio_topic: str = param("/microphone/audio", "AudioChunk topic")
@@ -89,12 +92,15 @@ class AVSNode(FrameWorkerNode):
         if not 0.0 <= self.p.threshold < 1.0:
             raise ValueError(f"parameter 'threshold' must be in [0, 1), got {self.p.threshold}")
         device = resolve_device(self.p.device)
+        frame_precision = resolve_frame_precision(self.p.frame_precision, device)
         t0 = time.monotonic()
         self.model = load_model(self.p.model, device=device)
+        self.model.set_frame_precision(frame_precision)
         value = self.p.model or str(shipped_folder())
         self.threshold = self.p.threshold or float(self.model.config.threshold)
         self.get_logger().info(
-            f"model {value} on {device} loaded in {time.monotonic() - t0:.1f} s; gate {self.model.config.gate}, "
+            f"model {value} on {device} (frame path {frame_precision}) loaded in {time.monotonic() - t0:.1f} s; "
+            f"gate {self.model.config.gate}, "
             f"threshold {self.threshold}, mode {self.p.mode}, image conversion: {BACKEND}"
         )
         self.stream = AVSStream(

@@ -454,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="--direct: torch device")
     parser.add_argument("--tau", type=float, default=0.5, help="--direct: rethinking threshold tau")
     parser.add_argument("--frame-precision", default="auto", choices=FRAME_PRECISIONS,
-                        help="--direct: the tracker's frame path, as tracker_node's frame_precision (default auto, "
-                             "the node's default: the same masks as the node)")
+                        help="--direct: both models' frame paths, as the nodes' frame_precision (default auto, "
+                             "the nodes' default: the same masks as the nodes)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--save-masks", action="store_true", help="also write every output mask as a PNG")
     return parser
@@ -482,7 +482,9 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
                 tracker.perception.set_frame_precision(args.frame_precision)
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
-            avs = avs or load_avs(args.avs_model, device=args.device)
+            if avs is None:
+                avs = load_avs(args.avs_model, device=args.device)
+                avs.set_frame_precision(args.frame_precision)
             outputs = scoring.run_avs_library(episode, avs, warnings=warnings)
         result = scoring.score_episode(episode, outputs)
         if args.save_masks:

@@ -78,6 +78,7 @@ class BareAVS:
         self.frame, self.threads, self.rate = frame, threads, rate
         t0 = time.monotonic()
         self.model = load_model(spec, device=device)
+        self.model.set_frame_precision("auto")  # the node's default frame path
         self.load_s = time.monotonic() - t0
         rng = np.random.default_rng(2)
         self.window = (0.3 * rng.standard_normal((int(window_s * rate), 1))).astype(np.float32)
