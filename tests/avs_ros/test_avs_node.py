@@ -256,7 +256,8 @@ def test_a_chunk_whose_sample_count_disagrees_is_reported_and_scoring_goes_on(ro
 @pytest.mark.parametrize(
     "setting, named",
     [("window_seconds:=0.0", "window_seconds"), ("buffer_seconds:=0.5", "buffer_seconds"),
-     ("max_audio_wait:=-1.0", "max_audio_wait"), ("threshold:=1.5", "threshold")],
+     ("max_audio_wait:=-1.0", "max_audio_wait"), ("threshold:=1.5", "threshold"),
+     ("frame_precision:=fp16", "frame precision must be one of auto, fp32, bf16, got 'fp16'")],
 )
 def test_settings_that_cannot_work_stop_the_node_with_one_line(processes, setting, named, ros_available):
     """A zero audio window or a buffer shorter than the window used to start and then score every frame NaN."""
