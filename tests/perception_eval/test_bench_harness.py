@@ -15,7 +15,6 @@ from perception_eval.bench.harness import (
     may_publish,
     overlaps,
     resolve_cpus,
-    split_frames,
     taken_at,
     targets,
 )
@@ -90,10 +89,13 @@ def test_auto_cpus_put_the_brain_and_the_frame_path_on_different_cores():
 
 
 def test_throughput_windows_share_the_frames_evenly_with_two_or_more_each():
-    assert split_frames(300, 5) == [60] * 5 and split_frames(8, 3) == [3, 3, 2]
-    assert split_frames(5, 4) == [3, 2] and split_frames(3, 1) == [3] and split_frames(2, 9) == [2]
+    from perception_common.timing import split_evenly
+
+    assert split_evenly(300, 5, least=2) == [60] * 5 and split_evenly(8, 3, least=2) == [3, 3, 2]
+    assert split_evenly(5, 4, least=2) == [3, 2] and split_evenly(3, 1, least=2) == [3]
+    assert split_evenly(2, 9, least=2) == [2] and split_evenly(3, 5) == [1, 1, 1]  # rounds: one frame each at least
     for frames, windows in ((301, 7), (17, 5), (1000, 3)):
-        sizes = split_frames(frames, windows)
+        sizes = split_evenly(frames, windows, least=2)
         assert sum(sizes) == frames and min(sizes) >= 2 and max(sizes) - min(sizes) <= 1
 
 

@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from perception_common.models import ModelSpecError
-from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text
+from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text, split_evenly
 
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
@@ -78,8 +78,8 @@ def bench_config(
     gflop = float(counter.get_total_flops()) / 1e9
     times: dict[str, list[float]] = {path: [] for path in frame_paths}
     sounding = 0
-    rounds = max(1, min(rounds, frames))
-    sizes = [frames // rounds + (1 if r < frames % rounds else 0) for r in range(rounds)]
+    sizes = split_evenly(frames, rounds)
+    rounds = len(sizes)
     bar = tqdm(total=(warmup + frames + rounds - 1) * len(frame_paths), desc=f"avs-bench {name}", unit="frame",
                leave=False)
     for r, size in enumerate(sizes):

@@ -27,6 +27,13 @@ def frame_time_stats(seconds: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
+def split_evenly(total: int, parts: int, *, least: int = 1) -> list[int]:
+    """``total`` frames shared as evenly as possible over at most ``parts`` windows of at least ``least`` each (one
+    window when ``total`` is smaller): how the benches alternate what they compare in turns."""
+    n = max(1, min(parts, total // max(1, least)))
+    return [total // n + (1 if i < total % n else 0) for i in range(n)]
+
+
 def matmul_rate(dtype_name: str = "fp32", *, size: int = 1024, seconds: float = 0.5) -> float:
     """GFLOP/s of a ``size`` x ``size`` matrix product in ``fp32`` or ``bf16`` on this CPU (torch's thread count).
 

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from perception_common.precision import cpu_has_bf16
-from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text
+from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text, split_evenly
 
 from .config import CONFIGS, SAM_SIZES, get_config
 
@@ -100,8 +100,8 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
     gflop = counter.get_total_flops() / 1e9
     times: dict[str, list[float]] = {path: [] for path in frame_paths}
     q_t = {path: q_r for path in frame_paths}
-    rounds = max(1, min(rounds, frames))
-    sizes = [frames // rounds + (1 if r < frames % rounds else 0) for r in range(rounds)]
+    sizes = split_evenly(frames, rounds)
+    rounds = len(sizes)
     bar = tqdm(total=(warmup + frames + rounds - 1) * len(frame_paths), desc=name, unit="frame", leave=False)
     for r, size in enumerate(sizes):
         for path in frame_paths:

@@ -20,6 +20,7 @@ import numpy as np
 
 from perception_common.affinity import parse_cpus, pinned
 from perception_common.stamps import NS
+from perception_common.timing import split_evenly
 from perception_nodes.processes import stop_all
 
 from .procs import NodeProcess
@@ -302,13 +303,6 @@ def _node_counts(before: dict, after: dict) -> dict[str, int | None]:
     return {f"node_reported_{key}": _diag_delta(before, after, f"frames_{key}") for key in keys}
 
 
-def split_frames(frames: int, windows: int) -> list[int]:
-    """``frames`` shared as evenly as possible over at most ``windows`` windows of at least 2 frames each (a
-    closed-loop window's rate needs two answers)."""
-    n = max(1, min(windows, frames // 2))
-    return [frames // n + (1 if i < frames % n else 0) for i in range(n)]
-
-
 def compare_throughput(
     bench: Bench, bare, node_run: Callable[[int], dict[str, Any]], *, cpus: set[int] | None = None
 ) -> dict[str, Any]:
@@ -324,7 +318,7 @@ def compare_throughput(
     args = bench.args
     from .bare import loop_stats
 
-    sizes = split_frames(args.frames, args.throughput_windows)
+    sizes = split_evenly(args.frames, args.throughput_windows, least=2)  # a window's rate needs two answers
     bare_runs, nodes = [], []
     with pinned(cpus):
         bare_runs.append(bare.run(sizes[0], args.warmup))
