@@ -145,6 +145,21 @@ def test_frame_path_gives_the_modules_results_and_follows_new_weights(gate):
         model.set_frame_precision("fp16")
 
 
+def test_auto_frame_path_is_fp32_on_a_cpu_without_native_bf16(monkeypatch):
+    from perception_common import precision
+
+    model = build_model("tiny")
+    frame = np.random.default_rng(4).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    expected = model.predict(frame, sine_window(), 16000)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    model.set_frame_precision("auto")
+    assert model.frame_precision == "fp32"  # nothing changes for such a CPU: the modules' results
+    np.testing.assert_allclose(model.predict(frame, sine_window(), 16000).probability, expected.probability, atol=1e-6)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    model.set_frame_precision("auto")
+    assert model.frame_precision == "bf16"
+
+
 def test_pvt_depthwise_convolutions_read_their_tokens_channels_last_with_the_same_results():
     from avs.backbones import _TokenDepthwiseConv, build_backbone
 
