@@ -422,7 +422,8 @@ class AVSModel(nn.Module):
         backbone in bf16 was not faster, and the gate's score stays fp32. ``fp32`` is the modules' results; ``auto``
         picks for this model's device (:func:`perception_common.precision.resolve_frame_precision`, whose
         ``PrecisionError`` names any other value). None goes back to the modules (training, gradients, clips).
-        The bf16 decoder is a copy read once: call it again after loading new weights (fp32 reads the modules' own).
+        The bf16 decoder is a copy read once: call it again after loading new weights (fp32 reads the modules' own)
+        or moving the model to another device (the frame path is a plain attribute, not moved by ``to``).
         """
         if precision is None:
             self.__dict__["_frame_path"] = ()
