@@ -27,15 +27,13 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from perception_common.models import ModelSpecError
-from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text, split_evenly
+from perception_common.timing import matmul_rate, roofline_text, time_in_turns, turn_figures
 
 from .audio import WINDOW_SAMPLES
 from .config import CONFIGS
@@ -76,36 +74,17 @@ def bench_config(
     with FlopCounterMode(display=False) as counter:
         model.predict(images[0], audio[0], audio_rate)
     gflop = float(counter.get_total_flops()) / 1e9
-    times: dict[str, list[float]] = {path: [] for path in frame_paths}
-    sounding = 0
-    sizes = split_evenly(frames, rounds)
-    rounds = len(sizes)
-    bar = tqdm(total=(warmup + frames + rounds - 1) * len(frame_paths), desc=f"avs-bench {name}", unit="frame",
-               leave=False)
-    for r, size in enumerate(sizes):
-        for path in frame_paths:
-            model.set_frame_precision(None if path == "module" else path)
-            untimed = warmup if r == 0 else 1
-            for i in range(untimed + size):
-                start = time.perf_counter()
-                pred = model.predict(images[i % 4], audio[i % 4], audio_rate)
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                elapsed = time.perf_counter() - start
-                if i >= untimed:
-                    times[path].append(elapsed)
-                    sounding += int(pred.sounding)
-                bar.update()
-    bar.close()
-    paths = {}
-    for path in frame_paths:
-        path_stats = frame_time_stats(times[path])
-        paths[path] = {**path_stats, **roofline(gflop, path_stats["fps"], rate), "rounds": rounds}
-    first = paths[frame_paths[0]]["fps"]
-    for entry in paths.values():
-        entry["speedup"] = entry["fps"] / first if entry["fps"] and first else None
-    times = times[frame_paths[0]]
-    stats = frame_time_stats(times)
+
+    def run(path: str, i: int) -> None:
+        model.predict(images[i % 4], audio[i % 4], audio_rate)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    times, rounds = time_in_turns(
+        frame_paths, frames, rounds, warmup, desc=f"avs-bench {name}", run=run,
+        switch=lambda path: model.set_frame_precision(None if path == "module" else path),
+    )
+    paths = turn_figures(times, rounds, gflop, lambda path: rate)
     return {
         "config": name,
         **({"model_folder": str(folder)} if folder else {}),
@@ -114,9 +93,8 @@ def bench_config(
         "frame_size": [height, width],
         "audio_rate": audio_rate,
         "warmup": warmup,
-        **stats,
         "gflop_per_frame": gflop,
-        **roofline(gflop, stats["fps"], rate),
+        **paths[frame_paths[0]],  # the first path's figures at the top level
         "frame_paths": paths,
     }
 

@@ -123,15 +123,15 @@ class _FramePath(nn.Module):
         self.decoder = decoder
 
     def forward(self, frames: torch.Tensor, examples: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        m = self.model
-        if self.decoder is None:
-            out = m.forward_embeddings(frames, m.audio_encoder(examples))
-            return (out.mask_logits,) if out.score is None else (out.mask_logits, out.similarity, out.score)
+        m = self.model  # forward_embeddings for clips of one frame, the decoder swapped where a copy is given
         audio = m.audio_encoder(examples)
         feats, stages = m._encode(frames)
         fused, _ = m._fuse(stages, audio, 1)
-        low = [f.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) for f in fused]
-        mask_logits = self.decoder(low, tuple(frames.shape[-2:])).float()
+        if self.decoder is None:
+            mask_logits = m.decoder(fused, tuple(frames.shape[-2:]))
+        else:
+            low = [f.to(torch.bfloat16).contiguous(memory_format=torch.channels_last) for f in fused]
+            mask_logits = self.decoder(low, tuple(frames.shape[-2:])).float()
         if m.gate is None:
             return (mask_logits,)
         g = m.gate(audio, feats[3])
@@ -433,19 +433,15 @@ class AVSModel(nn.Module):
         if precision == "bf16":
             import copy
 
-            decoder = copy.deepcopy(self.decoder).to(torch.bfloat16)
-            for param in decoder.parameters():
-                if param.ndim == 4:
-                    param.data = param.data.contiguous(memory_format=torch.channels_last)
+            decoder = copy.deepcopy(self.decoder).to(torch.bfloat16, memory_format=torch.channels_last)
             decoder.requires_grad_(False)
         self.__dict__["_frame_path"] = (precision, Traced(_FramePath(self, decoder)))
         size, device = self.config.image_size, self.pixel_mean.device
         blank = (torch.zeros(1, 3, size, size, device=device),
                  torch.zeros(1, 1, EXAMPLE_FRAMES, NUM_MEL_BANDS, device=device))
         was_training = self.training
-        self.eval()
-        for _ in range(2):  # the first call traces, the second lets TorchScript optimise the trace
-            self.infer_frames(*blank)
+        self.eval()  # traced as predict runs it
+        self._frame_path[1].prepare(*blank)
         self.train(was_training)
 
     def infer_frames(self, frames: torch.Tensor, examples: torch.Tensor) -> SimpleNamespace:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +33,54 @@ def split_evenly(total: int, parts: int, *, least: int = 1) -> list[int]:
     window when ``total`` is smaller): how the benches alternate what they compare in turns."""
     n = max(1, min(parts, total // max(1, least)))
     return [total // n + (1 if i < total % n else 0) for i in range(n)]
+
+
+def time_in_turns(
+    paths: Sequence[str],
+    frames: int,
+    rounds: int,
+    warmup: int,
+    *,
+    switch: Callable[[str], None],
+    run: Callable[[str, int], None],
+    desc: str = "",
+) -> tuple[dict[str, list[float]], int]:
+    """Seconds per ``run(path, i)`` for each path, the paths taking turns in ``rounds`` rounds (``frames`` per path
+    in all, :func:`split_evenly`), ``switch(path)`` before each turn; ``warmup`` untimed runs before each path's
+    first turn, one before each later one. A machine whose speed drifts while the benches run (this project's
+    2-core VM swings by 1.5x from one second to the next) so biases none of the paths. Returns the times and the
+    number of rounds run."""
+    from tqdm import tqdm
+
+    sizes = split_evenly(frames, rounds)
+    times: dict[str, list[float]] = {path: [] for path in paths}
+    with tqdm(total=(warmup + frames + len(sizes) - 1) * len(paths), desc=desc, unit="frame", leave=False) as bar:
+        for r, size in enumerate(sizes):
+            for path in paths:
+                switch(path)
+                untimed = warmup if r == 0 else 1  # the first run after a switch is not timed
+                for i in range(untimed + size):
+                    start = time.perf_counter()
+                    run(path, i)
+                    if i >= untimed:
+                        times[path].append(time.perf_counter() - start)
+                    bar.update()
+    return times, len(sizes)
+
+
+def turn_figures(
+    times: dict[str, list[float]], rounds: int, gflop_per_frame: float, rate_of: Callable[[str], float | None]
+) -> dict[str, dict]:
+    """Per path (in ``times``' order): :func:`frame_time_stats`, :func:`roofline` against ``rate_of(path)``,
+    ``rounds`` and ``speedup``: its frames/s over the first path's."""
+    figures: dict[str, dict] = {}
+    for path, seconds in times.items():
+        stats = frame_time_stats(seconds)
+        figures[path] = {**stats, **roofline(gflop_per_frame, stats["fps"], rate_of(path)), "rounds": rounds}
+    first = next(iter(figures.values()))["fps"]
+    for entry in figures.values():
+        entry["speedup"] = entry["fps"] / first if entry["fps"] and first else None
+    return figures
 
 
 def matmul_rate(dtype_name: str = "fp32", *, size: int = 1024, seconds: float = 0.5) -> float:

@@ -37,3 +37,9 @@ class Traced:
             while len(self._traces) > self.signatures:
                 self._traces.popitem(last=False)
         return trace(*tensors)
+
+    def prepare(self, *tensors: torch.Tensor):
+        """Trace for these inputs' signature now and let TorchScript optimise the trace (it does on the second
+        call), so that the first real input is not late; returns the output."""
+        self(*tensors)
+        return self(*tensors)

@@ -22,16 +22,14 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from perception_common.precision import cpu_has_bf16
-from perception_common.timing import frame_time_stats, matmul_rate, roofline, roofline_text, split_evenly
+from perception_common.timing import matmul_rate, roofline_text, time_in_turns, turn_figures
 
 from .config import CONFIGS, SAM_SIZES, get_config
 
@@ -98,31 +96,17 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
     with FlopCounterMode(display=False) as counter:
         step(pool[0], q_r)
     gflop = counter.get_total_flops() / 1e9
-    times: dict[str, list[float]] = {path: [] for path in frame_paths}
     q_t = {path: q_r for path in frame_paths}
-    sizes = split_evenly(frames, rounds)
-    rounds = len(sizes)
-    bar = tqdm(total=(warmup + frames + rounds - 1) * len(frame_paths), desc=name, unit="frame", leave=False)
-    for r, size in enumerate(sizes):
-        for path in frame_paths:
-            perception.set_frame_precision(None if path == "module" else path)
-            untimed = warmup if r == 0 else 1  # the first frame after a switch is not timed
-            for i in range(size + untimed):
-                sync()
-                t0 = time.perf_counter()
-                q_t[path] = step(pool[i % len(pool)], q_t[path]).next_query
-                sync()
-                if i >= untimed:
-                    times[path].append(time.perf_counter() - t0)
-                bar.update()
-    bar.close()
-    paths: dict[str, Any] = {}
-    for path in frame_paths:
-        stats = frame_time_stats(times[path])
-        rate = (rates or {}).get("bf16" if path == "bf16" else "fp32")
-        paths[path] = {**stats, **roofline(gflop, stats["fps"], rate), "rounds": rounds}
-        first = paths[frame_paths[0]]["fps"]
-        paths[path]["speedup"] = stats["fps"] / first if stats["fps"] and first else None
+
+    def run(path: str, i: int) -> None:
+        q_t[path] = step(pool[i % len(pool)], q_t[path]).next_query
+        sync()
+
+    times, rounds = time_in_turns(
+        frame_paths, frames, rounds, warmup, desc=name, run=run,
+        switch=lambda path: perception.set_frame_precision(None if path == "module" else path),
+    )
+    paths = turn_figures(times, rounds, gflop, lambda path: (rates or {}).get("bf16" if path == "bf16" else "fp32"))
     perception.set_frame_precision(None)
     return {
         "config": name,

@@ -177,8 +177,7 @@ class Perception(nn.Module):
         size, width = self.transform.img_size, self.sam.config.prompt_embed_dim
         blank = torch.zeros(1, 3, size, size, device=self.device)
         query = torch.zeros(1, width, device=self.device, dtype=self.dtype)
-        for _ in range(2):  # the first call traces, the second lets TorchScript optimise the trace
-            self._frame_path[2](self._frame_path[1](blank).to(self.dtype), query, query, query)
+        self._frame_path[2].prepare(self._frame_path[1].prepare(blank).to(self.dtype), query, query, query)
 
     @torch.no_grad()
     def encode_frame(self, frame: np.ndarray) -> FrameFeatures:

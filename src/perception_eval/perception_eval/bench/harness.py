@@ -325,14 +325,12 @@ def compare_throughput(
         for size in sizes:
             nodes.append(node_run(size))
             bare_runs.append(bare.run(size))
-    node = {key: sum(n[key] for n in nodes) for key in ("frames", "answered", "lost")}
+    # counts summed over the windows (no_audio: the AVS node's frames scored without audio)
+    node = {key: sum(n[key] for n in nodes) for key in ("frames", "answered", "lost", "no_audio") if key in nodes[0]}
     span = sum(n["span_s"] for n in nodes)
     intervals = sum(max(0, n["answered"] - 1) for n in nodes)
     node.update({"fps": intervals / span if span > 0 else None, "span_s": span, "windows": len(sizes),
                  "window_fps": [n["fps"] for n in nodes], "spacing_ms": args.closed_loop_spacing_ms})
-    for key in set(nodes[0]) - set(node) - {"window_fps"}:  # extra per-window counts (e.g. no_audio): summed
-        if all(isinstance(n.get(key), int) for n in nodes):
-            node[key] = sum(n[key] for n in nodes)
     stats = loop_stats([t for run in bare_runs for t in run])
     stats.update({"load_s": bare.load_s, "window_fps": [loop_stats(run)["fps"] for run in bare_runs],
                   "cpus": sorted(cpus) if cpus else None})
