@@ -23,7 +23,9 @@ build: setup  ## (re)build the colcon workspace
 	@bash scripts/setup.sh --force-build
 
 demo: setup  ## run the graph on a sample clip; writes overlays and a summary to $(OUT)/demo
-	@$(ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-41} python -m perception_bringup.demo --out $(OUT)/demo
+	@# the tracker's compiled image encoder for this machine: built once (about a minute on 2 cores), then cached
+	@$(ENV) { trackgpt-compile || echo "make demo: no compiled encoder; the tracker runs the traced one"; } && \
+	  ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-41} python -m perception_bringup.demo --out $(OUT)/demo
 
 test: setup  ## run the whole test suite (unit + multi-process ROS tests)
 	@$(ENV) PERCEPTION_REQUIRE_ROS=1 ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} python -m pytest

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +25,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
+# compiled frame-path packages (perception_common.compiled) go to a folder of this run: a package a developer built
+# in ~/.cache must not change which path the tests' nodes take
+_COMPILED_CACHE = tempfile.TemporaryDirectory(prefix="perception-compiled-")
+os.environ["PERCEPTION_COMPILED_CACHE"] = _COMPILED_CACHE.name
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "42")
 if os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] != "LOCALHOST":

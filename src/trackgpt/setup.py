@@ -20,6 +20,7 @@ setup(
         "console_scripts": [
             "trackgpt-track = trackgpt.cli:main",
             "trackgpt-bench = trackgpt.bench:main",
+            "trackgpt-compile = trackgpt.aot:main",
         ],
     },
 )

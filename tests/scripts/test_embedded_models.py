@@ -153,14 +153,19 @@ def test_naming_is_read_from_the_named_answer():
 
 @pytest.mark.skipif(not TRACKGPT_DIR.is_dir(), reason="no embedded TrackGPT model is shipped (see results/embedded)")
 def test_trackgpt_bf16_frame_path_keeps_the_figures(instruction_sample):
-    """The bf16 frame path (the nodes' default on CPUs with native bf16) scores within 0.005 J&F of fp32."""
+    """The bf16 frame path (the nodes' default on CPUs with native bf16), traced or with its image encoder
+    compiled (trackgpt-compile), scores within 0.005 J&F of the fp32 modules."""
     from trackgpt import TrackGPT
 
     torch.set_num_threads(2)
     model = TrackGPT.from_pretrained(TRACKGPT_DIR)
     scores = {}
-    for frame_precision in (None, "bf16"):
-        model.perception.set_frame_precision(frame_precision)
+    for path in (None, "bf16", "bf16-compiled"):
+        model.perception.set_frame_precision(path and path.removesuffix("-compiled"))
+        if path == "bf16-compiled":
+            model.perception.compile_frame_path()
+            assert model.perception.frame_compiled
         res = _evaluate_trackgpt(model, instruction_sample, oracle_answer=False)
-        scores[frame_precision] = res["rethink_on"]["overall"]["J&F"]
+        scores[path] = res["rethink_on"]["overall"]["J&F"]
     assert abs(scores["bf16"] - scores[None]) <= 0.005, scores
+    assert abs(scores["bf16-compiled"] - scores[None]) <= 0.005, scores

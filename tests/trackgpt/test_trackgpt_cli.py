@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perception_common.video import FrameSource, VideoWriter
-from trackgpt import TrackGPT, bench, cli
+from trackgpt import TrackGPT, aot, bench, cli
 
 N_FRAMES = 5
 
@@ -92,6 +92,7 @@ def test_track_video_file_with_a_config(frames, tmp_path, capsys):
     summary = _check_outputs(out, 3, (44, 60))
     assert summary["tau"] == 0.9 and summary["fps"] == pytest.approx(10.0)
     assert summary["frame_precision"] == "fp32"  # as tracker_node's frame_precision
+    assert summary["frame_compile"].startswith("traced (no compiled encoder")  # random weights: never built
 
 
 @pytest.mark.parametrize(
@@ -119,11 +120,11 @@ def test_track_bad_checkpoint_folder(frame_dir, tmp_path, capsys):
     assert rc == 2 and "no config.json" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", [cli, bench])
+@pytest.mark.parametrize("module", [cli, bench, aot])
 def test_help(module, capsys):
     with pytest.raises(SystemExit) as info:
         module.main(["--help"])
-    assert info.value.code == 0 and "--out" in capsys.readouterr().out
+    assert info.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
 def test_bench_writes_json(tmp_path):
@@ -147,6 +148,29 @@ def test_bench_writes_json(tmp_path):
     paths = tiny["frame_paths"]
     assert paths["module"]["speedup"] == 1.0
     assert paths["bf16"]["speedup"] == pytest.approx(paths["bf16"]["fps"] / paths["module"]["fps"])
+
+
+def test_bench_times_the_compiled_encoder(tmp_path, monkeypatch):
+    """fp32-compiled: the image encoder as an AOTInductor package, built on first use into the cache folder."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PERCEPTION_COMPILED_CACHE", str(cache))
+    out = tmp_path / "bench.json"
+    assert bench.main(["--out", str(out), "--configs", "tiny", "--frames", "2", "--warmup", "1", "--size", "64x48",
+                       "--frame-paths", "fp32,fp32-compiled"]) == 0
+    paths = json.loads(out.read_text())["results"][0]["frame_paths"]
+    assert set(paths) == {"fp32", "fp32-compiled"} and paths["fp32-compiled"]["frames"] == 2
+    assert paths["fp32-compiled"]["speedup"] == pytest.approx(paths["fp32-compiled"]["fps"] / paths["fp32"]["fps"])
+    assert len(list(cache.glob("FastImageEncoder-*.pt2"))) == 1
+
+
+def test_compile_command_refuses_a_bad_model_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert aot.main(["--model", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trackgpt-compile: error:") and "no config.json" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as info:
+        aot.main(["--frame-precision", "half"])
+    assert info.value.code == 2
 
 
 def test_bench_refuses_an_unknown_frame_path(tmp_path, capsys):

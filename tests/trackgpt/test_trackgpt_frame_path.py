@@ -137,3 +137,28 @@ def test_postprocess_as_two_products_equals_sams(frame):
     got = FastPostprocess(config.img_size)(low, input_size, frame)
     assert got.shape == expected.shape == (2, 1, *frame) and got.dtype == torch.float32
     assert torch.allclose(got, expected, atol=1e-4, rtol=1e-5), (got - expected).abs().max()  # float rounding
+
+
+def test_compiled_encoder_gives_the_traced_outputs_and_is_found_again(tmp_path):
+    """compile_frame_path: the image encoder as an AOTInductor package (fp32: the trace's embedding to float
+    rounding, so the same masks); without build it is used only when this machine has built it; other batch sizes
+    run through the trace."""
+    p = _perception("tiny")
+    p.set_frame_precision("fp32")
+    assert not p.frame_compiled and p.compile_frame_path(build=False, directory=tmp_path) is None
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    traced = p.encode_frame(frame).embeddings
+    compiled = p.compile_frame_path(directory=tmp_path)
+    assert compiled.cached is False and p.frame_compiled and p.frame_precision == "fp32"
+    torch.testing.assert_close(p.encode_frame(frame).embeddings, traced, rtol=1e-4, atol=1e-4)
+    size = p.transform.img_size
+    x2 = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(p._frame_path[1](x2), p.sam.image_encoder(x2), rtol=1e-4, atol=1e-4)
+    p.set_frame_precision("fp32")  # a new frame path: traced again until compiled
+    assert not p.frame_compiled
+    again = p.compile_frame_path(build=False, directory=tmp_path)
+    assert again.cached is True and again.path == compiled.path and p.frame_compiled
+    p.set_frame_precision(None)
+    with pytest.raises(RuntimeError, match="set a frame precision first"):
+        p.compile_frame_path(directory=tmp_path)

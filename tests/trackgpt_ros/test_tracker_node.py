@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -199,9 +200,32 @@ def test_frame_precision_is_chosen_logged_and_checked(processes, ros_available):
     for value, expected in (("auto", "bf16" if cpu_has_bf16() else "fp32"), ("fp32", "fp32")):
         proc = processes.start([*base, "-p", f"frame_precision:={value}"])
         assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
-        assert f"frame path {expected})" in processes.log(proc)
+        assert f"frame path {expected}, encoder traced" in processes.log(proc)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+
+
+def test_frame_compile_loads_the_package_trackgpt_compile_built(processes, tmp_path, ros_available):
+    """trackgpt-compile builds the model's compiled encoder; the node (frame_compile auto, the default) then runs it
+    and says so; a typo in frame_compile stops the node with one line."""
+    from trackgpt.loading import load_model
+
+    folder = tmp_path / "model"
+    load_model("config:tiny").save_pretrained(folder)
+    build = subprocess.run(["trackgpt-compile", "--model", str(folder), "--frame-precision", "fp32"],
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0 and "image encoder (fp32) built in" in build.stdout, build.stdout + build.stderr
+    base = ["tracker_node", "--ros-args", "-p", f"model:={folder}", "-p", "device:=cpu", "-p", "brain_process:=false",
+            "-p", "frame_precision:=fp32"]
+    proc = processes.start(base)
+    assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
+    assert "frame path fp32, encoder compiled (cached)" in processes.log(proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    bad = processes.start([*base, "-p", "frame_compile:=fast"])
+    assert bad.wait(timeout=60) == 2
+    log = processes.log(bad)
+    assert "frame_compile must be one of auto, on, off, got 'fast'" in log and "Traceback" not in log, log
 
 
 def _cpu_lists(pid: int) -> dict[int, str]:

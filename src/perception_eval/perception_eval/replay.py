@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from avs.loading import load_model as load_avs
+from perception_common.compiled import FRAME_COMPILE, use_compiled
 from perception_common.precision import FRAME_PRECISIONS
 from perception_common.stamps import header_ns, stamp_ns
 from perception_nodes.processes import ManagedProcess
@@ -456,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame-precision", default="auto", choices=FRAME_PRECISIONS,
                         help="--direct: both models' frame paths, as the nodes' frame_precision (default auto, "
                              "the nodes' default: the same masks as the nodes)")
+    parser.add_argument("--frame-compile", default="auto", choices=FRAME_COMPILE,
+                        help="--direct: the tracker's image encoder as a compiled package, as tracker_node's "
+                             "frame_compile (auto: when trackgpt-compile built one for the model)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--save-masks", action="store_true", help="also write every output mask as a PNG")
     return parser
@@ -480,6 +484,8 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
             if tracker is None:
                 tracker = load_tracker(args.tracker_model, device=args.device)
                 tracker.perception.set_frame_precision(args.frame_precision)
+                use_compiled(args.frame_compile, args.device, tracker.perception.compile_frame_path,
+                             hint="trackgpt-compile")
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
             if avs is None:

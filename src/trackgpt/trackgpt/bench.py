@@ -5,15 +5,15 @@ weights (the brain is not part of the frame loop and is not built) and run over 
 ``--size`` (640x480 by default), once per frame path (``--frame-paths``): ``module`` = the model's own modules in
 fp32 (training's path, and the only one before the inference copies existed), ``fp32`` / ``bf16`` = the inference
 copies of :mod:`trackgpt.frame_path` with the image encoder in that precision (what the node runs; ``auto`` picks
-bf16 on CPUs with native bf16). The paths take turns in ``--rounds`` rounds (module, fp32, bf16, module, ...), so
-a machine whose speed drifts while it runs (this project's 2-core VM swings by 1.5x from one second to the next)
-biases none of them; ``speedup`` is each path's frames/s over the first path's. Per configuration and path the JSON
-holds frames/s, p50 / p99 / mean latency in ms,
-the work per frame (GFLOP, torch's flop counter) and the rate achieved, against this machine's measured matrix
-product rate in fp32 and bf16 (the roofline: ``of_matmul_rate`` is the fraction reached), parameter count and the
-settings. Configurations with a full-size SAM (ViT-H, ~640 M parameters) need
-``--full``; without it they are listed as skipped with the reason. Configurations sharing the same SAM
-sizes are measured once.
+bf16 on CPUs with native bf16), ``fp32-compiled`` / ``bf16-compiled`` = the same with the image encoder as an
+AOTInductor package (``trackgpt-compile``; built on first use, about a minute, then cached). The paths take
+turns in ``--rounds`` rounds (module, fp32, bf16, module, ...), so a machine whose speed drifts while it runs
+(this project's 2-core VM swings by 1.5x from one second to the next) biases none of them; ``speedup`` is each
+path's frames/s over the first path's. Per configuration and path the JSON holds frames/s, p50 / p99 / mean latency
+in ms, the work per frame (GFLOP, torch's flop counter) and the rate achieved, against this machine's measured
+matrix product rate in fp32 and bf16 (the roofline: ``of_matmul_rate`` is the fraction reached), parameter count
+and the settings. Configurations with a full-size SAM (ViT-H, ~640 M parameters) need ``--full``; without it they
+are listed as skipped with the reason. Configurations sharing the same SAM sizes are measured once.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("--frame-paths", default="module,fp32,bf16",
-                   help="comma-separated: module (the model's own fp32 modules), fp32, bf16 (inference copies)")
+                   help="comma-separated: module (the model's own fp32 modules), fp32, bf16 (inference copies), "
+                        "fp32-compiled, bf16-compiled (the image encoder as an AOTInductor package: built once, "
+                        "about a minute on 2 cores, then cached)")
     return p
 
 
@@ -66,7 +68,7 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-FRAME_PATHS = ("module", "fp32", "bf16")
+FRAME_PATHS = ("module", "fp32", "bf16", "fp32-compiled", "bf16-compiled")
 
 
 def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], device: str,
@@ -80,6 +82,7 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
     from .model import TrackGPT
 
     config = get_config(name, sam={"checkpoint": None})
+    torch.manual_seed(0)  # the same random weights every run: the compiled encoder's package is built once
     model = TrackGPT(config=config).to(device)
     w, h = size
     rng = np.random.default_rng(0)
@@ -102,11 +105,17 @@ def bench_config(name: str, *, frames: int, warmup: int, size: tuple[int, int], 
         q_t[path] = step(pool[i % len(pool)], q_t[path]).next_query
         sync()
 
-    times, rounds = time_in_turns(
-        frame_paths, frames, rounds, warmup, desc=name, run=run,
-        switch=lambda path: perception.set_frame_precision(None if path == "module" else path),
-    )
-    paths = turn_figures(times, rounds, gflop, lambda path: (rates or {}).get("bf16" if path == "bf16" else "fp32"))
+    def switch(path: str) -> None:
+        perception.set_frame_precision(None if path == "module" else path.removesuffix("-compiled"))
+        if path.endswith("-compiled"):
+            compiled = perception.compile_frame_path()
+            if not compiled.cached:
+                print(f"{name} [{path}]: compiled encoder built in {compiled.seconds:.0f} s (cached: "
+                      f"{compiled.path})", file=sys.stderr)
+
+    times, rounds = time_in_turns(frame_paths, frames, rounds, warmup, desc=name, run=run, switch=switch)
+    paths = turn_figures(times, rounds, gflop,
+                         lambda path: (rates or {}).get("bf16" if path.startswith("bf16") else "fp32"))
     perception.set_frame_precision(None)
     return {
         "config": name,

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from perception_common.compiled import FRAME_COMPILE, CompileError, use_compiled
 from perception_common.images import ImageError, overlay
 from perception_common.models import ModelSpecError
 from perception_common.precision import FRAME_PRECISIONS
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-precision", choices=FRAME_PRECISIONS, default="auto",
                    help="the frame path's image encoder, as tracker_node's frame_precision: auto (bf16 on a CPU with "
                         "native bf16, else fp32), fp32, bf16")
+    p.add_argument("--frame-compile", choices=FRAME_COMPILE, default="auto",
+                   help="the image encoder as a compiled package, as tracker_node's frame_compile: auto (when "
+                        "trackgpt-compile built one for the model), on (build it now if missing), off")
     return p
 
 
@@ -95,6 +99,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
     model.perception.set_frame_precision(args.frame_precision)
+    try:
+        frame_compile = use_compiled(args.frame_compile, str(model.perception.device),
+                                     model.perception.compile_frame_path, hint="trackgpt-compile")
+    except CompileError as exc:
+        frame_compile = "traced"
+        print(f"{PROG}: warning: --frame-compile {args.frame_compile}: {exc}; the traced encoder runs", file=sys.stderr)
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(source)
@@ -142,6 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tau": args.tau,
             "mask_threshold": model.perception.mask_threshold,
             "frame_precision": model.perception.frame_precision,
+            "frame_compile": frame_compile,
             "live": args.live,
             "fps": source.fps,
             "complete": outcome.complete,

@@ -30,6 +30,7 @@ class BareTracker:
     def __init__(self, spec: str, device: str, frame: np.ndarray, *, brain_timeout: float = 600.0):
         import torch
 
+        from perception_common.compiled import use_compiled
         from trackgpt.loading import load_model
         from trackgpt.tracker import OnlineTracker
 
@@ -38,6 +39,9 @@ class BareTracker:
         self.model = load_model(spec, device=device)
         self.load_s = time.monotonic() - t0
         self.model.perception.set_frame_precision("auto")  # the node's default frame path
+        #: how the image encoder runs (the node's default frame_compile: auto, the package when one is cached)
+        self.frame_compile = use_compiled("auto", device, self.model.perception.compile_frame_path,
+                                          hint="trackgpt-compile")
         torch.set_num_threads(self.threads)
         # tau 0: never rethinks, so the brain stays idle while frames are timed
         self.tracker = OnlineTracker(perception=self.model, tau=0.0, brain_threads=1, frame_threads=self.threads)

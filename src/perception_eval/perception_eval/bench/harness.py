@@ -336,6 +336,8 @@ def compare_throughput(
                   "cpus": sorted(cpus) if cpus else None})
     if hasattr(bare, "reasoning_s"):
         stats["reasoning_s"] = bare.reasoning_s
+    if hasattr(bare, "frame_compile"):
+        stats["frame_compile"] = bare.frame_compile
     return {"bare": stats, "node": node, "throughput_ratio": ratio(node["fps"], stats["fps"])}
 
 

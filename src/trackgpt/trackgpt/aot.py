@@ -1,0 +1,60 @@
+"""``trackgpt-compile``: build the frame path's compiled image encoder for this machine, ahead of time.
+
+The tracker node (``frame_compile: auto``) and ``trackgpt-track --frame-compile auto`` run the image encoder through
+an AOTInductor package when this machine has one for the model (:meth:`trackgpt.model.Perception.compile_frame_path`,
+cached under :func:`perception_common.compiled.cache_dir`); building one takes about a minute of a 2-core CPU and a
+C++ compiler, so it is done once, here (or by the node with ``frame_compile: on``). Run it with the model and frame
+precision the node will use; it prints where the package is. Packages are for CPUs (the node's ``device`` cpu, or
+``auto`` on a machine without CUDA). Exit status 0 when the package exists afterwards,
+1 when it could not be built (the reason in one line), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from perception_common.compiled import CompileError, cache_dir
+from perception_common.models import ModelSpecError
+from perception_common.precision import FRAME_PRECISIONS, PrecisionError
+
+from .errors import CheckpointError, TrackGPTError
+
+PROG = "trackgpt-compile"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Build the TrackGPT frame path's compiled image encoder "
+                                "(AOTInductor) for this machine and cache it.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="", help="model folder or config:NAME (default: the shipped embedded model)")
+    p.add_argument("--frame-precision", choices=FRAME_PRECISIONS, default="auto",
+                   help="the frame path's image encoder, as tracker_node's frame_precision")
+    p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {cache_dir()})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .loading import load_model
+
+    try:
+        model = load_model(args.model, device="cpu", with_brain=False)
+        model.perception.set_frame_precision(args.frame_precision)
+    except (ModelSpecError, CheckpointError, TrackGPTError, PrecisionError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        compiled = model.perception.compile_frame_path(directory=args.cache)
+    except CompileError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    how = "already built (loaded" if compiled.cached else "built"
+    print(f"{PROG}: image encoder ({model.perception.frame_precision}) {how} in {compiled.seconds:.1f} s"
+          f"{')' if compiled.cached else ''}: {compiled.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
