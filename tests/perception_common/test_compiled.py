@@ -43,18 +43,20 @@ def test_package_gives_the_module_outputs_and_is_cached(built):
         torch.testing.assert_close(again(y), module(y), rtol=1e-4, atol=1e-5)
 
 
-def test_key_follows_weights_plain_attributes_and_signature(built):
+def test_key_follows_weights_plain_attributes_signature_and_threads(built):
     _directory, module, x, compiled = built
-    assert package_key(module, (x,)) == compiled.key
-    assert package_key(module, (torch.randn(8, 32),)) != compiled.key
-    assert package_key(module, (x.double(),)) != compiled.key
+    n = compiled.threads
+    assert n == torch.get_num_threads() and package_key(module, (x,), n) == compiled.key
+    assert package_key(module, (x,), n + 1) != compiled.key  # the threads are written into the package
+    assert package_key(module, (torch.randn(8, 32),), n) != compiled.key
+    assert package_key(module, (x.double(),), n) != compiled.key
     other = _Block().eval()
     with torch.no_grad():
         other.fc1.weight[0, 0] += 1e-3
-    assert package_key(other, (x,)) != compiled.key
+    assert package_key(other, (x,), n) != compiled.key
     other = _Block().eval()
     other.extra[0] = other.extra[0] + 1
-    assert package_key(other, (x,)) != compiled.key
+    assert package_key(other, (x,), n) != compiled.key
 
 
 def test_other_signatures_go_to_the_fallback_or_are_refused(built):

@@ -214,7 +214,8 @@ def test_frame_compile_loads_the_package_trackgpt_compile_built(processes, tmp_p
     load_model("config:tiny").save_pretrained(folder)
     build = subprocess.run(["trackgpt-compile", "--model", str(folder), "--frame-precision", "fp32"],
                            capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0 and "image encoder (fp32) built in" in build.stdout, build.stdout + build.stderr
+    built = "image encoder (fp32, 1 thread) built in"  # for the node's frame_threads (default 1)
+    assert build.returncode == 0 and built in build.stdout, build.stdout + build.stderr
     base = ["tracker_node", "--ros-args", "-p", f"model:={folder}", "-p", "device:=cpu", "-p", "brain_process:=false",
             "-p", "frame_precision:=fp32"]
     proc = processes.start(base)

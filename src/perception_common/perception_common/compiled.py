@@ -54,10 +54,11 @@ def _cpu_identity() -> str:
     return f"{platform.machine()}\n{platform.processor()}\n{text}"
 
 
-def package_key(module: nn.Module, tensors: tuple[torch.Tensor, ...]) -> str:
-    """A hex digest of everything a package of ``module`` for these inputs depends on (see the module docstring)."""
+def package_key(module: nn.Module, tensors: tuple[torch.Tensor, ...], threads: int) -> str:
+    """A hex digest of everything a package of ``module`` for these inputs and ``threads`` depends on (see the
+    module docstring)."""
     h = hashlib.sha256()
-    h.update(f"{torch.__version__}\n{sys.version_info[:2]}\n{_cpu_identity()}\n".encode())
+    h.update(f"{torch.__version__}\n{sys.version_info[:2]}\n{_cpu_identity()}\nthreads {threads}\n".encode())
     sources = sorted({inspect.getfile(type(m)) for m in module.modules()})
     for path in sources:
         h.update(path.encode())
@@ -105,14 +106,18 @@ class Compiled:
         example: inputs with the signature the package serves.
         fallback: called for other signatures (None: they are refused with ``ValueError``).
         directory: the cache folder (default :func:`cache_dir`).
+        threads: the CPU threads the package's loops run on (fixed when it is built: inductor writes them into its
+            OpenMP pragmas); default ``torch.get_num_threads()``. Build for the threads of the thread that will call
+            it: a package built for 2 threads and run by a frame thread pinned to one core runs 2 threads there.
     """
 
     def __init__(self, module: nn.Module, example: tuple[torch.Tensor, ...], *, fallback=None,
-                 directory: Path | None = None):
+                 directory: Path | None = None, threads: int | None = None):
         self.module = module
         self.fallback = fallback
+        self.threads = int(threads or torch.get_num_threads())
         self.signature = self._signature(example)
-        self.key = package_key(module, example)
+        self.key = package_key(module, example, self.threads)
         self.path = (directory or cache_dir()) / f"{type(module).__name__}-{self.key}.pt2"
         self._example = example
         self._runner = None
@@ -159,7 +164,7 @@ class Compiled:
             with torch.no_grad():
                 program = torch.export.export(self.module, self._example, strict=False)
                 # freezing: weights folded in and pre-packed; one compile thread: no worker processes to outlive us
-                with inductor_config.patch(freezing=True, compile_threads=1):
+                with inductor_config.patch({"freezing": True, "compile_threads": 1, "cpp.threads": self.threads}):
                     torch._inductor.aoti_compile_and_package(program, package_path=str(partial))
             os.replace(partial, self.path)  # whole files only, even with two builders at once
         except Exception as exc:

@@ -38,6 +38,7 @@ with ``scoring.run_tracker_library(..., brain_sync=True)`` on the same bag -- te
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -484,7 +485,8 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
             if tracker is None:
                 tracker = load_tracker(args.tracker_model, device=args.device)
                 tracker.perception.set_frame_precision(args.frame_precision)
-                use_compiled(args.frame_compile, args.device, tracker.perception.compile_frame_path,
+                use_compiled(args.frame_compile, args.device,  # one frame thread, as run_tracker_library runs
+                             functools.partial(tracker.perception.compile_frame_path, threads=1),
                              hint="trackgpt-compile")
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:

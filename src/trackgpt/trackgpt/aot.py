@@ -3,10 +3,11 @@
 The tracker node (``frame_compile: auto``) and ``trackgpt-track --frame-compile auto`` run the image encoder through
 an AOTInductor package when this machine has one for the model (:meth:`trackgpt.model.Perception.compile_frame_path`,
 cached under :func:`perception_common.compiled.cache_dir`); building one takes about a minute of a 2-core CPU and a
-C++ compiler, so it is done once, here (or by the node with ``frame_compile: on``). Run it with the model and frame
-precision the node will use; it prints where the package is. Packages are for CPUs (the node's ``device`` cpu, or
-``auto`` on a machine without CUDA). Exit status 0 when the package exists afterwards,
-1 when it could not be built (the reason in one line), 2 for bad arguments.
+C++ compiler, so it is done once, here (or by the node with ``frame_compile: on``). Run it with the model, frame
+precision and frame threads the node will use (the node's start-up line names the command when it finds none); it
+prints where the package is. Packages are for CPUs (the node's ``device`` cpu, or ``auto`` on a machine without
+CUDA). Exit status 0 when the package exists afterwards, 1 when it could not be built (the reason in one line), 2
+for bad arguments.
 """
 
 from __future__ import annotations
@@ -31,12 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model folder or config:NAME (default: the shipped embedded model)")
     p.add_argument("--frame-precision", choices=FRAME_PRECISIONS, default="auto",
                    help="the frame path's image encoder, as tracker_node's frame_precision")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the thread that will encode frames, as tracker_node's frame_threads (the "
+                        "package runs on as many as it is built for)")
     p.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {cache_dir()})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print(f"{PROG}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
     from .loading import load_model
 
     try:
@@ -46,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        compiled = model.perception.compile_frame_path(directory=args.cache)
+        compiled = model.perception.compile_frame_path(directory=args.cache, threads=args.threads)
     except CompileError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     how = "already built (loaded" if compiled.cached else "built"
-    print(f"{PROG}: image encoder ({model.perception.frame_precision}) {how} in {compiled.seconds:.1f} s"
+    print(f"{PROG}: image encoder ({model.perception.frame_precision}, {compiled.threads} thread"
+          f"{'s' if compiled.threads > 1 else ''}) {how} in {compiled.seconds:.1f} s"
           f"{')' if compiled.cached else ''}: {compiled.path}")
     return 0
 

@@ -19,6 +19,7 @@ outputs are named by the frame's position in the source, so they stay aligned wi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from perception_common.compiled import FRAME_COMPILE, CompileError, use_compiled
@@ -100,8 +102,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model.perception.mask_threshold = args.mask_threshold
     model.perception.set_frame_precision(args.frame_precision)
     try:
-        frame_compile = use_compiled(args.frame_compile, str(model.perception.device),
-                                     model.perception.compile_frame_path, hint="trackgpt-compile")
+        threads = args.frame_threads or torch.get_num_threads()
+        frame_compile = use_compiled(
+            args.frame_compile, str(model.perception.device),
+            functools.partial(model.perception.compile_frame_path, threads=threads),
+            hint=f"trackgpt-compile --model {args.model or 'config:' + args.config} --frame-precision "
+                 f"{args.frame_precision} --threads {threads}")
     except CompileError as exc:
         frame_compile = "traced"
         print(f"{PROG}: warning: --frame-compile {args.frame_compile}: {exc}; the traced encoder runs", file=sys.stderr)

@@ -185,12 +185,15 @@ class Perception(nn.Module):
         query = torch.zeros(1, width, device=self.device, dtype=self.dtype)
         self._frame_path[2].prepare(self._frame_path[1].prepare(blank).to(self.dtype), query, query, query)
 
-    def compile_frame_path(self, *, build: bool = True, directory: Path | None = None) -> Compiled | None:
+    def compile_frame_path(self, *, build: bool = True, directory: Path | None = None,
+                           threads: int | None = None) -> Compiled | None:
         """Run the frame path's image encoder through an AOTInductor package
         (:class:`perception_common.compiled.Compiled`: its element-wise work fused into generated C++, its weights
         pre-packed) instead of its trace: loaded from the cache when this machine built it before (milliseconds),
         else built here when ``build`` (about a minute on 2 CPU cores). The decoding step keeps its trace (compiled,
         it was slower). Other input signatures than the frame path's (one frame) keep running through the trace.
+        ``threads``: the torch threads of the thread that will encode frames (default ``torch.get_num_threads()``;
+        a package runs on as many threads as it was built for, see :class:`Compiled`).
 
         Returns:
             the :class:`Compiled` encoder (``cached``, ``seconds``, ``path``), or None when it is not cached and
@@ -207,7 +210,7 @@ class Perception(nn.Module):
         encoder = getattr(encoder, "fallback", None) or encoder  # a Compiled already: its trace
         size = self.transform.img_size
         blank = torch.zeros(1, 3, size, size, device=self.device)
-        compiled = Compiled(encoder.module, (blank,), fallback=encoder, directory=directory)
+        compiled = Compiled(encoder.module, (blank,), fallback=encoder, directory=directory, threads=threads)
         if not build and not compiled.path.is_file():
             return None
         compiled.build()

@@ -17,11 +17,13 @@ keeps running.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
 from dataclasses import dataclass
 
+import torch
 from perception_msgs.msg import Reasoning, TrackResult
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import String
@@ -139,9 +141,13 @@ class TrackerNode(FrameWorkerNode):
         if not math.isnan(self.p.mask_threshold):
             model.perception.mask_threshold = self.p.mask_threshold
         model.perception.set_frame_precision(frame_precision)
+        threads = self.p.frame_threads or torch.get_num_threads()  # the package runs as many as it was built for
+        hint = " ".join(["trackgpt-compile", *(["--model", self.p.model] if self.p.model else []),
+                         *(["--frame-precision", self.p.frame_precision] if self.p.frame_precision != "auto" else []),
+                         *(["--threads", str(threads)] if threads != 1 else [])])
         try:
-            compiled = use_compiled(self.p.frame_compile, device, model.perception.compile_frame_path,
-                                    hint="trackgpt-compile" + (f" --model {self.p.model}" if self.p.model else ""))
+            compiled = use_compiled(self.p.frame_compile, device,
+                                    functools.partial(model.perception.compile_frame_path, threads=threads), hint=hint)
         except CompileError as exc:
             compiled = "traced"
             self.get_logger().warning(f"frame_compile {self.p.frame_compile}: {exc}; the traced encoder runs")

@@ -7,6 +7,7 @@ drifts then biases neither side).
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -40,8 +41,9 @@ class BareTracker:
         self.load_s = time.monotonic() - t0
         self.model.perception.set_frame_precision("auto")  # the node's default frame path
         #: how the image encoder runs (the node's default frame_compile: auto, the package when one is cached)
-        self.frame_compile = use_compiled("auto", device, self.model.perception.compile_frame_path,
-                                          hint="trackgpt-compile")
+        self.frame_compile = use_compiled(
+            "auto", device, functools.partial(self.model.perception.compile_frame_path, threads=self.threads),
+            hint="trackgpt-compile")
         torch.set_num_threads(self.threads)
         # tau 0: never rethinks, so the brain stays idle while frames are timed
         self.tracker = OnlineTracker(perception=self.model, tau=0.0, brain_threads=1, frame_threads=self.threads)
