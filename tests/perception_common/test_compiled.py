@@ -106,3 +106,13 @@ def test_frame_compile_modes(built):
 
     assert "`trackgpt-compile --model m` builds one" in use_compiled("auto", "cpu", missing,
                                                                      hint="trackgpt-compile --model m")
+
+
+def test_an_unwritable_cache_is_a_compile_error(tmp_path, built):
+    from perception_common.compiled import CompileError
+
+    _directory, module, x, _compiled = built
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CompileError, match="cannot compile _Block"):
+        Compiled(module, (x,), directory=blocker / "cache").build()

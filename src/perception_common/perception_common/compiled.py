@@ -14,6 +14,7 @@ downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -148,7 +149,10 @@ class Compiled:
             self.path.unlink(missing_ok=True)
             self.cached = False
             self._compile()
-            self._runner = torch._inductor.aoti_load_package(str(self.path))
+            try:
+                self._runner = torch._inductor.aoti_load_package(str(self.path))
+            except Exception as again:
+                raise CompileError(f"cannot load the package just built ({self.path}): {again}") from again
         self.seconds = time.monotonic() - t0
         return self
 
@@ -158,9 +162,9 @@ class Compiled:
         import torch._inductor.config as inductor_config
 
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on CPU machines
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f".partial-{os.getpid()}-{self.path.name}")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable cache is a CompileError too
             with torch.no_grad():
                 program = torch.export.export(self.module, self._example, strict=False)
                 # freezing: weights folded in and pre-packed; one compile thread: no worker processes to outlive us
@@ -171,7 +175,8 @@ class Compiled:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CompileError(f"cannot compile {type(self.module).__name__}: {type(exc).__name__}: {first}") from exc
         finally:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
 
     def __call__(self, *tensors: torch.Tensor):
         if self._runner is None:
