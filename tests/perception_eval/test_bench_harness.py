@@ -153,6 +153,8 @@ def test_short_run_writes_complete_sane_json(tmp_path, ros_available):
         assert part["node"]["answered"] + part["node"]["lost"] == part["node"]["frames"] == 8
         assert part["node"]["windows"] == len(part["node"]["window_fps"]) == len(part["bare"]["window_fps"]) - 1
     assert a["node"]["no_audio"] >= 0 and a["audio"]["chunks_sent"] > 0 and a["audio"]["late_ms_max"] >= 0
+    # the time the tracker node had a frame (from its results' processing times): at most the whole closed loop
+    assert 0 < t["node"]["busy_fraction"] <= 1.0
     for phase in (t["live_idle"], t["live_reasoning"], a["live"]):
         assert phase["published"] >= 30 and phase["missed"] == phase["published"] - phase["processed"] >= 0
         assert isinstance(phase["queued_beyond_newest_max"], int) and phase["queued_beyond_newest_max"] >= 0
@@ -205,3 +207,10 @@ def test_brain_modes_and_runs_are_measured_on_fresh_nodes_and_summarised(tmp_pat
     assert "brain process" in logs and "ready" in logs
     with pytest.raises(SystemExit):
         harness.build_parser().parse_args(["--out", "x", "--brain-modes", "process,fork"])
+
+
+def test_union_length_counts_overlaps_once():
+    from perception_eval.bench.harness import _union_length
+
+    assert _union_length([(3.0, 4.0), (0.0, 1.0), (0.5, 2.0), (1.5, 1.8)]) == pytest.approx(3.0)
+    assert _union_length([]) == 0.0

@@ -266,13 +266,20 @@ class Bench:
         with self.io.lock:
             mine = sorted((r for r in rows() if r[0] in set(stamps)), key=lambda r: r[1])
         span = (mine[-1][1] - mine[0][1]) / NS if len(mine) > 1 else 0.0
-        return {
+        out = {
             "frames": len(stamps),
             "answered": len(mine),
             "lost": len(stamps) - len(mine),
             "fps": (len(mine) - 1) / span if span > 0 else None,
             "span_s": span,
         }
+        if len(mine) > 1 and len(mine[0]) > 4:
+            # tracker rows carry the node's time from a frame's arrival to its result (queueing included): the
+            # union of those spans, ending when the answer arrived here, is the time the node had a frame
+            lo = mine[0][1] / NS
+            spans = [(max(lo, r[1] / NS - r[4]), r[1] / NS) for r in mine[1:]]
+            out["busy_s"] = _union_length(spans)
+        return out
 
     def diag(self, fqn: str) -> dict[str, str]:
         with self.io.lock:
@@ -331,6 +338,10 @@ def compare_throughput(
     intervals = sum(max(0, n["answered"] - 1) for n in nodes)
     node.update({"fps": intervals / span if span > 0 else None, "span_s": span, "windows": len(sizes),
                  "window_fps": [n["fps"] for n in nodes], "spacing_ms": args.closed_loop_spacing_ms})
+    if all("busy_s" in n for n in nodes) and span > 0:
+        # which side limits: near 1 the node always had a frame (its own work sets the rate); well below 1 it waited
+        # for input (the publisher, DDS, or the harness sharing the cores)
+        node["busy_fraction"] = sum(n["busy_s"] for n in nodes) / span
     stats = loop_stats([t for run in bare_runs for t in run])
     stats.update({"load_s": bare.load_s, "window_fps": [loop_stats(run)["fps"] for run in bare_runs],
                   "cpus": sorted(cpus) if cpus else None})
@@ -467,7 +478,7 @@ def _repeat_tracker(bench: Bench, args, procs: dict[str, NodeProcess], bare, rep
     summary = {}
     for mode, rows in runs.items():
         summary[mode] = {"runs": rows}
-        for key in ("latency_p99_ratio", "throughput_ratio", "node_fps", "brain_latency_s_p50",
+        for key in ("latency_p99_ratio", "throughput_ratio", "node_fps", "node_busy_fraction", "brain_latency_s_p50",
                     "p99_idle_ms", "p99_reasoning_ms"):
             values = [r[key] for r in rows if r.get(key) is not None]
             if values:
@@ -480,11 +491,23 @@ def _run_figures(out: dict[str, Any]) -> dict[str, Any]:
         "latency_p99_ratio": out.get("latency_p99_ratio"),
         "throughput_ratio": out.get("throughput_ratio"),
         "node_fps": (out.get("node") or {}).get("fps"),
+        "node_busy_fraction": (out.get("node") or {}).get("busy_fraction"),
         "p99_idle_ms": (out.get("live_idle") or {}).get("latency_ms_p99"),
         "p99_reasoning_ms": (out.get("live_reasoning") or {}).get("latency_ms_p99"),
         "brain_latency_s_p50": (out.get("reasoning_calls") or {}).get("latency_s_p50"),
         "rss_after_load_mb": out.get("rss_after_load_mb"),
     }
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    """Total length covered by the ``(start, end)`` spans (overlaps counted once)."""
+    total, cursor = 0.0, -math.inf
+    for start, end in sorted(spans):
+        start = max(start, cursor)
+        if end > start:
+            total += end - start
+            cursor = end
+    return total
 
 
 def _busy_fraction(spans: list[tuple[int, int]], stamps: list[int]) -> float | None:
@@ -657,6 +680,7 @@ def table(report: dict[str, Any]) -> str:
             _f((a.get("node") or {}).get("fps"), "{:.1f}"),
         ),
         ("node / bare (>= 0.8)", _f(t.get("throughput_ratio")), _f(a.get("throughput_ratio"))),
+        ("node had a frame, fraction of the loop", _f((t.get("node") or {}).get("busy_fraction")), ""),
         (
             "latency p50/p99 ms, brain idle",
             pair(ti.get("latency_ms_p50"), ti.get("latency_ms_p99")),
@@ -696,7 +720,8 @@ def table(report: dict[str, Any]) -> str:
             f"tracker, {mode} brain, {len(figures.get('runs', []))} runs (median [range]): p99 ratio "
             f"{rng('latency_p99_ratio')}, p99 idle/reasoning ms {rng('p99_idle_ms', '{:.0f}')} / "
             f"{rng('p99_reasoning_ms', '{:.0f}')}, node/bare {rng('throughput_ratio')}, node fps "
-            f"{rng('node_fps', '{:.1f}')}, brain call s {rng('brain_latency_s_p50')}"
+            f"{rng('node_fps', '{:.1f}')} (busy {rng('node_busy_fraction')}), brain call s "
+            f"{rng('brain_latency_s_p50')}"
         )
     met = [x for x in report["targets"] if x["met"] is not None]
     unmeasured = len(report["targets"]) - len(met)
