@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .tracing import signature
+
 #: environment variable naming the cache folder (default ``$XDG_CACHE_HOME/perception/compiled``).
 CACHE_ENV = "PERCEPTION_COMPILED_CACHE"
 
@@ -117,7 +119,7 @@ class Compiled:
         self.module = module
         self.fallback = fallback
         self.threads = int(threads or torch.get_num_threads())
-        self.signature = self._signature(example)
+        self.signature = signature(example)
         self.key = package_key(module, example, self.threads)
         self.path = (directory or cache_dir()) / f"{type(module).__name__}-{self.key}.pt2"
         self._example = example
@@ -126,10 +128,6 @@ class Compiled:
         self.cached: bool | None = None
         #: seconds :meth:`build` took.
         self.seconds = 0.0
-
-    @staticmethod
-    def _signature(tensors) -> tuple:
-        return tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
 
     def build(self) -> Compiled:
         """Load the cached package, or export and compile it (about a minute on 2 cores) and cache it.
@@ -181,11 +179,11 @@ class Compiled:
     def __call__(self, *tensors: torch.Tensor):
         if self._runner is None:
             raise RuntimeError("Compiled: call build() first")
-        if self._signature(tensors) != self.signature:
+        if signature(tensors) != self.signature:
             if self.fallback is not None:
                 return self.fallback(*tensors)
             raise ValueError(f"Compiled {type(self.module).__name__} was built for {self.signature}, "
-                             f"got {self._signature(tensors)}")
+                             f"got {signature(tensors)}")
         return self._runner(*tensors)  # the module's output structure (the package keeps it)
 
 

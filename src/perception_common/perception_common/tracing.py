@@ -9,6 +9,11 @@ import torch
 from torch import nn
 
 
+def signature(tensors) -> tuple:
+    """What a trace or a compiled package is specific to: each input's shape, dtype and device."""
+    return tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+
+
 class Traced:
     """``module(*tensors)`` through a TorchScript trace of it, one trace per input signature (shapes, dtypes,
     devices; at most ``signatures`` kept, the oldest dropped), made on first use (tens of milliseconds).
@@ -27,7 +32,7 @@ class Traced:
 
     @torch.no_grad()
     def __call__(self, *tensors: torch.Tensor):
-        key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+        key = signature(tensors)
         trace = self._traces.get(key)
         if trace is None:
             with warnings.catch_warnings():  # shapes read as Python numbers: fixed by the signature

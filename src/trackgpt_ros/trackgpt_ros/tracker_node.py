@@ -80,9 +80,9 @@ class TrackerParams:
                                    "bitsandbytes)")
     frame_precision: str = param("auto", "the frame path's image encoder: auto (bf16 on a CPU with native bf16, "
                                          "else fp32) | fp32 | bf16")
-    frame_compile: str = param("auto", "the image encoder as an AOTInductor package built for this CPU (about 10 % "
-                                       "more frames/s): auto (when trackgpt-compile has built one for this model) | "
-                                       "on (build it at start-up if missing: about a minute on 2 cores) | off")
+    frame_compile: str = param("auto", "the image encoder as an AOTInductor package built for this CPU (fused C++, "
+                                       "weights pre-packed): auto (when trackgpt-compile has built one for this "
+                                       "model) | on (build it at start-up if missing: about a minute on 2 cores) | off")
     tau: float = param(0.5, "rethink when the purport score falls below tau x its first value", minimum=0.0,
                        maximum=1.0)
     mask_threshold: float = param(math.nan, "mask logit threshold; nan = the model's own (config.sam.mask_threshold)",
