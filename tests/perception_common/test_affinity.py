@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
 import pytest
 
-from perception_common.affinity import parse_cpus, pinned
+from perception_common.affinity import keep_others_off, parse_cpus, pinned
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
 
@@ -47,3 +48,44 @@ def test_pinned_moves_the_calling_thread_alone_and_restores_it():
     assert seen == {"inside": {0}, "other thread meanwhile": before, "after": before}
     with pinned(None):
         assert os.sched_getaffinity(0) == before
+
+
+@linux_only
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs")
+def test_keep_others_off_moves_every_other_thread_and_spares_the_caller():
+    before = os.sched_getaffinity(0)
+    tids = {"main": threading.get_native_id()}
+    seen: dict[str, object] = {}
+    started, leave = threading.Event(), threading.Event()
+
+    def bystander():
+        tids["bystander"] = threading.get_native_id()
+        started.set()
+        leave.wait(10)
+        seen["bystander, after"] = os.sched_getaffinity(0)
+
+    def caller():
+        tids["caller"] = threading.get_native_id()
+        seen["returned"] = keep_others_off({0})
+        seen["caller"] = os.sched_getaffinity(0)
+
+    other = threading.Thread(target=bystander)
+    other.start()
+    assert started.wait(10)
+    try:
+        t = threading.Thread(target=caller)
+        t.start()
+        t.join(10)
+        seen["main"] = os.sched_getaffinity(0)
+        leave.set()
+        other.join(10)
+        rest = before - {0}
+        assert seen == {"returned": rest, "caller": before, "main": rest, "bystander, after": rest}
+        assert keep_others_off(None) is None and keep_others_off(set()) is None
+        assert keep_others_off(set(before)) is None  # no CPU left for the others: nothing moves
+        assert os.sched_getaffinity(0) == rest
+    finally:
+        leave.set()
+        for name in os.listdir("/proc/self/task"):  # give this test process its CPUs back
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(name), before)

@@ -217,3 +217,24 @@ def test_a_failure_mid_video_keeps_the_frames_done(frame_dir, model_dir, tmp_pat
     assert not summary["complete"] and "decoder exploded" in summary["error"]
     assert [f["index"] for f in summary["frames"]] == [0, 1, 2]
     assert all((out / f["mask"]).is_file() for f in summary["frames"])
+
+
+def test_a_frame_compile_that_fails_is_one_warning_and_the_trace_runs():
+    """tracker_node, trackgpt-track and replay-eval --direct share this: `on` with a package that cannot be built
+    is one warning line and the traced encoder; `auto` without one names the command that builds it."""
+    from types import SimpleNamespace
+
+    from perception_common.compiled import CompileError
+
+    def cannot_build(build, threads):
+        raise CompileError("no C++ compiler (g++) on PATH")
+
+    model = SimpleNamespace(perception=SimpleNamespace(compile_frame_path=cannot_build))
+    lines: list[str] = []
+    assert aot.use_frame_compile(model, "on", "cpu", spec="m", frame_precision="bf16", threads=2,
+                                 warn=lines.append) == "traced"
+    assert lines == ["frame compile on: no C++ compiler (g++) on PATH; the traced encoder runs"]
+    model.perception.compile_frame_path = lambda build, threads: None
+    said = aot.use_frame_compile(model, "auto", "cpu", spec="", frame_precision="auto", threads=1, warn=lines.append)
+    assert "`trackgpt-compile` builds one" in said and len(lines) == 1
+    assert aot.compile_command("m", "bf16", 2) == "trackgpt-compile --model m --frame-precision bf16 --threads 2"

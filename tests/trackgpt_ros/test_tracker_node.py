@@ -206,18 +206,30 @@ def test_frame_precision_is_chosen_logged_and_checked(processes, ros_available):
 
 
 def test_frame_compile_loads_the_package_trackgpt_compile_built(processes, tmp_path, ros_available):
-    """trackgpt-compile builds the model's compiled encoder; the node (frame_compile auto, the default) then runs it
-    and says so; a typo in frame_compile stops the node with one line."""
+    """Without a package the node (frame_compile auto, the default) names the trackgpt-compile command that builds
+    one; that command builds it; the node then runs it and says so; a typo in frame_compile stops the node with one
+    line."""
+    import re
+    import shlex
+
     from trackgpt.loading import load_model
 
     folder = tmp_path / "model"
     load_model("config:tiny").save_pretrained(folder)
-    build = subprocess.run(["trackgpt-compile", "--model", str(folder), "--frame-precision", "fp32"],
-                           capture_output=True, text=True, timeout=300)
-    built = "image encoder (fp32, 1 thread) built in"  # for the node's frame_threads (default 1)
-    assert build.returncode == 0 and built in build.stdout, build.stdout + build.stderr
     base = ["tracker_node", "--ros-args", "-p", f"model:={folder}", "-p", "device:=cpu", "-p", "brain_process:=false",
             "-p", "frame_precision:=fp32"]
+    proc = processes.start(base)
+    assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    named = re.search(r"encoder traced \(no compiled encoder for this model on this machine: `([^`]+)` builds one\)",
+                      processes.log(proc))
+    assert named, processes.log(proc)
+    command = shlex.split(named.group(1))
+    assert command == ["trackgpt-compile", "--model", str(folder), "--frame-precision", "fp32"], command
+    build = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    built = "image encoder (fp32, 1 thread) built in"  # for the node's frame_threads (default 1)
+    assert build.returncode == 0 and built in build.stdout, build.stdout + build.stderr
     proc = processes.start(base)
     assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
     assert "frame path fp32, encoder compiled (cached)" in processes.log(proc)
@@ -229,28 +241,31 @@ def test_frame_compile_loads_the_package_trackgpt_compile_built(processes, tmp_p
     assert "frame_compile must be one of auto, on, off, got 'fast'" in log and "Traceback" not in log, log
 
 
-def _cpu_lists(pid: int) -> dict[int, str]:
-    """Thread id -> its allowed CPU list, for every thread of ``pid``."""
+def _cpu_sets(pid: int) -> dict[int, frozenset[int]]:
+    """Thread id -> the CPUs it may run on, for every thread of ``pid``."""
+    from perception_common.affinity import parse_cpus
+
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         fields = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
-        out[int(task.name)] = fields["Cpus_allowed_list"].strip()
+        out[int(task.name)] = frozenset(parse_cpus(fields["Cpus_allowed_list"], "Cpus_allowed_list"))
     return out
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"), reason="needs 2 CPUs, Linux")
-def test_frame_cpus_pins_the_frame_thread_alone(processes, ros_available):
-    """frame_cpus:=0 (an integer on ROS's command line) pins one thread, the frame thread; the executor (main
-    thread), the DDS threads and the brain worker stay as free as the node was started."""
+def test_frame_cpus_gives_the_frame_thread_its_cpu_alone(processes, ros_available):
+    """frame_cpus:=0 (an integer on ROS's command line) pins the frame thread to CPU 0 and moves every other thread
+    of the node (the executor in the main thread, the DDS threads, the brain worker) to the remaining CPUs."""
     proc = processes.start(["tracker_node", "--ros-args", "-p", "model:=config:tiny", "-p", "device:=cpu",
                             "-p", "brain_process:=false", "-p", "frame_cpus:=0"])
     assert wait_for_log(processes, proc, "loaded in"), processes.log(proc)
-    free = _cpu_lists(os.getpid())[os.getpid()]
+    rest = frozenset(os.sched_getaffinity(0) - {0})
+    expected = lambda threads: sorted(map(sorted, threads.values())) == sorted(  # noqa: E731
+        [[0]] + [sorted(rest)] * (len(threads) - 1))
     deadline = time.monotonic() + 10
-    while sorted((threads := _cpu_lists(proc.pid)).values()).count("0") != 1 and time.monotonic() < deadline:
+    while not expected(threads := _cpu_sets(proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert free != "0" and threads[proc.pid] == free, threads
-    assert sorted(threads.values()) == sorted(["0"] + [free] * (len(threads) - 1)), threads
+    assert threads[proc.pid] == rest and expected(threads), threads
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
 

@@ -1,10 +1,11 @@
-"""CPU affinity on Linux: CPU lists as parameters give them (``'1'``, ``'2,3'``, ``'0-3'``), and running the calling
-thread alone on some CPUs for a while."""
+"""CPU affinity on Linux: CPU lists as parameters give them (``'1'``, ``'2,3'``, ``'0-3'``), running the calling
+thread alone on some CPUs for a while, and keeping a process's other threads off a thread's CPUs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 
 def parse_cpus(text: str, name: str) -> set[int] | None:
@@ -39,3 +40,23 @@ def pinned(cpus: set[int] | None):
         yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+def keep_others_off(cpus: set[int] | None) -> set[int] | None:
+    """Move every thread of this process but the calling one off ``cpus``, onto the other CPUs the process's main
+    thread may use; threads they start later inherit that. Returns those CPUs, or None where nothing was moved
+    (``cpus`` None or empty, no other CPU left, or not Linux). A thread that ends meanwhile is passed over.
+
+    The calling thread then has ``cpus`` to itself within this process: a frame thread pinned to core 0 no longer
+    takes turns there with its own process's executor and DDS threads."""
+    if not cpus or not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return None
+    rest = os.sched_getaffinity(os.getpid()) - set(cpus)
+    if not rest:
+        return None
+    me = threading.get_native_id()
+    for name in os.listdir("/proc/self/task"):
+        if int(name) != me:
+            with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
+                os.sched_setaffinity(int(name), rest)
+    return rest

@@ -38,7 +38,6 @@ with ``scoring.run_tracker_library(..., brain_sync=True)`` on the same bag -- te
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import sys
@@ -52,11 +51,12 @@ from typing import Any
 import numpy as np
 
 from avs.loading import load_model as load_avs
-from perception_common.compiled import FRAME_COMPILE, use_compiled
+from perception_common.compiled import FRAME_COMPILE
 from perception_common.precision import FRAME_PRECISIONS
 from perception_common.stamps import header_ns, stamp_ns
 from perception_nodes.processes import ManagedProcess
 from perception_nodes.recorder import RecorderNode
+from trackgpt.aot import use_frame_compile
 from trackgpt.loading import load_model as load_tracker
 
 from . import scoring
@@ -485,9 +485,9 @@ def run_direct(episodes: list[Episode], args, warnings: list[str]) -> list[dict[
             if tracker is None:
                 tracker = load_tracker(args.tracker_model, device=args.device)
                 tracker.perception.set_frame_precision(args.frame_precision)
-                use_compiled(args.frame_compile, args.device,  # one frame thread, as run_tracker_library runs
-                             functools.partial(tracker.perception.compile_frame_path, threads=1),
-                             hint="trackgpt-compile")
+                use_frame_compile(tracker, args.frame_compile, args.device, spec=args.tracker_model,
+                                  frame_precision=args.frame_precision, threads=1,  # as run_tracker_library runs
+                                  warn=lambda line: warnings.append(f"tracker: {line}"))
             outputs = scoring.run_tracker_library(episode, tracker, tau=args.tau, warnings=warnings)
         else:
             if avs is None:

@@ -13,16 +13,49 @@ for bad arguments.
 from __future__ import annotations
 
 import argparse
+import functools
+import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from perception_common.compiled import CompileError, cache_dir
+from perception_common.compiled import CompileError, cache_dir, use_compiled
 from perception_common.models import ModelSpecError
 from perception_common.precision import FRAME_PRECISIONS, PrecisionError
 
 from .errors import CheckpointError, TrackGPTError
 
 PROG = "trackgpt-compile"
+
+
+def compile_command(model: str | Path = "", frame_precision: str = "auto", threads: int = 1) -> str:
+    """The ``trackgpt-compile`` command line that builds the package for these settings (defaults left out, quoted
+    for a shell)."""
+    return shlex.join([PROG, *(["--model", str(model)] if model else []),
+                     *(["--frame-precision", frame_precision] if frame_precision != "auto" else []),
+                     *(["--threads", str(threads)] if threads != 1 else [])])
+
+
+def use_frame_compile(model, mode: str, device: str, *, spec: str, frame_precision: str, threads: int,
+                      warn: Callable[[str], None]) -> str:
+    """Apply a frame-compile ``mode`` (auto | on | off) to ``model.perception`` for a frame thread of ``threads``
+    torch threads, as the tracker node, ``trackgpt-track`` and ``replay-eval --direct`` do; returns a few words for
+    their logs. A package that cannot be built is ``warn(one line)`` and the traced encoder runs.
+
+    Args:
+        spec: the model as the user named it ('' = the shipped one), for the ``trackgpt-compile`` command named
+            when ``auto`` finds no package.
+        frame_precision: as the user gave it (the command repeats it).
+
+    Raises:
+        ValueError: ``mode`` is not one of auto, on, off.
+    """
+    try:
+        return use_compiled(mode, device, functools.partial(model.perception.compile_frame_path, threads=threads),
+                            hint=compile_command(spec, frame_precision, threads))
+    except CompileError as exc:
+        warn(f"frame compile {mode}: {exc}; the traced encoder runs")
+        return "traced"
 
 
 def build_parser() -> argparse.ArgumentParser:

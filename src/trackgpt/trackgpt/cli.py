@@ -19,7 +19,6 @@ outputs are named by the frame's position in the source, so they stay aligned wi
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import sys
@@ -31,12 +30,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception_common.compiled import FRAME_COMPILE, CompileError, use_compiled
+from perception_common.compiled import FRAME_COMPILE
 from perception_common.images import ImageError, overlay
 from perception_common.models import ModelSpecError
 from perception_common.precision import FRAME_PRECISIONS
 from perception_common.video import FrameSource, RunOutcome, SkippedFrames, VideoError, VideoWriter
 
+from .aot import use_frame_compile
 from .config import CONFIGS
 from .errors import CheckpointError, TrackGPTError
 from .tracker import OnlineTracker, TrackState, TrackStep
@@ -101,16 +101,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.mask_threshold is not None:  # finite: checked in main
         model.perception.mask_threshold = args.mask_threshold
     model.perception.set_frame_precision(args.frame_precision)
-    try:
-        threads = args.frame_threads or torch.get_num_threads()
-        frame_compile = use_compiled(
-            args.frame_compile, str(model.perception.device),
-            functools.partial(model.perception.compile_frame_path, threads=threads),
-            hint=f"trackgpt-compile --model {args.model or 'config:' + args.config} --frame-precision "
-                 f"{args.frame_precision} --threads {threads}")
-    except CompileError as exc:
-        frame_compile = "traced"
-        print(f"{PROG}: warning: --frame-compile {args.frame_compile}: {exc}; the traced encoder runs", file=sys.stderr)
+    frame_compile = use_frame_compile(
+        model, args.frame_compile, str(model.perception.device), spec=args.model or f"config:{args.config}",
+        frame_precision=args.frame_precision, threads=args.frame_threads or torch.get_num_threads(),
+        warn=lambda line: print(f"{PROG}: warning: {line}", file=sys.stderr))
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
     total = len(source)

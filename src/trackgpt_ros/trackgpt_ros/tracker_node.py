@@ -17,7 +17,6 @@ keeps running.
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import time
@@ -30,7 +29,6 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from perception_common.affinity import parse_cpus
-from perception_common.compiled import CompileError, use_compiled
 from perception_common.images import overlay
 from perception_common.models import resolve_device
 from perception_common.params import param
@@ -47,6 +45,7 @@ from perception_nodes.runtime import (
     run,
     sensor_qos,
 )
+from trackgpt.aot import use_frame_compile
 from trackgpt.brain_process import ProcessBrain
 from trackgpt.errors import TrackGPTError
 from trackgpt.loading import load_model, shipped_folder
@@ -104,8 +103,8 @@ class TrackerParams:
                                       "false = a thread in this process (one CUDA context)")
     brain_cpus: str = param("", "brain_process: CPU ids the brain may use, e.g. '1' or '2,3' (Linux; '' = all)",
                             int_as_text=True)
-    frame_cpus: str = param("", "CPU ids the node's frame thread (the frame path) may use, e.g. '0' (Linux; '' = all;"
-                            " the node's other threads stay free)", int_as_text=True)
+    frame_cpus: str = param("", "CPU ids the node's frame thread (the frame path) runs on, e.g. '0' (Linux; '' = all);"
+                            " the node's other threads (executor, DDS) move to the remaining CPUs", int_as_text=True)
     brain_hang_timeout: float = param(300.0, "brain_process: seconds one brain call may take before the brain "
                                              "process is killed and restarted", positive=True)
 
@@ -141,16 +140,9 @@ class TrackerNode(FrameWorkerNode):
         if not math.isnan(self.p.mask_threshold):
             model.perception.mask_threshold = self.p.mask_threshold
         model.perception.set_frame_precision(frame_precision)
-        threads = self.p.frame_threads or torch.get_num_threads()  # the package runs as many as it was built for
-        hint = " ".join(["trackgpt-compile", *(["--model", self.p.model] if self.p.model else []),
-                         *(["--frame-precision", self.p.frame_precision] if self.p.frame_precision != "auto" else []),
-                         *(["--threads", str(threads)] if threads != 1 else [])])
-        try:
-            compiled = use_compiled(self.p.frame_compile, device,
-                                    functools.partial(model.perception.compile_frame_path, threads=threads), hint=hint)
-        except CompileError as exc:
-            compiled = "traced"
-            self.get_logger().warning(f"frame_compile {self.p.frame_compile}: {exc}; the traced encoder runs")
+        compiled = use_frame_compile(  # the package runs as many threads as it was built for
+            model, self.p.frame_compile, device, spec=self.p.model, frame_precision=self.p.frame_precision,
+            threads=self.p.frame_threads or torch.get_num_threads(), warn=self.get_logger().warning)
         in_process = self.brain_process is None
         # brain calls end whether or not frames arrive: the tracker wakes the executor when a record exists (a
         # polling timer woke it 20 times a second, and each wake takes the GIL from the frame path)
