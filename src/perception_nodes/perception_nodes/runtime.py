@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from perception_common.params import ParameterError, check_range, coerce, help_text
 from perception_common.signals import hold_at_test_gate
+from perception_nodes.allocator import keep_large_buffers
 from perception_nodes.dds import configure_fastdds
 
 T = TypeVar("T")
@@ -129,6 +130,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (background jobs)
+    keep_large_buffers()  # frames taken without page faults (see perception_nodes.allocator)
     dds_level, dds_message = configure_fastdds()  # before the participant exists
     node = None
     try:

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from perception_common.affinity import parse_cpus, pinned
+from perception_common.affinity import keep_others_off, parse_cpus, pinned
 from perception_common.stamps import NS
 from perception_common.timing import split_evenly
+from perception_nodes.allocator import keep_large_buffers
 from perception_nodes.processes import stop_all
 
 from .procs import NodeProcess
@@ -317,8 +318,8 @@ def compare_throughput(
     bare, ..., node, bare, ``--frames`` frames in all on the node's side and as many per window on the bare side,
     the nodes idle while the bare loop runs. This machine changes speed by up to 1.5x from one second to the next
     (unseen by the guest), so one long window on each side measured the drift as much as the node; alternating,
-    it biases neither. ``cpus``: the bare loop runs there (the node's frame thread is pinned the same way), so
-    both sides get one core to themselves.
+    it biases neither. ``cpus``: the bare loop runs there (the node's frame thread is pinned the same way, and
+    the caller keeps this process's threads off them while the node runs), so both sides get one core to themselves.
 
     Node rate = answered frames (less one per window) over the summed time from each window's first answer to
     its last; bare rate = frames over the summed step times."""
@@ -329,8 +330,9 @@ def compare_throughput(
     bare_runs, nodes = [], []
     with pinned(cpus):
         bare_runs.append(bare.run(sizes[0], args.warmup))
-        for size in sizes:
-            nodes.append(node_run(size))
+    for size in sizes:
+        nodes.append(node_run(size))
+        with pinned(cpus):
             bare_runs.append(bare.run(size))
     # counts summed over the windows (no_audio: the AVS node's frames scored without audio)
     node = {key: sum(n[key] for n in nodes) for key in ("frames", "answered", "lost", "no_audio") if key in nodes[0]}
@@ -354,7 +356,17 @@ def compare_throughput(
 
 def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: list[str]) -> dict[str, Any]:
     """Phases on tracker node A (tau 0: its brain is idle once the instruction is answered) and B (tau 1: it
-    rethinks over and over, so frames are decoded while the brain works)."""
+    rethinks over and over, so frames are decoded while the brain works).
+
+    This process's threads keep off the nodes' frame CPUs meanwhile (its main thread publishes the frames and
+    its executor takes the results: pinned with the bare loop, they took turns with the node's frame thread on
+    its core); only the bare loop runs there."""
+    rest = keep_others_off(parse_cpus(bench.args.frame_cpus, "--frame-cpus"))
+    with pinned(rest):
+        return _run_tracker(bench, a, b, bare, warnings)
+
+
+def _run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: list[str]) -> dict[str, Any]:
     args, io = bench.args, bench.io
     out: dict[str, Any] = {"model": args.tracker_model}
     logs, pubs = {}, {}
@@ -817,6 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.brain_cpus, args.frame_cpus = resolve_cpus(args.brain_cpus, args.frame_cpus, os.cpu_count() or 1)
+    keep_large_buffers()  # this process takes the nodes' masks as they do frames (perception_nodes.allocator)
     models = FULL_MODELS if args.full else _shipped_models()
     args.tracker_model = args.tracker_model or models["tracker"]
     args.avs_model = args.avs_model or models["avs"]
