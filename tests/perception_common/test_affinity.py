@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 
 import pytest
 
-from perception_common.affinity import keep_others_off, parse_cpus, pinned
+from perception_common.affinity import others_kept_off, parse_cpus, pinned
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
 
@@ -52,40 +51,41 @@ def test_pinned_moves_the_calling_thread_alone_and_restores_it():
 
 @linux_only
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 CPUs")
-def test_keep_others_off_moves_every_other_thread_and_spares_the_caller():
+def test_others_kept_off_moves_every_other_thread_for_a_while():
     before = os.sched_getaffinity(0)
-    tids = {"main": threading.get_native_id()}
+    rest = before - {0}
     seen: dict[str, object] = {}
-    started, leave = threading.Event(), threading.Event()
+    started, moved, leave = threading.Event(), threading.Event(), threading.Event()
 
     def bystander():
-        tids["bystander"] = threading.get_native_id()
         started.set()
+        moved.wait(10)
+        seen["bystander, inside"] = os.sched_getaffinity(0)
         leave.wait(10)
         seen["bystander, after"] = os.sched_getaffinity(0)
 
     def caller():
-        tids["caller"] = threading.get_native_id()
-        seen["returned"] = keep_others_off({0})
-        seen["caller"] = os.sched_getaffinity(0)
+        with others_kept_off({0}) as yielded:
+            seen["yielded"] = yielded
+            seen["caller, inside"] = os.sched_getaffinity(0)
+            moved.set()
+            while "bystander, inside" not in seen and not leave.is_set():
+                leave.wait(0.01)
+        seen["after"] = True
 
     other = threading.Thread(target=bystander)
     other.start()
     assert started.wait(10)
-    try:
-        t = threading.Thread(target=caller)
-        t.start()
-        t.join(10)
-        seen["main"] = os.sched_getaffinity(0)
-        leave.set()
-        other.join(10)
-        rest = before - {0}
-        assert seen == {"returned": rest, "caller": before, "main": rest, "bystander, after": rest}
-        assert keep_others_off(None) is None and keep_others_off(set()) is None
-        assert keep_others_off(set(before)) is None  # no CPU left for the others: nothing moves
-        assert os.sched_getaffinity(0) == rest
-    finally:
-        leave.set()
-        for name in os.listdir("/proc/self/task"):  # give this test process its CPUs back
-            with contextlib.suppress(ProcessLookupError):
-                os.sched_setaffinity(int(name), before)
+    t = threading.Thread(target=caller)
+    t.start()
+    assert moved.wait(10)
+    seen["main, inside"] = os.sched_getaffinity(0)
+    t.join(10)
+    seen["main, after"] = os.sched_getaffinity(0)
+    leave.set()
+    other.join(10)
+    assert seen == {"yielded": rest, "caller, inside": before, "main, inside": rest, "bystander, inside": rest,
+                    "after": True, "main, after": before, "bystander, after": before}
+    for cpus in (None, set(), set(before)):  # nothing to move, or no CPU left for the others
+        with others_kept_off(cpus) as yielded:
+            assert yielded is None and os.sched_getaffinity(0) == before

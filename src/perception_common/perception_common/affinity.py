@@ -1,5 +1,5 @@
 """CPU affinity on Linux: CPU lists as parameters give them (``'1'``, ``'2,3'``, ``'0-3'``), running the calling
-thread alone on some CPUs for a while, and keeping a process's other threads off a thread's CPUs."""
+thread alone on some CPUs for a while, and keeping a process's other threads off some CPUs for a while."""
 
 from __future__ import annotations
 
@@ -42,21 +42,34 @@ def pinned(cpus: set[int] | None):
         os.sched_setaffinity(0, before)
 
 
-def keep_others_off(cpus: set[int] | None) -> set[int] | None:
-    """Move every thread of this process but the calling one off ``cpus``, onto the other CPUs the process's main
-    thread may use; threads they start later inherit that. Returns those CPUs, or None where nothing was moved
-    (``cpus`` None or empty, no other CPU left, or not Linux). A thread that ends meanwhile is passed over.
+@contextlib.contextmanager
+def others_kept_off(cpus: set[int] | None):
+    """Move every thread of this process but the calling one off ``cpus`` for a while, onto the other CPUs the
+    process's main thread may use, and give each its earlier CPUs back afterwards. Yields those other CPUs, or None
+    where nothing was moved (``cpus`` None or empty, no other CPU left, or not Linux). Threads started meanwhile
+    inherit their starter's CPUs; a thread that ends meanwhile is passed over.
 
-    The calling thread then has ``cpus`` to itself within this process: a frame thread pinned to core 0 no longer
-    takes turns there with its own process's executor and DDS threads."""
+    With the calling thread :func:`pinned` to the other CPUs as well, ``cpus`` are free of this whole process: the
+    benchmark's closed loop leaves the node's frame thread its core, as its bare loop had it."""
     if not cpus or not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
-        return None
+        yield None
+        return
     rest = os.sched_getaffinity(os.getpid()) - set(cpus)
     if not rest:
-        return None
+        yield None
+        return
     me = threading.get_native_id()
+    before: dict[int, set[int]] = {}
     for name in os.listdir("/proc/self/task"):
-        if int(name) != me:
+        tid = int(name)
+        if tid != me:
             with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
-                os.sched_setaffinity(int(name), rest)
-    return rest
+                previous = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, rest)
+                before[tid] = previous
+    try:
+        yield rest
+    finally:
+        for tid, previous in before.items():
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, previous)

@@ -18,7 +18,6 @@ from collections import deque
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from perception_common.affinity import keep_others_off
 from perception_common.images import ImageError
 
 from .frame_queue import FrameQueue
@@ -54,8 +53,8 @@ class FrameWorkerNode(Node):
 
         Call at the end of the subclass constructor, before frames can arrive. ``torch_threads`` > 0 sets
         torch's intra-op thread count in the processing thread (a per-thread setting with OpenMP). ``cpus``: the
-        CPU ids the processing thread runs on, alone within this process (Linux; the executor, DDS and other
-        threads move to the remaining CPUs, so they do not take turns with the frame path on its core).
+        CPU ids the processing thread alone may run on (Linux; the executor and DDS threads stay free, so on a small
+        machine they need not take their turns on the frame path's core).
         """
         self.frames = FrameQueue(mode, capacity)
         self._torch_threads = int(torch_threads)
@@ -72,7 +71,6 @@ class FrameWorkerNode(Node):
     def _loop(self) -> None:
         if self._cpus:
             os.sched_setaffinity(0, self._cpus)  # 0: this thread (Linux sets affinity per thread)
-            keep_others_off(self._cpus)  # the executor, DDS and brain threads: to the other CPUs
         if self._torch_threads > 0:
             import torch
 

@@ -103,8 +103,8 @@ class TrackerParams:
                                       "false = a thread in this process (one CUDA context)")
     brain_cpus: str = param("", "brain_process: CPU ids the brain may use, e.g. '1' or '2,3' (Linux; '' = all)",
                             int_as_text=True)
-    frame_cpus: str = param("", "CPU ids the node's frame thread (the frame path) runs on, e.g. '0' (Linux; '' = all);"
-                            " the node's other threads (executor, DDS) move to the remaining CPUs", int_as_text=True)
+    frame_cpus: str = param("", "CPU ids the node's frame thread (the frame path) may use, e.g. '0' (Linux; '' = all;"
+                            " the node's other threads stay free)", int_as_text=True)
     brain_hang_timeout: float = param(300.0, "brain_process: seconds one brain call may take before the brain "
                                              "process is killed and restarted", positive=True)
 

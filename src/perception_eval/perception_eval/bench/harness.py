@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_common.affinity import keep_others_off, parse_cpus, pinned
+from perception_common.affinity import others_kept_off, parse_cpus, pinned
 from perception_common.stamps import NS
 from perception_common.timing import split_evenly
 from perception_nodes.allocator import keep_large_buffers
@@ -318,8 +318,8 @@ def compare_throughput(
     bare, ..., node, bare, ``--frames`` frames in all on the node's side and as many per window on the bare side,
     the nodes idle while the bare loop runs. This machine changes speed by up to 1.5x from one second to the next
     (unseen by the guest), so one long window on each side measured the drift as much as the node; alternating,
-    it biases neither. ``cpus``: the bare loop runs there (the node's frame thread is pinned the same way, and
-    the caller keeps this process's threads off them while the node runs), so both sides get one core to themselves.
+    it biases neither. ``cpus``: the bare loop runs there (the node's frame thread is pinned the same way), and
+    this process's other threads keep off them meanwhile, so both sides get one core to themselves.
 
     Node rate = answered frames (less one per window) over the summed time from each window's first answer to
     its last; bare rate = frames over the summed step times."""
@@ -328,12 +328,16 @@ def compare_throughput(
 
     sizes = split_evenly(args.frames, args.throughput_windows, least=2)  # a window's rate needs two answers
     bare_runs, nodes = [], []
-    with pinned(cpus):
-        bare_runs.append(bare.run(sizes[0], args.warmup))
-    for size in sizes:
-        nodes.append(node_run(size))
+    # cpus are the bare loop's, else nobody's in this process: pinned there with the bare loop, the closed loop's
+    # publishing took turns with the node's frame thread on its core
+    with others_kept_off(cpus) as rest:
         with pinned(cpus):
-            bare_runs.append(bare.run(size))
+            bare_runs.append(bare.run(sizes[0], args.warmup))
+        for size in sizes:
+            with pinned(rest):
+                nodes.append(node_run(size))
+            with pinned(cpus):
+                bare_runs.append(bare.run(size))
     # counts summed over the windows (no_audio: the AVS node's frames scored without audio)
     node = {key: sum(n[key] for n in nodes) for key in ("frames", "answered", "lost", "no_audio") if key in nodes[0]}
     span = sum(n["span_s"] for n in nodes)
@@ -356,17 +360,7 @@ def compare_throughput(
 
 def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: list[str]) -> dict[str, Any]:
     """Phases on tracker node A (tau 0: its brain is idle once the instruction is answered) and B (tau 1: it
-    rethinks over and over, so frames are decoded while the brain works).
-
-    This process's threads keep off the nodes' frame CPUs meanwhile (its main thread publishes the frames and
-    its executor takes the results: pinned with the bare loop, they took turns with the node's frame thread on
-    its core); only the bare loop runs there."""
-    rest = keep_others_off(parse_cpus(bench.args.frame_cpus, "--frame-cpus"))
-    with pinned(rest):
-        return _run_tracker(bench, a, b, bare, warnings)
-
-
-def _run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: list[str]) -> dict[str, Any]:
+    rethinks over and over, so frames are decoded while the brain works)."""
     args, io = bench.args, bench.io
     out: dict[str, Any] = {"model": args.tracker_model}
     logs, pubs = {}, {}
