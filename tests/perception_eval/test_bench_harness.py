@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -201,6 +202,12 @@ def test_brain_modes_and_runs_are_measured_on_fresh_nodes_and_summarised(tmp_pat
         assert len(figures["runs"]) == 2 and all("error" not in r for r in figures["runs"])
         fps = figures["node_fps"]
         assert fps["min"] <= fps["median"] <= fps["max"] and fps["min"] > 0
+        for run in figures["runs"]:  # a latency plot per run, and where its slow frames sat in the brain calls
+            assert (out / Path(run["latency_plot"]).name).stat().st_size > 0
+            phases = run["slow_frames_by_call_phase"]
+            assert all(phases["slow"][k] <= phases["all"][k] for k in phases["all"]), phases
+    assert sorted(p.name for p in out.glob("tracker_latency_*.png")) == [
+        f"tracker_latency_{m}_{k}.png" for m in ("process", "thread") for k in (1, 2)]
     rows = {r["name"] for r in report["targets"]}
     assert {f"tracker p99 ratio, {m} brain, worst of 2 runs" for m in ("process", "thread")} <= rows
     logs = "".join(p.read_text() for p in (out / "node_logs").glob("*process*"))
@@ -214,3 +221,39 @@ def test_union_length_counts_overlaps_once():
 
     assert _union_length([(3.0, 4.0), (0.0, 1.0), (0.5, 2.0), (1.5, 1.8)]) == pytest.approx(3.0)
     assert _union_length([]) == 0.0
+
+
+def test_slow_frames_are_placed_at_the_start_end_or_middle_of_the_brain_call_they_overlap():
+    from perception_eval.bench.harness import call_phase, slow_frames_by_call_phase
+
+    spans = [(1000 * MS, 3000 * MS)]  # one brain call from 1 s to 3 s
+    edge = 70 * MS
+    rows = [
+        (900 * MS, 1020 * MS, 2, False, 0.0),   # in flight as the call began: call start, slow (120 ms)
+        (1050 * MS, 1080 * MS, 2, False, 0.0),  # published 50 ms into the call: still its start
+        (2000 * MS, 2030 * MS, 2, False, 0.0),  # mid-call, fast
+        (2500 * MS, 2600 * MS, 2, False, 0.0),  # mid-call, slow (100 ms)
+        (2980 * MS, 3090 * MS, 2, False, 0.0),  # in flight as the answer came: call end, slow (110 ms)
+        (3200 * MS, 3230 * MS, 2, False, 0.0),  # after the call: no phase
+    ]
+    assert [call_phase(r, spans, edge) for r in rows] == [
+        "call start", "call start", "mid-call", "mid-call", "call end", None]
+    out = slow_frames_by_call_phase(rows, spans, threshold_ms=60.0, edge_ns=edge)
+    assert out["all"] == {"call start": 2, "call end": 1, "mid-call": 2}
+    assert out["slow"] == {"call start": 1, "call end": 1, "mid-call": 1}
+    assert out["threshold_ms"] == 60.0 and out["edge_ms"] == pytest.approx(70.0)
+    assert slow_frames_by_call_phase(rows, spans, None, edge)["slow"] == {"call start": 0, "call end": 0, "mid-call": 0}
+
+
+def test_the_latency_timeline_is_plotted_with_the_brain_calls(tmp_path):
+    from perception_eval.bench.harness import latency_timeline, plot_latency_timeline
+
+    t0 = 10_000 * MS
+    idle = [(t0 + k * 33 * MS, t0 + k * 33 * MS + 30 * MS, 2, False, 0.0) for k in range(10)]
+    busy = [(t0 + 1000 * MS, t0 + 1045 * MS, 2, False, 0.0)]
+    timeline = latency_timeline(t0, idle, busy, [(t0 + 900 * MS, t0 + 2900 * MS)])
+    assert timeline["idle"][1] == [0.033, 30.0] and timeline["reasoning"] == [[1.0, 45.0]]
+    assert timeline["brain_calls"] == [[0.9, 2.9]]
+    path = tmp_path / "tracker_latency.png"
+    plot_latency_timeline(timeline, 30.0, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

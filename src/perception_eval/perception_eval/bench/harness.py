@@ -134,6 +134,78 @@ def overlaps(row: tuple, spans: list[tuple[int, int]]) -> bool:
     return any(row[0] < end and start < row[1] for start, end in spans)
 
 
+CALL_PHASES = ("call start", "call end", "mid-call")
+
+
+def call_phase(row: tuple, spans: list[tuple[int, int]], edge_ns: int) -> str | None:
+    """Where a frame (published ``row[0]``, answered ``row[1]``) sits in the brain call it overlaps: in flight within
+    ``edge_ns`` of the call's start (the node hands the frame over and the call begins) or of its end (the answer
+    comes back and is taken in), or inside it; None when it overlaps no call."""
+    phase = None
+    for start, end in spans:
+        if not (row[0] < end and start < row[1]):
+            continue
+        if row[0] <= start + edge_ns and row[1] >= start - edge_ns:
+            return CALL_PHASES[0]
+        if row[0] <= end + edge_ns and row[1] >= end - edge_ns:
+            phase = CALL_PHASES[1]
+        elif phase is None:
+            phase = CALL_PHASES[2]
+    return phase
+
+
+def slow_frames_by_call_phase(rows: list[tuple], spans: list[tuple[int, int]], threshold_ms: float | None,
+                              edge_ns: int) -> dict[str, Any]:
+    """The frames that overlapped a brain call, and those of them slower than ``threshold_ms`` (the idle p99), by
+    :func:`call_phase`: slow frames crowding at the calls' edges point at the hand-over between the node and its brain;
+    spread like all frames, at the machine."""
+    counts = {"all": dict.fromkeys(CALL_PHASES, 0), "slow": dict.fromkeys(CALL_PHASES, 0)}
+    for r in rows:
+        phase = call_phase(r, spans, edge_ns)
+        if phase is None:
+            continue
+        counts["all"][phase] += 1
+        if threshold_ms is not None and (r[1] - r[0]) / 1e6 > threshold_ms:
+            counts["slow"][phase] += 1
+    return {"threshold_ms": threshold_ms, "edge_ms": edge_ns / 1e6, **counts}
+
+
+def latency_timeline(t0_ns: int, idle: list[tuple], reasoning: list[tuple],
+                     spans: list[tuple[int, int]]) -> dict[str, list]:
+    """Seconds since ``t0_ns`` and latency (ms) of each frame of the two phases, and the brain calls' spans (s)."""
+    def points(rows):
+        return [[round((r[0] - t0_ns) / NS, 4), round((r[1] - r[0]) / 1e6, 2)] for r in rows]
+
+    return {"idle": points(idle), "reasoning": points(reasoning),
+            "brain_calls": [[round((a - t0_ns) / NS, 4), round((b - t0_ns) / NS, 4)] for a, b in spans]}
+
+
+def plot_latency_timeline(timeline: dict[str, list], idle_p99_ms: float | None, path: Path) -> None:
+    """The frames' latencies over the latency phases, brain calls shaded (``tracker_latency.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for start, end in timeline["brain_calls"]:
+        ax.axvspan(start, end, color="tab:orange", alpha=0.15, lw=0)
+    for key, colour, label in (("idle", "tab:blue", "node A, brain idle"),
+                               ("reasoning", "tab:red", "node B, brain rethinking (calls shaded)")):
+        pts = timeline[key]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ".", ms=3, color=colour, label=label)
+    if idle_p99_ms is not None:
+        ax.axhline(idle_p99_ms, color="tab:blue", ls="--", lw=1, label=f"idle p99 {idle_p99_ms:.0f} ms")
+        ax.axhline(1.5 * idle_p99_ms, color="k", ls=":", lw=1, label="1.5 x idle p99")
+    ax.set_xlabel("s since the first latency window")
+    ax.set_ylabel("frame latency, ms")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------------------- phases
 class Bench:
     def __init__(self, args):
@@ -454,6 +526,13 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
             "period); the latency ratio is undefined for this model"
         )
     out["reasoning_calls"] = _reasoning(list(log_b.reasoning[q0:]) + list(log_a.reasoning))
+    decoded = [r for r in rows if r[2] in DECODED]
+    busy["slow_frames_by_call_phase"] = slow_frames_by_call_phase(
+        decoded, spans_b, idle["latency_ms_p99"], edge_ns=2 * bench.margin_ns)
+    kept_a = [r for r in log_a.results[i0:] if r[0] in set(stamps_a) and r[2] in DECODED
+              and not overlaps(r, spans_a) and not overlaps(r, spans_b)]
+    out["latency_timeline"] = latency_timeline(min(stamps_a + stamps_b), kept_a,
+                                               [r for r in decoded if r[0] in set(stamps_b)], spans_b)
     return out
 
 
@@ -475,6 +554,7 @@ def _repeat_tracker(bench: Bench, args, procs: dict[str, NodeProcess], bare, rep
                      for name, tau in (("a", 0.0), ("b", 1.0))}
             try:
                 out = run_tracker(bench, fresh["a"], fresh["b"], bare, report["warnings"])
+                out["latency_plot"] = _plot_run(args, out, f"{mode}_{k}", report["warnings"])
                 runs[mode].append(_run_figures(out))
             except Exception as exc:
                 report["errors"].append(f"tracker nodes ({mode}, run {k}): {type(exc).__name__}: {exc}")
@@ -502,7 +582,24 @@ def _run_figures(out: dict[str, Any]) -> dict[str, Any]:
         "p99_reasoning_ms": (out.get("live_reasoning") or {}).get("latency_ms_p99"),
         "brain_latency_s_p50": (out.get("reasoning_calls") or {}).get("latency_s_p50"),
         "rss_after_load_mb": out.get("rss_after_load_mb"),
+        "slow_frames_by_call_phase": (out.get("live_reasoning") or {}).get("slow_frames_by_call_phase"),
+        "latency_plot": out.get("latency_plot"),
     }
+
+
+def _plot_run(args, out: dict[str, Any], name: str, warnings: list[str]) -> str | None:
+    """``tracker_latency_<name>.png`` in the output folder from a run's latency timeline; its path, or None (a
+    plot that fails is a warning: the figures stand without it)."""
+    timeline = out.get("latency_timeline")
+    if not timeline:
+        return None
+    path = Path(args.out) / f"tracker_latency_{name}.png"
+    try:
+        plot_latency_timeline(timeline, (out.get("live_idle") or {}).get("latency_ms_p99"), path)
+    except Exception as exc:
+        warnings.append(f"tracker latency plot {path.name}: {type(exc).__name__}: {exc}")
+        return None
+    return str(path)
 
 
 def _union_length(spans: list[tuple[float, float]]) -> float:
@@ -729,6 +826,12 @@ def table(report: dict[str, Any]) -> str:
             f"{rng('node_fps', '{:.1f}')} (busy {rng('node_busy_fraction')}), brain call s "
             f"{rng('brain_latency_s_p50')}"
         )
+        phases = [r["slow_frames_by_call_phase"] for r in figures.get("runs", []) if r.get("slow_frames_by_call_phase")]
+        if phases:
+            total = {kind: {name: sum(ph[kind][name] for ph in phases) for name in CALL_PHASES}
+                     for kind in ("slow", "all")}
+            said = ", ".join(f"{name} {total['slow'][name]} of {total['all'][name]}" for name in CALL_PHASES)
+            lines.append(f"  frames slower than the idle p99 while reasoning, all runs: {said}")
     met = [x for x in report["targets"] if x["met"] is not None]
     unmeasured = len(report["targets"]) - len(met)
     lines.append(
@@ -967,6 +1070,8 @@ def _measure(bench: Bench, args, procs: dict[str, NodeProcess], bares: dict[str,
         try:
             report["tracker"] = run_tracker(bench, procs["a"], procs["b"], bares["tracker"], report["warnings"])
             report["tracker"]["brain_mode"] = args.brain_modes[0]
+            report["tracker"]["latency_plot"] = _plot_run(args, report["tracker"], f"{args.brain_modes[0]}_1",
+                                                          report["warnings"])
         except Exception as exc:
             report["errors"].append(f"tracker nodes: {type(exc).__name__}: {exc}")
             traceback.print_exc()
