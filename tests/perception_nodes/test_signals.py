@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import soundfile as sf
 
-from perception_nodes.runtime import CLEANUP_GATE_ENV, STARTUP_GATE_ENV
+from perception_nodes.runtime import CLEANUP_GATE_ENV, EXIT_GATE_ENV, STARTUP_GATE_ENV
 
 pytestmark = pytest.mark.ros
 EXIT_WITHIN = 2.0  # seconds from the last signal (or the gate opening) to the exit
@@ -101,6 +102,31 @@ def test_second_signal_during_clean_up_is_absorbed(name, processes, tmp_path, ro
     os.kill(proc.pid, signal.SIGTERM)  # and launch's escalation
     time.sleep(0.2)
     assert proc.poll() is None, "the second signal cut the clean-up short"
+    gate.touch()
+    _assert_clean_exit(processes, proc, time.monotonic())
+
+
+def _ignored_signals(pid: int) -> set[int]:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    mask = next(line for line in status if line.startswith("SigIgn:")).split()[1]
+    return {sig for sig in range(1, 65) if int(mask, 16) >> (sig - 1) & 1}
+
+
+@pytest.mark.parametrize("name", ["camera_node", "tracker_node"])
+def test_a_late_signal_after_the_clean_up_is_ignored(name, processes, tmp_path, ros_available):
+    """After the clean-up the interpreter finalizes (DDS teardown: tens of ms under load), and Python gives the
+    signals it handled back to SIG_DFL: launch's forwarded SIGINT arriving then ended a node that had closed
+    cleanly with -2 (a fresh-clone run under load). Once closed, the node ignores SIGINT and SIGTERM."""
+    gate = tmp_path / "exit.gate"
+    proc = processes.start(_node_args(name, tmp_path), env={EXIT_GATE_ENV: str(gate)})
+    _wait_log(processes, proc, "Fast DDS profile")
+    os.killpg(proc.pid, signal.SIGINT)
+    _wait_log(processes, proc, "exit: holding")
+    assert {signal.SIGINT, signal.SIGTERM} <= _ignored_signals(proc.pid)
+    os.kill(proc.pid, signal.SIGINT)  # late: ignored, the process ends as it would have
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.2)
+    assert proc.poll() is None, f"a late signal ended the closed node: {proc.returncode}"
     gate.touch()
     _assert_clean_exit(processes, proc, time.monotonic())
 

@@ -95,6 +95,7 @@ def parse_help(argv: Sequence[str], prog: str, description: str, params_cls: typ
 # signals inside that window deterministically instead of by timing. Unset in normal use.
 STARTUP_GATE_ENV = "PERCEPTION_TEST_STARTUP_GATE"
 CLEANUP_GATE_ENV = "PERCEPTION_TEST_CLEANUP_GATE"
+EXIT_GATE_ENV = "PERCEPTION_TEST_EXIT_GATE"  # closed, signals ignored from here on
 
 
 def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -> None:
@@ -110,7 +111,8 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
     before the node could log its summary and release its devices. The FIRST SIGINT or
     SIGTERM raises KeyboardInterrupt in the spinning thread; every later one is absorbed, so the
     clean-up always runs to its end and the node exits 0: under ``ros2 launch`` a terminal Ctrl-C
-    reaches each node twice (the terminal's process-group signal, then launch's forwarded one).
+    reaches each node twice (the terminal's process-group signal, then launch's forwarded one). Once
+    closed, SIGINT and SIGTERM are ignored until the process has ended.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -165,6 +167,12 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
+        # Closed: a signal from here to the process's end is ignored. While the interpreter finalizes (the DDS
+        # participant's teardown included) Python puts SIG_DFL back for the handlers it set, and a second SIGINT
+        # arriving then (launch's forwarded one, late under load) ended a node that had closed cleanly with -2.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        hold_at_test_gate(EXIT_GATE_ENV, "exit")
 
 
 def declare_and_read(node, params_cls: type[T]) -> T:
