@@ -132,7 +132,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (background jobs)
-    keep_large_buffers()  # frames taken without page faults (see perception_nodes.allocator)
+    allocator = keep_large_buffers()  # frames taken without page faults (see perception_nodes.allocator)
     dds_level, dds_message = configure_fastdds()  # before the participant exists
     node = None
     try:
@@ -154,6 +154,7 @@ def run(node_factory: Callable[[], object], argv: Sequence[str] | None = None) -
         if deferred["pending"]:
             raise KeyboardInterrupt
         getattr(node.get_logger(), dds_level)(dds_message)  # the node is built and about to spin
+        node.get_logger().debug(f"allocator thresholds for frame buffers: {allocator}")
         while rclpy.ok():  # short waits, so that Python's signal handlers run between them
             ex.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):

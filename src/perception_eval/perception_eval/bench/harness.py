@@ -143,7 +143,7 @@ def call_phase(row: tuple, spans: list[tuple[int, int]], edge_ns: int) -> str | 
     comes back and is taken in), or inside it; None when it overlaps no call."""
     phase = None
     for start, end in spans:
-        if not (row[0] < end and start < row[1]):
+        if not overlaps(row, [(start, end)]):
             continue
         if row[0] <= start + edge_ns and row[1] >= start - edge_ns:
             return CALL_PHASES[0]
@@ -181,7 +181,7 @@ def latency_timeline(t0_ns: int, idle: list[tuple], reasoning: list[tuple],
 
 
 def plot_latency_timeline(timeline: dict[str, list], idle_p99_ms: float | None, path: Path) -> None:
-    """The frames' latencies over the latency phases, brain calls shaded (``tracker_latency.png``)."""
+    """The frames' latencies over the latency phases, brain calls shaded, as a PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -497,12 +497,9 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
     rows = list(log_a.results[i0:])
     spans_a = brain_intervals(rows, list(log_a.reasoning[r0:]), end_ns)
     spans_b = brain_intervals(list(rows_b()), list(log_b.reasoning[q0:]), end_ns)
-    idle = live_stats(
-        stamps_a,
-        rows,
-        margin_ns=bench.margin_ns,
-        keep=lambda r: r[2] in DECODED and not overlaps(r, spans_a) and not overlaps(r, spans_b),
-    )
+    idle_keep = lambda r: r[2] in DECODED and not overlaps(r, spans_a) and not overlaps(r, spans_b)  # noqa: E731
+    idle = live_stats(stamps_a, rows, margin_ns=bench.margin_ns, keep=idle_keep)
+    kept_a = [r for r in rows if idle_keep(r)]  # for the timeline below
     idle.update(_node_counts(before, bench.diag(a.fqn)))
     idle["windows"] = windows
     out["live_idle"] = idle
@@ -526,13 +523,13 @@ def run_tracker(bench: Bench, a: NodeProcess, b: NodeProcess, bare, warnings: li
             "period); the latency ratio is undefined for this model"
         )
     out["reasoning_calls"] = _reasoning(list(log_b.reasoning[q0:]) + list(log_a.reasoning))
-    decoded = [r for r in rows if r[2] in DECODED]
+    sent_b = set(stamps_b)
+    decoded = [r for r in rows if r[2] in DECODED and r[0] in sent_b]
     busy["slow_frames_by_call_phase"] = slow_frames_by_call_phase(
         decoded, spans_b, idle["latency_ms_p99"], edge_ns=2 * bench.margin_ns)
-    kept_a = [r for r in log_a.results[i0:] if r[0] in set(stamps_a) and r[2] in DECODED
-              and not overlaps(r, spans_a) and not overlaps(r, spans_b)]
-    out["latency_timeline"] = latency_timeline(min(stamps_a + stamps_b), kept_a,
-                                               [r for r in decoded if r[0] in set(stamps_b)], spans_b)
+    sent_a = set(stamps_a)
+    out["latency_timeline"] = latency_timeline(min(stamps_a + stamps_b), [r for r in kept_a if r[0] in sent_a],
+                                               decoded, spans_b)
     return out
 
 
