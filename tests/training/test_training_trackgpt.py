@@ -449,3 +449,32 @@ def test_colour_noise_names_another_colour_of_the_dataset_and_keeps_the_category
     assert 0.2 * total < flips < 0.8 * total
     with pytest.raises(SetupError, match="colour_noise must be in"):
         tg_data.build_dataset({**spec, "colour_noise": 1.5}, frames_per_clip=1, reference_frame="first")
+
+
+def test_text_loss_reads_only_the_answer_positions_and_equals_the_full_vocabulary_loss(toy):
+    """The output layer runs only where a label follows; the loss is the full-logit cross-entropy all the same."""
+    from trackgpt.config import get_config
+    from trackgpt.loading import load_model
+
+    torch.manual_seed(0)
+    model = load_model(get_config("tiny"))
+    options = {**tg_train.DEFAULTS["model"], "train_token_rows": True}
+    text_only = {**tg_train.DEFAULTS["loss"], "lambda_mask": 0.0, "lambda_po": 0.0}
+    module = tg_train.TrackGPTTrainModule(model, loss=text_only, options=options).eval()  # no dropout
+    spec = {"type": "instrack", "root": str(toy / "world"), "split": "train"}
+    ds = tg_data.build_dataset(spec, frames_per_clip=1, reference_frame="first")
+    samples = [ds.sample(i, np.random.default_rng(i)) for i in range(len(ds.items))]
+    calls = []
+    head = model.brain.model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+    loss = module(samples)["loss_text"]
+    hook.remove()
+    input_ids, labels, attention, pixels = module._text_batch(samples, model.brain.device)
+    answered = int((labels[:, 1:] != -100).sum())
+    assert calls == [(answered, model.brain.hidden_size)] and answered < labels.numel() // 2
+    with torch.no_grad():
+        full = model.brain.model(input_ids=input_ids, pixel_values=pixels, attention_mask=attention).logits
+    reference = torch.nn.functional.cross_entropy(
+        full[:, :-1].reshape(-1, full.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    assert torch.allclose(loss.detach(), reference, rtol=1e-5, atol=1e-6), (float(loss), float(reference))

@@ -332,16 +332,19 @@ class TrackGPTTrainModule(nn.Module):
         model, brain = self.model, self.model.brain
         device = brain.device
         input_ids, labels, attention, pixels = self._text_batch(samples, device)
+        # the output layer runs only where a label follows (the answers): the prompt's and the image's positions
+        # would otherwise cost most of the vocabulary projection and its softmax, and count for nothing
+        predicts = torch.zeros_like(labels, dtype=torch.bool)
+        predicts[:, :-1] = labels[:, 1:] != -100
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_brain):
             out = brain.model(
                 input_ids=input_ids,
                 pixel_values=pixels.to(brain.dtype),
                 attention_mask=attention,
                 output_hidden_states=True,
+                logits_to_keep=predicts,
             )
-        logits = out.logits[:, :-1].float()
-        target = labels[:, 1:]
-        loss_text = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+        loss_text = F.cross_entropy(out.logits.float(), labels[:, 1:][predicts[:, :-1]])
         mask_rows = [b for b, s in enumerate(samples) if s.kind == "mask" and not self.text_only]
         zero = loss_text.new_zeros(())
         if not mask_rows:
