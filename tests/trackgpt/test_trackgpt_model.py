@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -139,6 +140,11 @@ def test_preprocess_resize_is_pils_up_to_rounding(size):
         diff = (x[0, :, :h, :w] * transform.pixel_std + transform.pixel_mean - pil).abs()
         assert diff.max().item() <= 2.0 + 1e-3 and (diff > 0.5).float().mean().item() < 0.1
         assert torch.count_nonzero(x[..., h:, :]) == 0 and torch.count_nonzero(x[..., :, w:]) == 0
+        frozen = frame.copy()
+        frozen.flags.writeable = False  # a message's buffer: the same input, no warning, the frame left as it was
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            torch.testing.assert_close(transform.preprocess(frozen)[0], x, rtol=0, atol=0)
     for bad in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 4), np.uint8)):
         with pytest.raises(ValueError, match="H x W x 3 uint8"):
             transform.preprocess(bad)

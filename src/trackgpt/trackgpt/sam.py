@@ -157,7 +157,10 @@ class SamTransform:
         h, w = self.input_size((int(frame_rgb8.shape[0]), int(frame_rgb8.shape[1])))
         if self.use_pil:  # segment_anything's own resize (PIL bilinear), as SAM and LISA run it
             frame_rgb8 = self.resize.apply_image(frame_rgb8)
-        x = torch.from_numpy(np.ascontiguousarray(frame_rgb8)).permute(2, 0, 1).unsqueeze(0)
+        frame_rgb8 = np.ascontiguousarray(frame_rgb8)
+        if not frame_rgb8.flags.writeable:  # a message's or a file's buffer: torch wants memory it may write
+            frame_rgb8 = frame_rgb8.copy()
+        x = torch.from_numpy(frame_rgb8).permute(2, 0, 1).unsqueeze(0)
         if (h, w) != tuple(frame_rgb8.shape[:2]):
             x = F.interpolate(x, (h, w), mode="bilinear", antialias=True, align_corners=False)
         x = (x[0].float() - self.pixel_mean) / self.pixel_std
