@@ -46,6 +46,18 @@ def test_keep_large_buffers_takes_frames_without_page_faults():
 
 
 @glibc_only
+def test_the_tools_recorder_node_takes_frames_without_page_faults(ros_available):
+    """replay-eval, perception-bench and the demo take camera-sized messages through RecorderNode."""
+    recorder = (
+        "from perception_nodes.recorder import RecorderNode\n"
+        "rec = RecorderNode('allocator_check')\n"
+        "assert rec.allocator == 'set', rec.allocator\n"
+        "rec.close()"
+    )
+    assert _faults(recorder) < 60 * 5
+
+
+@glibc_only
 def test_the_users_own_malloc_variables_are_left_in_force(monkeypatch):
     from perception_nodes.allocator import keep_large_buffers
 

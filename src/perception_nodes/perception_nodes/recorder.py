@@ -4,7 +4,8 @@ and ``perception-demo`` all build on :class:`RecorderNode`.
 It is an rclpy node in its own context, spinning in a background thread, so the tool's main thread can publish
 and wait while callbacks keep arriving; the callbacks it registers with :meth:`RecorderNode.subscribe` run under
 :attr:`RecorderNode.lock` and notify it, so :meth:`RecorderNode.wait_for` wakes when something arrives. It loads
-the workspace's Fast DDS profile first (the tools publish camera-sized images too).
+the workspace's Fast DDS profile first (the tools publish camera-sized images too) and, like the nodes, keeps glibc
+from mapping every camera-sized message afresh (:mod:`perception_nodes.allocator`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from perception_nodes.allocator import keep_large_buffers
 from perception_nodes.dds import configure_fastdds
 
 
@@ -27,6 +29,7 @@ class RecorderNode:
         node: the rclpy node (for publishers, clients and graph queries).
         lock: a condition; subscription callbacks run under it and notify it.
         dds: ``(level, message)`` of :func:`perception_nodes.dds.configure_fastdds` for the caller's log.
+        allocator: what :func:`perception_nodes.allocator.keep_large_buffers` did, for the caller's log.
     """
 
     def __init__(self, name: str) -> None:
@@ -35,6 +38,7 @@ class RecorderNode:
 
         self._rclpy = rclpy
         self.dds = configure_fastdds()
+        self.allocator = keep_large_buffers()  # frames and masks taken without page faults
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)

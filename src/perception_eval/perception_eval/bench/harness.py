@@ -21,7 +21,6 @@ import numpy as np
 from perception_common.affinity import others_kept_off, parse_cpus, pinned
 from perception_common.stamps import NS
 from perception_common.timing import split_evenly
-from perception_nodes.allocator import keep_large_buffers
 from perception_nodes.processes import stop_all
 
 from .procs import NodeProcess
@@ -925,7 +924,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.brain_cpus, args.frame_cpus = resolve_cpus(args.brain_cpus, args.frame_cpus, os.cpu_count() or 1)
-    keep_large_buffers()  # this process takes the nodes' masks as they do frames (perception_nodes.allocator)
     models = FULL_MODELS if args.full else _shipped_models()
     args.tracker_model = args.tracker_model or models["tracker"]
     args.avs_model = args.avs_model or models["avs"]
