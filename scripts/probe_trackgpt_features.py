@@ -10,7 +10,9 @@ properties from each candidate representation of each visible object:
 * ``pixels``: the floor any learned feature must beat: the mean colour under the object's mask and an 8x8 crop of
   its box with the background blanked (no position: that row shows what the crop alone knows);
 * ``vision tower``: the brain's vision tower at the layer LLaVA hands to the projector (the tokens' grid);
-* ``brain tokens``: the projector's output, the visual tokens the language model reads;
+* ``brain tokens``: the projector's output, the visual tokens the language model reads (for a brain that sees
+  through SAM, ``brain.vision_source: sam``, its ``vision tower`` is SAM's embedding average-pooled to the brain's
+  token grid);
 * ``SAM encoder``: the perception's image embedding (the frame path's ``encode_frame``);
 * ``vision tower + SAM``: both, concatenated.
 
@@ -166,18 +168,23 @@ class Readers:
         if self.strategy == "default":
             tokens = tokens[:, 1:]  # LLaVA drops the class token
         projected = self.projector(tokens)
-        side = max(h, w)  # the brain pads to a square (centred), then resizes
-        scale = self.vision_size / side
-        place = (int(round((side - w) / 2 * scale)), int(round((side - h) / 2 * scale)),
-                 max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-        for name, t in (("vision tower", tokens), ("brain tokens", projected)):
-            g = int(round(t.shape[1] ** 0.5))
-            grid = t[0].float().reshape(g, g, -1).permute(2, 0, 1).cpu().numpy()
-            out[name] = (grid, (self.vision_size, self.vision_size), place)
         features = self.model.perception.encode_frame(frame)
         emb = features.embeddings[0].float().cpu().numpy()
         rh, rw = features.input_size  # SAM resizes the long side and pads bottom / right
-        out["SAM encoder"] = (emb, (self.sam_size, self.sam_size), (0, 0, int(rw), int(rh)))
+        sam_place = (0, 0, int(rw), int(rh))
+        if self.brain.config.vision_source == "sam":  # the brain's tokens pool SAM's embedding: SAM's placement
+            canvas, place = (self.sam_size, self.sam_size), sam_place
+        else:
+            side = max(h, w)  # the brain pads to a square (centred), then resizes
+            scale = self.vision_size / side
+            canvas = (self.vision_size, self.vision_size)
+            place = (int(round((side - w) / 2 * scale)), int(round((side - h) / 2 * scale)),
+                     max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        for name, t in (("vision tower", tokens), ("brain tokens", projected)):
+            g = int(round(t.shape[1] ** 0.5))
+            grid = t[0].float().reshape(g, g, -1).permute(2, 0, 1).cpu().numpy()
+            out[name] = (grid, canvas, place)
+        out["SAM encoder"] = (emb, (self.sam_size, self.sam_size), sam_place)
         return out
 
 

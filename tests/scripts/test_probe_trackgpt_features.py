@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import load_script
 
 from perception_eval.datasets.common import read_index_mask
@@ -80,3 +81,27 @@ def test_a_folder_that_is_no_instruction_world_is_refused(tmp_path):
     module = load_script("probe_trackgpt_features")
     with pytest.raises(SystemExit, match=f"{tmp_path}.*meta_expressions.json not found"):
         list(module.first_frames(tmp_path, "train", 1))
+
+
+def test_a_sam_eyed_brains_tokens_are_placed_where_sam_puts_the_frame():
+    """A brain that sees through SAM (brain.vision_source: sam) pools SAM's embedding, whose frame sits top-left on
+    SAM's canvas (not centred on a square as a vision tower's): its tokens are read at SAM's placement."""
+    import torch.nn.functional as F
+
+    from trackgpt.model import TrackGPT
+
+    module = load_script("probe_trackgpt_features")
+    from trackgpt.config import SAM_SIZES
+
+    width = SAM_SIZES["tiny"].prompt_embed_dim  # the SAM embedding's channels
+    brain = {"vision_source": "sam", "train_vision_projector": True, "vision": {
+        "hidden_size": width, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "image_size": 32, "patch_size": 16}}  # fmt: skip
+    model = TrackGPT.from_config("tiny", brain=brain)
+    frame = np.random.default_rng(3).integers(0, 256, (48, 96, 3), dtype=np.uint8)
+    grids = module.Readers(model).grids(frame)
+    sam_grid, sam_canvas, sam_place = grids["SAM encoder"]
+    tower_grid, canvas, place = grids["vision tower"]
+    assert (canvas, place) == (sam_canvas, sam_place) and place[:2] == (0, 0) and place[2] > place[3]
+    pooled = F.adaptive_avg_pool2d(torch.from_numpy(sam_grid)[None], tower_grid.shape[1])[0].numpy()
+    np.testing.assert_allclose(tower_grid, pooled, rtol=1e-5, atol=1e-5)
