@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -478,3 +480,45 @@ def test_text_loss_reads_only_the_answer_positions_and_equals_the_full_vocabular
         full[:, :-1].reshape(-1, full.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
     )
     assert torch.allclose(loss.detach(), reference, rtol=1e-5, atol=1e-6), (float(loss), float(reference))
+
+
+def test_world_objects_asks_about_the_frames_visible_objects_from_the_worlds_labels(toy, tmp_path):
+    spec = {"type": "world_objects", "root": str(toy / "world"), "split": "train", "min_pixels": 1}
+    ds = tg_data.build_dataset(spec, frames_per_clip=1, reference_frame="first")
+    assert len(ds) == 3
+    questions = set()
+    for index, (video, labels) in enumerate(ds.items):
+        ids = video.load_mask(0)
+        shown = {k: np.nonzero(ids == k) for k in labels if np.any(ids == k)}
+        for seed in range(12):
+            sample = ds.sample(index, np.random.default_rng(seed))
+            assert sample.kind == "text" and np.array_equal(sample.frames[0], video.load_frame(0))
+            (question, answer), *rest = sample.conversation
+            questions.add(question)
+            orders = (("left to right", 0), ("top to bottom", 1), ("largest", 2))
+            axis = next(a for words, a in orders if words in question)
+            place = {k: (xs.mean(), ys.mean(), -len(xs)) for k, (ys, xs) in shown.items()}
+            order = [k for _, k in sorted((place[k][axis], k) for k in place)]
+            assert answer == tg_data.list_names([" ".join(labels[k]) for k in order])
+            categories = [labels[k][1] for k in shown]
+            for q, a in rest:  # the colour of an object whose category is the only one of its kind in the frame
+                category = q.removeprefix("What colour is the ").removesuffix("?")
+                assert categories.count(category) == 1
+                assert a == f"It is {next(c for c, g in (labels[k] for k in shown) if g == category)}."
+    assert len(questions) == 3  # all three orders are asked
+    assert tg_data.list_names(["red cup"]) == "red cup." and tg_data.list_names(["a", "b", "c"]) == "a, b and c."
+    # a stage mixing it with the instructions trains (text loss only) and its conversation fits the brain's context
+    mixed = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}, {"name": "o", **spec}]
+    text_only = ("loss.lambda_mask=0", "loss.lambda_po=0", "train.steps=2")
+    assert tg_train.main(_argv(tmp_path / "a", mixed, *text_only, frames=1)) == 0
+    assert all(float(r["loss_text"]) > 0 for r in _rows(tmp_path / "a" / "train_log.csv"))
+    # a Ref-YouTube-VOS layout whose videos do not list their objects (a real dataset's) is refused by name
+    plain = tmp_path / "plain"
+    shutil.copytree(toy / "world", plain)
+    meta = plain / "meta_expressions" / "train" / "meta_expressions.json"
+    index = json.loads(meta.read_text())
+    for entry in index["videos"].values():
+        entry.pop("objects")
+    meta.write_text(json.dumps(index))
+    with pytest.raises(SetupError, match="lists its objects' colour and category"):
+        tg_data.build_dataset({**spec, "root": str(plain)}, frames_per_clip=1, reference_frame="first")

@@ -51,6 +51,14 @@ Dataset types and layouts (``root`` and the other keys of a dataset entry):
 ``reason_seg``
     ``<root>/<split>/<name>.jpg`` + ``<name>.json`` with ``text`` (a list of queries), ``is_sentence`` and
     labelme ``shapes`` (polygons labelled ``target``; ``ignore`` ones are left out of the loss).
+``world_objects``
+    A generated instruction world (the ``instrack`` layout, whose videos list their ``objects`` with colour and
+    category): questions about the reference frame's visible objects, answered from the world's own labels, as
+    LLaVA's caption and VQA data teach a brain to read its image (text loss only). Two turns per sample: the
+    objects listed from left to right, from top to bottom or from the largest ("red cup, blue key and black
+    hammer."; ordered by the masks' centres and areas), then the colour of one object whose category is unique in
+    the frame ("It is blue."). ``min_pixels`` (default 30): smaller (mostly occluded) objects are left out; a
+    reference frame showing none gives way to the video's first frame that shows one.
 
 Every path and index file is checked, and every image an index refers to must exist, when the dataset is
 built (before training), and a problem raises :class:`~training.common.errors.SetupError` naming the file.
@@ -492,6 +500,81 @@ class LlavaInstruct(TrainingDataset):
         return Sample("text", [read_rgb(path)], conversation=list(pairs), source=self.name)
 
 
+# ----------------------------------------------------------------------------- the world's own VQA
+#: (question, how its objects are ordered) of :class:`WorldObjects`' listing turn
+OBJECT_ORDERS = (
+    ("Which objects do you see, from left to right?", "x"),
+    ("Which objects do you see, from top to bottom?", "y"),
+    ("Which objects do you see, from the largest to the smallest?", "size"),
+)
+
+
+def list_names(names: Sequence[str]) -> str:
+    """``["red cup", "blue key", "black hammer"]`` -> ``"red cup, blue key and black hammer."``"""
+    parts = list(names)
+    return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + "."
+
+
+class WorldObjects(TrainingDataset):
+    """Questions about a generated world's visible objects, answered from its labels (see the module docstring)."""
+
+    def __init__(self, name: str, spec: Mapping[str, Any], *, reference_frame: str):
+        o = _keys(spec, ["root"], {"split": "train", "min_pixels": 30})
+        if reference_frame not in ("first", "random"):
+            raise SetupError(f"data.reference_frame must be 'first' or 'random', got {reference_frame!r}")
+        self.name = name
+        self.reference_frame = reference_frame
+        self.min_pixels = int(o["min_pixels"])
+        reader = InsTrack(o["root"], o["split"], require_masks=True)
+        self.items = []
+        for video in reader:
+            objects = (video.extra or {}).get("objects")
+            if not isinstance(objects, Mapping) or not video.has_masks:
+                continue
+            labels = {
+                int(k): (str(v["colour"]), str(v["category"]))
+                for k, v in objects.items()
+                if isinstance(v, Mapping) and v.get("colour") and v.get("category")
+            }
+            if labels:
+                self.items.append((video, labels))
+        if not self.items:
+            raise SetupError(
+                f"dataset {name!r}: no video of {str(o['root'])!r} ({o['split']}) lists its objects' colour and "
+                "category (a generated instruction world does)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sample(self, index: int, rng: np.random.Generator) -> Sample:
+        video, labels = self.items[index]
+        first = 0 if self.reference_frame == "first" else int(rng.integers(len(video)))
+        for i in [first, *(k for k in range(len(video)) if k != first)]:  # the first frame showing an object
+            ids = video.load_mask(i)
+            seen = []  # (x, y, -area, colour, category)
+            for obj_id, (colour, category) in labels.items():
+                ys, xs = np.nonzero(ids == obj_id)
+                if len(xs) >= self.min_pixels:
+                    seen.append((float(xs.mean()), float(ys.mean()), -len(xs), colour, category))
+            if seen:
+                break
+        else:
+            raise DatasetError(f"dataset {self.name!r}: no object of {video.name!r} shows {self.min_pixels} pixels")
+        question, order = OBJECT_ORDERS[int(rng.integers(len(OBJECT_ORDERS)))]
+        key = {"x": 0, "y": 1, "size": 2}[order]
+        ordered = sorted(seen, key=lambda s: s[key])
+        conversation = [(question, list_names([f"{c} {k}" for *_, c, k in ordered]))]
+        counts: dict[str, int] = {}
+        for *_, category in seen:
+            counts[category] = counts.get(category, 0) + 1
+        unique = [(c, k) for *_, c, k in seen if counts[k] == 1]
+        if unique:
+            colour, category = unique[int(rng.integers(len(unique)))]
+            conversation.append((f"What colour is the {category}?", f"It is {colour}."))
+        return Sample("text", [video.load_frame(i)], conversation=conversation, source=self.name)
+
+
 # ----------------------------------------------------------------------------- reasoning segmentation
 class ReasonSeg(TrainingDataset):
     """ReasonSeg images with implicit queries and polygon masks."""
@@ -552,6 +635,7 @@ DATASET_TYPES = (
     "refcoco",
     "llava_instruct",
     "reason_seg",
+    "world_objects",
 )
 VIDEO_TYPES = ("ref_youtube_vos", "instrack", "refer_davis")
 
@@ -580,6 +664,8 @@ def build_dataset(spec: Mapping[str, Any], *, frames_per_clip: int, reference_fr
             return LlavaInstruct(name, spec)
         if kind == "reason_seg":
             return ReasonSeg(name, spec)
+        if kind == "world_objects":
+            return WorldObjects(name, spec, reference_frame=reference_frame)
     except DatasetError as exc:
         raise SetupError(f"dataset {name!r}: {exc}") from exc
     raise SetupError(f"dataset {name!r}: unknown type {kind!r}; known: {', '.join(DATASET_TYPES)}")
