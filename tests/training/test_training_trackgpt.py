@@ -522,3 +522,32 @@ def test_world_objects_asks_about_the_frames_visible_objects_from_the_worlds_lab
     meta.write_text(json.dumps(index))
     with pytest.raises(SetupError, match="lists its objects' colour and category"):
         tg_data.build_dataset({**spec, "root": str(plain)}, frames_per_clip=1, reference_frame="first")
+
+
+def test_perception_from_takes_phi_and_the_perception_of_another_model_and_keeps_the_brain(toy, tmp_path):
+    from safetensors.torch import save_file
+
+    from trackgpt.loading import load_model
+
+    world = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}]
+    for name, seed in (("a", 1), ("b", 2)):
+        assert tg_train.main(_argv(tmp_path / name, world, "train.steps=1", f"seed={seed}", frames=2)) == 0
+    a, b = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    assert tg_train.main(_argv(tmp_path / "c", world, "train.steps=1", f"model.init_from={a}",
+                               f"model.perception_from={b}", "optim.lr=0", frames=2)) == 0  # fmt: skip
+    ta, tb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    tc = load_file(str(tmp_path / "c" / "model" / "model.safetensors"))
+    taken = [k for k in tc if k.startswith(("projection.", "perception."))]
+    assert taken and all(torch.equal(tc[k], tb[k]) for k in taken)
+    assert not all(torch.equal(ta[k], tb[k]) for k in taken)  # the two donors differ: the check can fail
+    brain = [k for k in tc if k.startswith("brain.")]
+    assert brain and all(torch.equal(tc[k], ta[k]) for k in brain)
+    # a donor lacking a tensor is refused by name, never half loaded; a folder without weights fails at setup
+    model = load_model(str(a))
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    save_file({k: v for k, v in tb.items() if not k.startswith("perception.purport_head.")},
+              str(partial / "model.safetensors"))  # fmt: skip
+    with pytest.raises(SetupError, match=r"missing \['perception\.purport_head"):
+        tg_train.take_perception(model, partial)
+    assert tg_train.main(_argv(tmp_path / "d", world, "train.steps=1", f"model.perception_from={tmp_path}")) == 2

@@ -92,6 +92,9 @@ DEFAULTS: dict[str, Any] = deep_merge(
             "overrides": {},  # TrackGPTConfig changes, e.g. {brain: {path: /data/llava-1.5-7b-hf}}
             # the previous stage's model folder (save_pretrained); overrides may then set brain / projection_input_norm
             "init_from": None,
+            # a model folder whose phi and perception replace the loaded ones (same shapes): a reader stage for a
+            # changed brain starts from a reader that learnt a similar brain instead of from init_from's own
+            "perception_from": None,
             "lora": True,  # LoRA on the brain (peft); false trains no brain weights except the token rows
             "train_image_encoder": False,  # the paper freezes SAM's encoder (true only without pretrained SAM)
             "image_encoder_lr_scale": 1.0,  # its learning rate x this (a pre-trained encoder fine-tuned gently)
@@ -442,6 +445,30 @@ def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the task
+def take_perception(model: TrackGPT, folder: Path) -> None:
+    """Load phi and the perception (``projection.*``, ``perception.*``) of the model saved in ``folder`` into
+    ``model`` (``model.perception_from``); every such tensor must be there with the shape ``model`` has, or a
+    :class:`SetupError` names the first few that are not. SAM's image encoder comes too: for a brain that sees
+    through it (``brain.vision_source: sam``) the donor's must be the encoder that brain learnt on."""
+    from safetensors.torch import load_file
+
+    path = folder / "model.safetensors"
+    parts = ("projection.", "perception.")
+    donor = {k: v for k, v in load_file(str(path)).items() if k.startswith(parts)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
+    missing = sorted(set(own) - set(donor))
+    unexpected = sorted(set(donor) - set(own))
+    reshaped = sorted(k for k in set(own) & set(donor) if own[k].shape != donor[k].shape)
+    if missing or unexpected or reshaped:
+        raise SetupError(
+            f"model.perception_from {str(folder)!r} does not fit this model's phi and perception: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, other shape {reshaped[:3]}"
+        )
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(donor[k].to(v.dtype))
+
+
 class TrackGPTTask(Task):
     name = "trackgpt"
     plot_metrics = ("J&F", "J", "F", "gIoU", "cIoU", "purport")
@@ -449,6 +476,11 @@ class TrackGPTTask(Task):
     def setup(self) -> None:
         cfg = self.config
         m, data = cfg["model"], cfg["data"]
+        if m.get("perception_from") and not (Path(m["perception_from"]) / "model.safetensors").is_file():
+            raise SetupError(
+                f"model.perception_from {str(m['perception_from'])!r} is not a TrackGPT model folder "
+                "(no model.safetensors)"
+            )
         if m.get("init_from"):
             folder = Path(m["init_from"])
             if not (folder / "config.json").is_file():
@@ -516,6 +548,8 @@ class TrackGPTTask(Task):
                 model = load_model(self.model_config)
         except TrackGPTError as exc:
             raise SetupError(f"model: {exc}") from exc
+        if m.get("perception_from"):
+            take_perception(model, Path(m["perception_from"]))
         self.model_config = model.config
         return TrackGPTTrainModule(model, loss=self.config["loss"], options=m).train()
 
