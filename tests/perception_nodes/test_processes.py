@@ -35,6 +35,20 @@ def test_stop_escalates_only_as_far_as_needed(tmp_path):
     assert seen == [("stubborn", "SIGTERM"), ("deaf", "SIGTERM"), ("deaf", "SIGKILL")]
 
 
+def test_sigint_stops_a_child_even_when_the_launcher_ignores_it(tmp_path):
+    """A launcher started in the background of a non-interactive shell has SIGINT ignored; its children must
+    still take the polite first stop (SIGINT) instead of waiting for SIGTERM."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = _child(tmp_path, "background")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    seen: list[tuple[str, str]] = []
+    stop_all([child], grace=5.0, term_grace=0.5, on_escalate=lambda p, s: seen.append((p.name, s)))
+    assert child.poll() == -signal.SIGINT or child.poll() == 1  # Python's KeyboardInterrupt exit
+    assert seen == []
+
+
 def test_the_signal_reaches_the_whole_process_group(tmp_path):
     code = (
         "import subprocess, sys, time\n"

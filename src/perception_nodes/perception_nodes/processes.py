@@ -28,10 +28,16 @@ except (OSError, AttributeError):
     _prctl = None
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the child before exec: ask the kernel for SIGTERM when the parent dies (if it already died between the
-    fork and this call, the request comes too late: stop now). The kernel ties the signal to the THREAD that
-    started the child: start children from a thread that lives as long as they should (the main thread)."""
+def _child_setup(parent: int) -> None:
+    """In the child before exec. SIGINT back to its default: a process started in the background of a
+    non-interactive shell has SIGINT ignored, its children inherit that, and Python then installs no
+    KeyboardInterrupt, so the polite first stop would not reach them. Then (Linux) ask the kernel for SIGTERM when
+    the parent dies (if it already died between the fork and this call, the request comes too late: stop now). The
+    kernel ties that signal to the THREAD that started the child: start children from a thread that lives as long
+    as they should (the main thread)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if _prctl is None:
+        return
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -107,7 +113,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=dict(os.environ if env is None else env, PYTHONUNBUFFERED="1"),
-                preexec_fn=(lambda: _die_with_parent(parent)) if _prctl is not None else None,
+                preexec_fn=lambda: _child_setup(parent),
             )
         except BaseException:
             self.close_log()
