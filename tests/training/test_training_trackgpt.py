@@ -548,6 +548,6 @@ def test_perception_from_takes_phi_and_the_perception_of_another_model_and_keeps
     partial.mkdir()
     save_file({k: v for k, v in tb.items() if not k.startswith("perception.purport_head.")},
               str(partial / "model.safetensors"))  # fmt: skip
-    with pytest.raises(SetupError, match=r"missing \['perception\.purport_head"):
+    with pytest.raises(SetupError, match=r"missing \(e\.g\. perception\.purport_head"):
         tg_train.take_perception(model, partial)
     assert tg_train.main(_argv(tmp_path / "d", world, "train.steps=1", f"model.perception_from={tmp_path}")) == 2

@@ -69,6 +69,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,11 @@ def _keys(spec: Mapping[str, Any], required: Sequence[str], optional: Mapping[st
     return {**optional, **{k: v for k, v in spec.items() if k in known}}
 
 
+def _check_reference_frame(value: str) -> None:
+    if value not in ("first", "random"):
+        raise SetupError(f"data.reference_frame must be 'first' or 'random', got {value!r}")
+
+
 class TrainingDataset:
     """A source of samples: ``len`` items, ``sample(index, rng)`` draws one."""
 
@@ -175,8 +181,7 @@ class VideoReferring(TrainingDataset):
         kinds: Sequence[str] | None = None,
         colour_noise: float = 0.0,
     ):
-        if reference_frame not in ("first", "random"):
-            raise SetupError(f"data.reference_frame must be 'first' or 'random', got {reference_frame!r}")
+        _check_reference_frame(reference_frame)
         if frames_per_clip < 1:
             raise SetupError(f"data.frames_per_clip must be at least 1, got {frames_per_clip}")
         if not 0.0 <= float(colour_noise) <= 1.0:
@@ -501,11 +506,12 @@ class LlavaInstruct(TrainingDataset):
 
 
 # ----------------------------------------------------------------------------- the world's own VQA
-#: (question, how its objects are ordered) of :class:`WorldObjects`' listing turn
+#: (question, what its objects are ordered by: 0 the mask centre's x, 1 its y, 2 minus the area) of
+#: :class:`WorldObjects`' listing turn
 OBJECT_ORDERS = (
-    ("Which objects do you see, from left to right?", "x"),
-    ("Which objects do you see, from top to bottom?", "y"),
-    ("Which objects do you see, from the largest to the smallest?", "size"),
+    ("Which objects do you see, from left to right?", 0),
+    ("Which objects do you see, from top to bottom?", 1),
+    ("Which objects do you see, from the largest to the smallest?", 2),
 )
 
 
@@ -520,8 +526,7 @@ class WorldObjects(TrainingDataset):
 
     def __init__(self, name: str, spec: Mapping[str, Any], *, reference_frame: str):
         o = _keys(spec, ["root"], {"split": "train", "min_pixels": 30})
-        if reference_frame not in ("first", "random"):
-            raise SetupError(f"data.reference_frame must be 'first' or 'random', got {reference_frame!r}")
+        _check_reference_frame(reference_frame)
         self.name = name
         self.reference_frame = reference_frame
         self.min_pixels = int(o["min_pixels"])
@@ -561,13 +566,10 @@ class WorldObjects(TrainingDataset):
                 break
         else:
             raise DatasetError(f"dataset {self.name!r}: no object of {video.name!r} shows {self.min_pixels} pixels")
-        question, order = OBJECT_ORDERS[int(rng.integers(len(OBJECT_ORDERS)))]
-        key = {"x": 0, "y": 1, "size": 2}[order]
+        question, key = OBJECT_ORDERS[int(rng.integers(len(OBJECT_ORDERS)))]
         ordered = sorted(seen, key=lambda s: s[key])
         conversation = [(question, list_names([f"{c} {k}" for *_, c, k in ordered]))]
-        counts: dict[str, int] = {}
-        for *_, category in seen:
-            counts[category] = counts.get(category, 0) + 1
+        counts = Counter(category for *_, category in seen)
         unique = [(c, k) for *_, c, k in seen if counts[k] == 1]
         if unique:
             colour, category = unique[int(rng.integers(len(unique)))]

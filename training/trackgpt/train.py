@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception_common.checkpoint import CheckpointError, load_strict
 from perception_eval.datasets import DatasetError
 from perception_eval.metrics import summarize_davis
 from perception_eval.tracking import dataset_instruction, evaluate_video
@@ -448,25 +449,19 @@ def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def take_perception(model: TrackGPT, folder: Path) -> None:
     """Load phi and the perception (``projection.*``, ``perception.*``) of the model saved in ``folder`` into
     ``model`` (``model.perception_from``); every such tensor must be there with the shape ``model`` has, or a
-    :class:`SetupError` names the first few that are not. SAM's image encoder comes too: for a brain that sees
-    through it (``brain.vision_source: sam``) the donor's must be the encoder that brain learnt on."""
+    :class:`SetupError` names what is not (:func:`perception_common.checkpoint.load_strict`). SAM's image encoder
+    comes too: for a brain that sees through it (``brain.vision_source: sam``) the donor's must be the encoder that
+    brain learnt on."""
     from safetensors.torch import load_file
 
     path = folder / "model.safetensors"
-    parts = ("projection.", "perception.")
-    donor = {k: v for k, v in load_file(str(path)).items() if k.startswith(parts)}
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
-    missing = sorted(set(own) - set(donor))
-    unexpected = sorted(set(donor) - set(own))
-    reshaped = sorted(k for k in set(own) & set(donor) if own[k].shape != donor[k].shape)
-    if missing or unexpected or reshaped:
-        raise SetupError(
-            f"model.perception_from {str(folder)!r} does not fit this model's phi and perception: "
-            f"missing {missing[:3]}, unexpected {unexpected[:3]}, other shape {reshaped[:3]}"
-        )
-    with torch.no_grad():
-        for k, v in own.items():
-            v.copy_(donor[k].to(v.dtype))
+    view = nn.Module()  # phi and the perception under the names model.safetensors gives them
+    view.projection, view.perception = model.projection, model.perception
+    donor = {k: v for k, v in load_file(str(path)).items() if k.startswith(("projection.", "perception."))}
+    try:
+        load_strict(view, donor, f"model.perception_from {str(path)!r}")
+    except CheckpointError as exc:
+        raise SetupError(str(exc)) from None
 
 
 class TrackGPTTask(Task):
