@@ -137,3 +137,17 @@ def test_bad_paths_and_corrupt_init_fail_before_training(world, tmp_path, capsys
     assert "bad.pth" in capsys.readouterr().err
     assert pretrain_sam.main(_argv(tmp_path / "c", world, "train.steps=1", "model.size=huge")) == 2
     assert "huge" in capsys.readouterr().err
+
+
+def test_a_frozen_image_encoder_stays_as_it_started_while_the_decoder_learns(world, tmp_path):
+    start = tmp_path / "start.pth"
+    torch.manual_seed(2)
+    torch.save(SamParts(config=SAM_SIZES["tiny"]).state_dict(), start)
+    out = tmp_path / "proposer"
+    argv = _argv(out, world, "train.steps=3", f"model.init_from={start}", "model.train_image_encoder=false")
+    assert pretrain_sam.main(argv) == 0
+    before = torch.load(start, map_location="cpu", weights_only=True)
+    after = torch.load(out / "model" / "sam.pth", map_location="cpu", weights_only=True)
+    encoder = [k for k in before if k.startswith("image_encoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("mask_decoder."))

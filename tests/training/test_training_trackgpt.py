@@ -551,3 +551,50 @@ def test_perception_from_takes_phi_and_the_perception_of_another_model_and_keeps
     with pytest.raises(SetupError, match=r"missing \(e\.g\. perception\.purport_head"):
         tg_train.take_perception(model, partial)
     assert tg_train.main(_argv(tmp_path / "d", world, "train.steps=1", f"model.perception_from={tmp_path}")) == 2
+
+
+def test_world_samples_carry_the_reference_frames_objects(toy):
+    world = {"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}
+    for spec in (world, {**world, "type": "world_objects"}):
+        ds = tg_data.build_dataset(spec, frames_per_clip=2, reference_frame="first")
+        video = ds.items[0][0]
+        sample = ds.sample(0, np.random.default_rng(0))
+        assert sample.objects is not None
+        assert np.array_equal(sample.objects, video.load_mask(0))  # the reference frame's index mask, all objects
+        assert len(np.setdiff1d(np.unique(sample.objects), [0, 255])) >= 2
+
+
+def test_an_object_token_stage_trains_its_object_encoder_and_takes_its_proposer(toy, tmp_path):
+    from trackgpt.config import SAM_SIZES
+    from trackgpt.loading import load_model
+    from trackgpt.sam import build_sam
+
+    width = SAM_SIZES["tiny"].prompt_embed_dim
+    brain = {"vision_source": "objects", "train_vision_projector": True, "train_vision_tower": True, "vision": {
+        "hidden_size": width, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "image_size": 32, "patch_size": 16}}  # fmt: skip
+    torch.manual_seed(5)
+    donor = build_sam(SAM_SIZES["tiny"]).state_dict()
+    torch.save(donor, tmp_path / "proposer.pth")
+    world = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"},
+             {"name": "o", "type": "world_objects", "root": str(toy / "world"), "split": "train"}]  # fmt: skip
+    argv = _argv(tmp_path / "run", world, "loss.lambda_mask=0", "loss.lambda_po=0", "train.steps=3",
+                 f"model.overrides={{'brain': {brain!r}}}", f"model.object_proposer_from={tmp_path / 'proposer.pth'}",
+                 frames=1)  # fmt: skip
+    assert tg_train.main(argv) == 0
+    saved = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    proposer = {k.removeprefix("perception.object_proposer."): v for k, v in saved.items()
+                if k.startswith("perception.object_proposer.")}  # fmt: skip
+    taken = {k: v for k, v in donor.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
+    assert proposer.keys() == taken.keys() and all(torch.equal(proposer[k], taken[k]) for k in taken)
+    model = load_model(str(tmp_path / "run" / "model"))
+    fresh = TrackGPT.from_config("tiny", brain=brain).brain.submodule("vision_tower")
+    trained = model.brain.submodule("vision_tower")
+    assert not all(torch.equal(a, b) for a, b in zip(trained.parameters(), fresh.parameters(), strict=True))
+    # a model whose brain does not read objects, or a file that does not hold a SAM of its size, is refused by name
+    with pytest.raises(SetupError, match="vision_source is not 'objects'"):
+        tg_train.take_object_proposer(TrackGPT.from_config("tiny"), tmp_path / "proposer.pth")
+    small = build_sam(SAM_SIZES["small"]).state_dict()
+    torch.save(small, tmp_path / "other.pth")
+    with pytest.raises(SetupError, match="object_proposer_from"):
+        tg_train.take_object_proposer(model, tmp_path / "other.pth")

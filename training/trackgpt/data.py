@@ -102,6 +102,8 @@ class Sample:
         target: the referred object's short name when the dataset knows it (e.g. "red cup"), else "".
         conversation: ``[(question, answer), ...]`` (``text``).
         source: the dataset's name.
+        objects: the reference frame's index mask of every object (0 background, 255 void) when the dataset has
+            one (a generated world), for a brain whose visual tokens are the frame's objects; else None.
     """
 
     kind: str
@@ -112,6 +114,7 @@ class Sample:
     conversation: list[tuple[str, str]] = field(default_factory=list)
     source: str = ""
     target: str = ""
+    objects: np.ndarray | None = None
 
 
 def _require_file(path: Path, what: str) -> Path:
@@ -224,9 +227,10 @@ class VideoReferring(TrainingDataset):
 
     def sample(self, index: int, rng: np.random.Generator) -> Sample:
         video, expression = self.items[index]
-        frames, masks, ignore = [], [], []
+        frames, masks, ignore, objects = [], [], [], None
         for i in self._frame_indices(video, int(expression.obj_id), rng):
             ids = video.load_mask(i)
+            objects = ids if objects is None else objects
             frames.append(video.load_frame(i))
             masks.append(ids == int(expression.obj_id))
             void = ids == VOID
@@ -237,7 +241,9 @@ class VideoReferring(TrainingDataset):
             others = [c for c in self.colours if c != str(colour)]
             colour = others[int(rng.integers(len(others)))]
         target = target_name(colour, extra.get("category"))
-        return Sample("mask", frames, masks, ignore, text=expression.text, source=self.name, target=target)
+        return Sample(
+            "mask", frames, masks, ignore, text=expression.text, source=self.name, target=target, objects=objects
+        )
 
 
 def target_name(colour: Any, category: Any) -> str:
@@ -574,7 +580,7 @@ class WorldObjects(TrainingDataset):
         if unique:
             colour, category = unique[int(rng.integers(len(unique)))]
             conversation.append((f"What colour is the {category}?", f"It is {colour}."))
-        return Sample("text", [video.load_frame(i)], conversation=conversation, source=self.name)
+        return Sample("text", [video.load_frame(i)], conversation=conversation, source=self.name, objects=ids)
 
 
 # ----------------------------------------------------------------------------- reasoning segmentation

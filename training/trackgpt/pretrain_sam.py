@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = deep_merge(
             "size": "small",  # a trackgpt.config.SAM_SIZES key (small = the embedded model's SAM)
             "overrides": {},  # SamConfig field changes
             "init_from": None,  # a SAM state dict (.pth) to start from
+            "train_image_encoder": True,  # False: only the prompt encoder and the mask decoder learn
         },
         "data": {
             "root": "data/worlds/instruction",  # Ref-YouTube-VOS layout with index-mask annotations
@@ -279,6 +280,9 @@ class SamTask(Task):
             sam = build_sam(self.sam_config)
         except (TrackGPTError, CheckpointError) as exc:
             raise SetupError(f"model: {exc}") from exc
+        # frozen: the decoder learns to prompt an encoder that another model owns (an object proposer beside
+        # a trained TrackGPT perception); without gradients the encoder also runs without a backward pass
+        sam.image_encoder.requires_grad_(bool(self.config["model"]["train_image_encoder"]))
         return SamTrainModule(sam, loss=self.config["loss"], data=self.config["data"], seed=self.config["seed"]).train()
 
     def micro_batches(self, start: int, *, rank: int, world: int, generator: torch.Generator) -> Iterator[Any]:

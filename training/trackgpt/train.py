@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception_common.checkpoint import CheckpointError, load_strict
+from perception_common.checkpoint import CheckpointError, load_pth_state_dict, load_strict
 from perception_eval.datasets import DatasetError
 from perception_eval.metrics import summarize_davis
 from perception_eval.tracking import dataset_instruction, evaluate_video
@@ -96,6 +96,9 @@ DEFAULTS: dict[str, Any] = deep_merge(
             # a model folder whose phi and perception replace the loaded ones (same shapes): a reader stage for a
             # changed brain starts from a reader that learnt a similar brain instead of from init_from's own
             "perception_from": None,
+            # a SAM state dict (.pth, official names) whose prompt encoder and mask decoder become the object
+            # proposer of a brain with brain.vision_source objects (training/trackgpt/pretrain_sam.py makes one)
+            "object_proposer_from": None,
             "lora": True,  # LoRA on the brain (peft); false trains no brain weights except the token rows
             "train_image_encoder": False,  # the paper freezes SAM's encoder (true only without pretrained SAM)
             "image_encoder_lr_scale": 1.0,  # its learning rate x this (a pre-trained encoder fine-tuned gently)
@@ -328,7 +331,9 @@ class TrackGPTTrainModule(nn.Module):
             input_ids[b, : len(ids)] = torch.tensor(ids)
             labels[b, : len(lab)] = torch.tensor(lab)
             attention[b, : len(ids)] = 1
-        pixels = torch.cat([brain.preprocess_image(np.ascontiguousarray(s.frames[0])) for s in samples])
+        pixels = torch.cat(
+            [brain.preprocess_image(np.ascontiguousarray(s.frames[0]), objects=s.objects) for s in samples]
+        )
         return input_ids.to(device), labels.to(device), attention.to(device), pixels.to(device)
 
     # ------------------------------------------------------------------ step
@@ -464,6 +469,20 @@ def take_perception(model: TrackGPT, folder: Path) -> None:
         raise SetupError(str(exc)) from None
 
 
+def take_object_proposer(model: TrackGPT, path: Path) -> None:
+    """Load the prompt encoder and mask decoder of the SAM state dict at ``path`` into the model's object proposer
+    (``model.object_proposer_from``); a model without one, or tensors that do not fit, raise :class:`SetupError`."""
+    proposer = model.perception.object_proposer
+    if proposer is None:
+        raise SetupError("model.object_proposer_from is set, but the model's brain.vision_source is not 'objects'")
+    try:
+        state = load_pth_state_dict(path)
+        parts = {k: v for k, v in state.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
+        load_strict(proposer, parts, f"model.object_proposer_from {str(path)!r}")
+    except CheckpointError as exc:
+        raise SetupError(str(exc)) from None
+
+
 class TrackGPTTask(Task):
     name = "trackgpt"
     plot_metrics = ("J&F", "J", "F", "gIoU", "cIoU", "purport")
@@ -545,6 +564,8 @@ class TrackGPTTask(Task):
             raise SetupError(f"model: {exc}") from exc
         if m.get("perception_from"):
             take_perception(model, Path(m["perception_from"]))
+        if m.get("object_proposer_from"):
+            take_object_proposer(model, Path(m["object_proposer_from"]))
         self.model_config = model.config
         return TrackGPTTrainModule(model, loss=self.config["loss"], options=m).train()
 

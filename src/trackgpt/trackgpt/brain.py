@@ -48,6 +48,7 @@ from torch import nn
 from .config import BrainConfig
 from .errors import BrainError, CheckpointError, InstructionError, PrecisionError, ReasoningCancelled
 from .llava import DTYPES, IMAGE_TOKEN, build_tiny_llava, load_llava_folder, use_sam_tokens
+from .objects import use_object_tokens
 
 TRACK_TOKEN = "<TK>"
 PURPORT_TOKEN = "<PO>"
@@ -212,8 +213,12 @@ class TrackGPTBrain(nn.Module):
         self.purport_token_id = int(tokenizer.convert_tokens_to_ids(PURPORT_TOKEN))
         # vision_source "sam": the frame's SAM image embedding is the brain's image, pooled to its token grid
         self._image_encoder: Callable[[np.ndarray], torch.Tensor] | None = None
+        # vision_source "objects": the frame's objects, described by the model (trackgpt.objects)
+        self._object_reader: Callable[..., torch.Tensor] | None = None
         if config.vision_source == "sam":
             use_sam_tokens(model)
+        elif config.vision_source == "objects":
+            use_object_tokens(model)
 
     def submodule(self, suffix: str) -> nn.Module:
         """The part of the LLaVA model whose name ends in ``suffix`` (``"vision_tower"``,
@@ -227,6 +232,12 @@ class TrackGPTBrain(nn.Module):
         """``vision_source == "sam"``: ``encode(frame_rgb8)`` gives the frame's ``1 x C x h x w`` SAM image
         embedding (the perception's ``encode_frame``), which :meth:`preprocess_image` hands to the brain."""
         self._image_encoder = encode
+
+    def attach_object_reader(self, read: Callable[..., torch.Tensor]) -> None:
+        """``vision_source == "objects"``: ``read(frame_rgb8, objects=None)`` gives the frame's ``1 x slots x D``
+        object descriptors (:func:`trackgpt.objects.describe_objects`), of the given index mask's objects or of the
+        proposed ones (the model's ``_object_descriptors``)."""
+        self._object_reader = read
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -314,10 +325,18 @@ class TrackGPTBrain(nn.Module):
                 out.weight[ids] = rows["output"].to(out.weight.dtype)
 
     # ------------------------------------------------------------------ input
-    def preprocess_image(self, frame_rgb8: np.ndarray) -> torch.Tensor:
+    def preprocess_image(self, frame_rgb8: np.ndarray, objects: np.ndarray | None = None) -> torch.Tensor:
         """``H x W x 3`` uint8 RGB -> ``1 x 3 x S x S`` pixel values in the brain's dtype (pad to square, resize;
         a LISA brain: CLIP's shortest-edge resize and centre crop; ``vision_source == "sam"``: the frame's SAM image
-        embedding, ``1 x C x h x w``, from the attached image encoder, without gradient)."""
+        embedding, ``1 x C x h x w``, from the attached image encoder, without gradient; ``"objects"``: the
+        ``1 x slots x D`` descriptors of the frame's objects: those of ``objects``, an ``H x W`` index mask (0
+        background, 255 void; training on a world's labels), else the proposed ones). Other sources ignore
+        ``objects``."""
+        if self.config.vision_source == "objects":
+            if self._object_reader is None:
+                raise BrainError("brain.vision_source 'objects' reads the perception's objects, and none is attached")
+            with torch.no_grad():
+                return self._object_reader(frame_rgb8, objects=objects).to(self.device, self.dtype)
         if self.config.vision_source == "sam":
             if self._image_encoder is None:
                 raise BrainError("brain.vision_source 'sam' reads the perception's image encoder, and none is attached")

@@ -2,8 +2,8 @@
 child, so the brain's Python generation loop never competes with the frame path for the GIL.
 
 The child loads the model through the one loader (:func:`trackgpt.loading.load_model`), keeps the brain and phi and
-drops the perception (unless the brain sees the frame through its SAM image encoder, ``brain.vision_source ==
-"sam"``); the parent loads the perception alone (``load_model(..., with_brain=False)``), so the
+drops the perception (unless the brain sees the frame through its SAM image encoder, ``brain.vision_source`` ``"sam"``
+or ``"objects"``); the parent loads the perception alone (``load_model(..., with_brain=False)``), so the
 brain's weights are loaded once. Per request the frame goes through shared memory
 (``multiprocessing.shared_memory``), the answer and the two queries (``1 x C`` each) come back over a pipe.
 
@@ -363,7 +363,7 @@ def _child_main(conn, args: dict[str, Any], cancel_upto, parent: int) -> None:
         from .loading import load_model
 
         model = load_model(args["spec"], device=args["device"], precision=args["precision"], **args["overrides"])
-        if model.config.brain.vision_source != "sam":  # else the brain sees the frame through its SAM encoder
+        if model.config.brain.vision_source not in ("sam", "objects"):  # else the brain sees through its SAM encoder
             model.perception = None  # the parent decodes the frames; the child only reasons
     except Exception as exc:  # reported to the parent as one line
         send(("failed", f"the brain process could not load {args['spec']!r}: {type(exc).__name__}: {exc}"))

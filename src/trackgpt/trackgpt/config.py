@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
 PERCEPTION_PRECISIONS = ("fp32", "bf16", "fp16")
 BRAIN_SOURCES = ("tiny", "folder", "smollm2")
 BRAIN_STYLES = ("trackgpt", "lisa")
-VISION_SOURCES = ("tower", "sam")
+VISION_SOURCES = ("tower", "sam", "objects")
 PURPORT_SOURCES = ("head", "iou")
 
 #: LISA's chat prompt for its released models (``chat.py``: conversation template ``llava_v1``, the image token
@@ -199,7 +199,11 @@ class BrainConfig:
             replaced and never run). A DEVIATION from the paper for the embedded configuration: linear probes
             (``scripts/probe_trackgpt_features.py``, ``results/embedded/probe.md``) read an object's colour and
             category from the embedded SAM encoder far better than from its from-scratch vision tower (category
-            62-66 % against 25-30 %).
+            62-66 % against 25-30 %). ``"objects"``: one token per object of the frame (:mod:`trackgpt.objects`:
+            proposed by SAM's "segment everything" on the perception's embedding, each described by its masked
+            crop, its pooled embedding and its box), ``(vision.image_size / vision.patch_size)`` squared slots,
+            the object encoder in place of the vision tower (so ``train_vision_tower`` must be true; another
+            DEVIATION for the embedded configuration, issue 31).
         style: ``"trackgpt"`` (this project's brains) or ``"lisa"`` (an imported LISA checkpoint, run as LISA's
             ``chat.py`` runs it: its tokenizer rules, CLIP's shortest-edge resize and centre crop instead of the
             square pad, greedy answers that stop at EOS only, the referring state read before the FIRST
@@ -251,6 +255,9 @@ class BrainConfig:
             raise ConfigError(f"brain.vision_source {self.vision_source!r} is not one of {VISION_SOURCES}")
         if self.vision_source == "sam" and (self.train_vision_tower or self.style == "lisa"):
             raise ConfigError("brain.vision_source 'sam' has no vision tower to train and is not LISA's")
+        if self.vision_source == "objects" and (not self.train_vision_tower or self.style == "lisa"):
+            raise ConfigError("brain.vision_source 'objects' trains its object encoder (train_vision_tower: true) "
+                              "and is not LISA's")
 
 
 @dataclass(frozen=True)
@@ -306,8 +313,9 @@ class TrackGPTConfig:
         if self.projection_depth < 1 or self.purport_head_depth < 1:
             raise ConfigError("projection_depth and purport_head_depth must be at least 1")
         width = dict(self.brain.vision).get("hidden_size")
-        if self.brain.vision_source == "sam" and width is not None and width != self.sam.prompt_embed_dim:
-            raise ConfigError(f"brain.vision_source 'sam': brain.vision.hidden_size ({width}) must be the SAM "
+        source = self.brain.vision_source
+        if source in ("sam", "objects") and width is not None and width != self.sam.prompt_embed_dim:
+            raise ConfigError(f"brain.vision_source {source!r}: brain.vision.hidden_size ({width}) must be the SAM "
                               f"embedding's channels, sam.prompt_embed_dim ({self.sam.prompt_embed_dim})")
         return self
 

@@ -46,6 +46,7 @@ from .config import TrackGPTConfig, get_config
 from .decoder import PurportHead
 from .errors import BrainError, CheckpointError, ConfigError
 from .frame_path import FastImageEncoder, FastMaskDecoder, FastPostprocess
+from .objects import ObjectProposer, describe_objects, index_mask_objects
 from .projection import ReferringProjection
 from .propagation import ReferringPropagation
 from .sam import SamParts, SamTransform, build_sam
@@ -130,6 +131,8 @@ class Perception(nn.Module):
             )
             if config.online_query else None
         )
+        # a brain whose tokens are the frame's objects: they are proposed on this perception's image embedding
+        self.object_proposer = ObjectProposer(config.sam) if config.brain.vision_source == "objects" else None
         self.transform = SamTransform(config=config.sam)
         self.mask_threshold = config.sam.mask_threshold
         self.sam.image_encoder.requires_grad_(False)  # frozen (paper Sec. 3.4)
@@ -319,7 +322,27 @@ class TrackGPT(nn.Module):
         self.brain = brain
         if brain is not None and brain.config.vision_source == "sam":
             brain.attach_image_encoder(self._sam_image)  # the brain sees the frame through this SAM encoder
+        if brain is not None and brain.config.vision_source == "objects":
+            brain.attach_object_reader(self._object_descriptors)  # ... and its objects, proposed on it
         self.eval()
+
+    def _object_descriptors(self, frame: np.ndarray, objects: np.ndarray | None = None) -> torch.Tensor:
+        """``1 x slots x D``: the descriptors of ``objects`` (an index mask) or of the proposed objects."""
+        perception = self.perception
+        if perception is None or perception.object_proposer is None:
+            raise BrainError("brain.vision_source 'objects' needs the perception's image encoder and object proposer")
+        features = perception.encode_frame(frame)
+        if objects is None:
+            masks = perception.object_proposer(
+                features.embeddings, features.input_size, features.original_size, perception.transform.postprocess
+            )
+        else:
+            masks = index_mask_objects(objects, min_pixels=perception.object_proposer.min_pixels)
+        slots = self.brain.submodule("vision_tower").slots
+        rgb = to_rgb8(frame)
+        return describe_objects(
+            rgb, masks, features.embeddings, features.input_size, img_size=perception.transform.img_size, slots=slots
+        )[None]
 
     def _sam_image(self, frame: np.ndarray) -> torch.Tensor:
         if self.perception is None:
@@ -394,7 +417,8 @@ class TrackGPT(nn.Module):
         return not self.config.sam.checkpoint
 
     def _saved_view(
-        self, *, image_encoder: bool, vision_tower: bool | None = None, projector: bool = True
+        self, *, image_encoder: bool, vision_tower: bool | None = None, projector: bool = True,
+        object_proposer: bool = True,
     ) -> nn.Module:
         """A module tree whose state dict is exactly what ``model.safetensors`` holds."""
         root = nn.Module()
@@ -408,6 +432,8 @@ class TrackGPT(nn.Module):
             perception.purport_head = self.perception.purport_head
         if self.perception.propagation is not None:
             perception.propagation = self.perception.propagation
+        if self.perception.object_proposer is not None and object_proposer:
+            perception.object_proposer = self.perception.object_proposer
         root.perception = perception
         if self.brain is not None:
             root.projection = self.projection
@@ -505,6 +531,8 @@ class TrackGPT(nn.Module):
         view = model._saved_view(
             image_encoder=bool(meta.get("image_encoder_saved")),
             vision_tower=bool(meta.get("vision_tower_saved")) and not switched, projector=not switched,
+            # a model switched to object tokens has no proposer yet (training gives one: model.object_proposer_from)
+            object_proposer=any(k.startswith("perception.object_proposer.") for k in tensors),
         )
         load_strict(view, tensors, f"checkpoint {folder / 'model.safetensors'}")
         if brain is not None:
