@@ -19,7 +19,10 @@ and rethinking on vs off.
 ``--naming-only``: only the brain's first answer to each instruction on its video's first frame (no tracking, one
 brain call each): the share that names the target's colour and category ("named") and its category, per kind and
 held-out flag, on any split (VAL for choosing a brain stage: it has held-out parts of its own). Writes
-``<out>/naming-<split>.json`` and prints the table; ``results.json`` is left alone.
+``<out>/naming-<split>.json`` and prints the table; ``results.json`` is left alone. With ``--true-objects`` a brain
+whose visual tokens are the frame's objects (``brain.vision_source: objects``) reads the world's own objects of that
+frame instead of its proposer's (``naming-<split>-true-objects.json``): what the brain names when it sees every
+object, against what it names from the objects it finds.
 
 Examples::
 
@@ -168,10 +171,12 @@ def evaluate_trackgpt(
 
 
 def evaluate_naming(
-    model, root: str | Path, split: str = "val", *, max_videos: int | None = None, max_expressions: int = 2
+    model, root: str | Path, split: str = "val", *, max_videos: int | None = None, max_expressions: int = 2,
+    true_objects: bool = False,
 ) -> dict[str, Any]:
     """The brain's first answer to each instruction on frame 0 of its video (see ``--naming-only``): per group, the
-    share of answers that name the target (colour and category) and its category."""
+    share of answers that name the target (colour and category) and its category. ``true_objects``: a brain whose
+    tokens are the frame's objects reads the world's own objects of frame 0 instead of the proposed ones."""
     from training.trackgpt.calibrate import instruction_pairs
 
     pairs = instruction_pairs(root, split, max_videos=max_videos, max_expressions=max_expressions)
@@ -180,7 +185,11 @@ def evaluate_naming(
     t0 = time.perf_counter()
     for video, expression in pairs:
         extra = expression.extra
-        answer = model.reason(video.load_frame(0), expression.instruction).answer
+        if true_objects:
+            with model.objects_given(video.load_mask(0)):
+                answer = model.reason(video.load_frame(0), expression.instruction).answer
+        else:
+            answer = model.reason(video.load_frame(0), expression.instruction).answer
         naming = answer_names_target(answer, template, extra.get("colour"), extra.get("category"))
         if naming is None:
             continue
@@ -190,7 +199,8 @@ def evaluate_naming(
             groups.setdefault(key, []).append(naming)
     table = {k: {"count": len(v), "named": float(np.mean([n[0] for n in v])),
                  "category_named": float(np.mean([n[1] for n in v]))} for k, v in sorted(groups.items())}
-    return {"split": split, "instructions": len(pairs), "groups": table, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"split": split, "instructions": len(pairs), "groups": table, "true_objects": true_objects,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def naming_markdown(res: dict[str, Any]) -> str:
@@ -326,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--naming-only", action="store_true",
                    help="TrackGPT only, no tracking: how often the brain's first answer names the target "
                         "(on --trackgpt-split)")
+    p.add_argument("--true-objects", action="store_true",
+                   help="with --naming-only, a brain whose tokens are the frame's objects (brain.vision_source "
+                        "objects) reads the world's own objects instead of the proposed ones (an ablation)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
     p.add_argument(
@@ -342,10 +355,11 @@ def main(argv: list[str] | None = None) -> int:
 
         res = evaluate_naming(load_tracker(str(args.trackgpt_model)), args.instruction_world, args.trackgpt_split,
                               max_videos=args.trackgpt_max_videos or None,
-                              max_expressions=args.trackgpt_max_expressions)
+                              max_expressions=args.trackgpt_max_expressions, true_objects=args.true_objects)
         res["model"] = str(args.trackgpt_model)
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / f"naming-{args.trackgpt_split}.json").write_text(json.dumps(res, indent=2) + "\n")
+        name = f"naming-{args.trackgpt_split}{'-true-objects' if args.true_objects else ''}.json"
+        (Path(args.out) / name).write_text(json.dumps(res, indent=2) + "\n")
         print(naming_markdown(res))
         return 0
     from avs.loading import load_model as load_avs

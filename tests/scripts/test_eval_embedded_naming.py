@@ -5,6 +5,7 @@ category, and the run writes its table."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -50,3 +51,36 @@ def test_naming_counts_true_targets_and_categories(world, wrong_colour):
     kinds = [k for k in res["groups"] if k.startswith("kind=")]
     assert sum(res["groups"][k]["count"] for k in kinds) == overall["count"]
     assert "| overall |" in module.naming_markdown(res)
+
+
+class ObjectTeller(Teller):
+    """Names the true target only while the world's objects of the frame it is asked about are given to it."""
+
+    def __init__(self, world):
+        super().__init__(world, wrong_colour=False)
+        self.given = None
+        self.seen = []
+
+    @contextmanager
+    def objects_given(self, objects):
+        self.given = objects
+        try:
+            yield
+        finally:
+            self.given = None
+
+    def reason(self, frame, instruction):
+        self.wrong = self.given is None
+        if self.given is not None:
+            self.seen.append((frame.shape[:2], self.given.shape))
+        return super().reason(frame, instruction)
+
+
+def test_true_objects_gives_the_brain_the_frames_own_objects(world):
+    module = load_script("eval_embedded")
+    teller = ObjectTeller(world)
+    proposed = module.evaluate_naming(teller, world, "val", max_expressions=3)
+    given = module.evaluate_naming(teller, world, "val", max_expressions=3, true_objects=True)
+    assert proposed["groups"]["overall"]["named"] == 0.0 and not proposed["true_objects"]
+    assert given["groups"]["overall"]["named"] == 1.0 and given["true_objects"]
+    assert len(teller.seen) == given["instructions"] and all(f == m for f, m in teller.seen)

@@ -198,3 +198,19 @@ def test_a_brain_without_its_object_reader_says_so(model):
 def test_object_configurations_that_cannot_work_are_refused(brain, message):
     with pytest.raises(ConfigError, match=message):
         get_config("tiny", brain=brain)
+
+
+def test_objects_given_replaces_the_proposed_objects_while_open(model):
+    seen = []
+    original = model.brain._object_reader
+    model.brain.attach_object_reader(lambda frame, objects=None: seen.append(original(frame, objects)) or seen[-1])
+    try:
+        with model.objects_given(IDS):
+            model.reason(FRAME, "track the red box")
+        model.reason(FRAME, "track the red box")
+    finally:
+        model.brain.attach_object_reader(original)
+    torch.testing.assert_close(seen[0], model.brain.preprocess_image(FRAME, objects=IDS).float())
+    assert not torch.equal(seen[0], seen[-1])  # after the block: the proposer's objects again
+    with pytest.raises(BrainError, match="not 'objects'"), TrackGPT.from_config("tiny").objects_given(IDS):
+        pass

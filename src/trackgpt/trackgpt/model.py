@@ -27,6 +27,8 @@ folder by path, relative paths resolved against the checkpoint folder; the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,6 +333,7 @@ class TrackGPT(nn.Module):
         perception = self.perception
         if perception is None or perception.object_proposer is None:
             raise BrainError("brain.vision_source 'objects' needs the perception's image encoder and object proposer")
+        objects = self.__dict__.get("_given_objects") if objects is None else objects
         features = perception.encode_frame(frame)
         if objects is None:
             masks = perception.object_proposer(
@@ -411,6 +414,19 @@ class TrackGPT(nn.Module):
             answer = brain.answer(to_rgb8(frame), instruction, cancel_event=cancel_event)
         q_r, q_p = self.queries(answer.track_state, answer.purport_state)
         return Reasoning(answer.answer, q_r, q_p, answer.forced)
+
+    @contextmanager
+    def objects_given(self, objects: np.ndarray) -> Iterator[None]:
+        """Evaluation only (the true-objects ablation): while open, a brain whose tokens are the frame's objects
+        (``vision_source == "objects"``) reads the objects of ``objects``, an ``H x W`` index mask of the frame it
+        is asked about (0 background, 255 void), instead of the proposed ones."""
+        if self.config.brain.vision_source != "objects":
+            raise BrainError("objects_given: the brain's vision_source is not 'objects'")
+        self.__dict__["_given_objects"] = objects
+        try:
+            yield
+        finally:
+            self.__dict__.pop("_given_objects", None)
 
     # ----------------------------------------------------------- checkpoints
     def _image_encoder_saved(self) -> bool:
