@@ -83,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-videos", type=int, default=0, help="0: all")
     p.add_argument("--min-pixels", type=int, default=30, help="true objects smaller than this are left out")
     p.add_argument("--from-sam", help="a SAM state dict whose prompt encoder and mask decoder are scored instead")
+    p.add_argument("--grid", type=int, help="point prompts per side (default: the proposer's, 8)")
+    p.add_argument("--min-iou", type=float, help="SAM IoU estimate a proposal needs (default: the proposer's, 0.7)")
+    p.add_argument("--overlap", type=float, help="IoU with a better proposal that drops one (default 0.5)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the figures here too")
     p.add_argument("--no-progress", action="store_true")
@@ -98,12 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.perception.object_proposer = proposer
         if model.perception.object_proposer is None:
             raise TrackGPTError(f"{args.model}: its brain's vision_source is not 'objects' (give --from-sam)")
+        for name in ("grid", "min_iou", "overlap"):
+            if getattr(args, name) is not None:
+                setattr(model.perception.object_proposer, name, getattr(args, name))
         res = evaluate_proposer(model, args.world, args.split, max_videos=args.max_videos or None,
                                 min_pixels=args.min_pixels, progress=not args.no_progress)  # fmt: skip
     except (TrackGPTError, CheckpointError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    res["model"], res["from_sam"] = args.model, args.from_sam
+    proposer = model.perception.object_proposer
+    res.update(model=args.model, from_sam=args.from_sam, grid=proposer.grid, min_iou=proposer.min_iou,
+               overlap=proposer.overlap)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

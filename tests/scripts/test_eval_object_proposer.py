@@ -72,7 +72,9 @@ def test_the_script_scores_a_saved_model_or_a_sam_state_dict_and_refuses_a_model
     assert module.main([str(tmp_path / "objects"), *common, "--json", str(tmp_path / "a.json")]) == 0
     res = json.loads((tmp_path / "a.json").read_text())
     assert res["frames"] == 3 and 0.0 <= res["recall@0.5"] <= 1.0 and res["ms_per_frame"] > 0
-    assert module.main([str(tmp_path / "tower"), *common, "--from-sam", str(tmp_path / "sam.pth")]) == 0
+    assert module.main([str(tmp_path / "tower"), *common, "--from-sam", str(tmp_path / "sam.pth"), "--grid", "2",
+                        "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["grid"] == 2
     capsys.readouterr()
     assert module.main([str(tmp_path / "tower"), *common]) == 2
     assert "vision_source is not 'objects'" in capsys.readouterr().err
