@@ -84,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-pixels", type=int, default=30, help="true objects smaller than this are left out")
     p.add_argument("--from-sam", help="a SAM state dict whose prompt encoder and mask decoder are scored instead")
     p.add_argument("--grid", type=int, help="point prompts per side (default: the proposer's, 8)")
-    p.add_argument("--min-iou", type=float, help="SAM IoU estimate a proposal needs (default: the proposer's, 0.7)")
+    p.add_argument("--min-iou", type=float, help="SAM IoU estimate a proposal needs (default: the proposer's, 0.5)")
     p.add_argument("--overlap", type=float, help="IoU with a better proposal that drops one (default 0.5)")
+    p.add_argument("--contain", type=float, help="share of the smaller one's pixels that drops a proposal "
+                                                 "(default: the proposer's, 0.7)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the figures here too")
     p.add_argument("--no-progress", action="store_true")
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.perception.object_proposer = proposer
         if model.perception.object_proposer is None:
             raise TrackGPTError(f"{args.model}: its brain's vision_source is not 'objects' (give --from-sam)")
-        for name in ("grid", "min_iou", "overlap"):
+        for name in ("grid", "min_iou", "overlap", "contain"):
             if getattr(args, name) is not None:
                 setattr(model.perception.object_proposer, name, getattr(args, name))
         res = evaluate_proposer(model, args.world, args.split, max_videos=args.max_videos or None,
@@ -111,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     proposer = model.perception.object_proposer
     res.update(model=args.model, from_sam=args.from_sam, grid=proposer.grid, min_iou=proposer.min_iou,
-               overlap=proposer.overlap)
+               overlap=proposer.overlap, contain=proposer.contain)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

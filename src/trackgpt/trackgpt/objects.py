@@ -178,11 +178,13 @@ class ObjectProposer(nn.Module):
         min_pixels: smallest object kept, in frame pixels.
         max_share: largest share of the frame an object may cover (larger ones are background).
         overlap: a proposal overlapping a better one by this IoU is dropped.
+        contain: ... or sharing this share of the smaller one's pixels (a part of an object, or an object and a
+            part of the background around it).
     """
 
     def __init__(
-        self, config: SamConfig, *, grid: int = 8, min_iou: float = 0.7, min_pixels: int = 30,
-        max_share: float = 0.4, overlap: float = 0.5,
+        self, config: SamConfig, *, grid: int = 8, min_iou: float = 0.5, min_pixels: int = 30,
+        max_share: float = 0.4, overlap: float = 0.5, contain: float = 0.7,
     ) -> None:  # fmt: skip
         super().__init__()
         side = config.embedding_size
@@ -205,7 +207,7 @@ class ObjectProposer(nn.Module):
             iou_head_hidden_dim=config.iou_head_hidden_dim,
         )
         self.grid, self.min_iou, self.min_pixels = int(grid), float(min_iou), int(min_pixels)
-        self.max_share, self.overlap = float(max_share), float(overlap)
+        self.max_share, self.overlap, self.contain = float(max_share), float(overlap), float(contain)
         self.requires_grad_(False)
 
     @torch.no_grad()
@@ -249,6 +251,9 @@ class ObjectProposer(nn.Module):
             area = int(mask.sum())
             if area < self.min_pixels or area > limit:
                 continue
-            if all((mask & k).sum() < self.overlap * (mask | k).sum() for k in kept):
+            if all(
+                (both := (mask & k).sum()) < self.overlap * (mask | k).sum() and both < self.contain * min(area, k.sum())
+                for k in kept
+            ):
                 kept.append(mask)
         return kept
