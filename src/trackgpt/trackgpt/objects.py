@@ -54,11 +54,11 @@ def _crop(frame: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -
     side = max(x1 - x0, y1 - y0) * 1.15 + 2
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half = side / 2
-    # an affine map of the square onto CROP x CROP; pixels outside the frame are 0
+    # an affine map of the square onto CROP x CROP (bilinear: warpAffine has no area filter); outside the frame: 0
     scale = CROP / side
     m = np.array([[scale, 0, (half - cx) * scale], [0, scale, (half - cy) * scale]], np.float32)
-    rgb = cv2.warpAffine(frame.astype(np.float32), m, (CROP, CROP), flags=cv2.INTER_AREA)
-    inside = cv2.warpAffine(mask.astype(np.float32), m, (CROP, CROP), flags=cv2.INTER_AREA)
+    rgb = cv2.warpAffine(frame.astype(np.float32), m, (CROP, CROP), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(mask.astype(np.float32), m, (CROP, CROP), flags=cv2.INTER_LINEAR)
     rgb = (rgb / 255.0 - 0.5) / 0.25 * (inside[..., None] > 0.5)
     return np.concatenate([rgb.transpose(2, 0, 1), inside[None]], 0)
 
