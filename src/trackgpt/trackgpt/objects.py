@@ -251,9 +251,11 @@ class ObjectProposer(nn.Module):
             area = int(mask.sum())
             if area < self.min_pixels or area > limit:
                 continue
-            if all(
-                (both := (mask & k).sum()) < self.overlap * (mask | k).sum() and both < self.contain * min(area, k.sum())
-                for k in kept
-            ):
+            if all(self._apart(mask, area, k) for k in kept):
                 kept.append(mask)
         return kept
+
+    def _apart(self, mask: np.ndarray, area: int, kept: np.ndarray) -> bool:
+        """``mask`` neither overlaps the better ``kept`` by ``overlap`` IoU nor shares ``contain`` of the smaller."""
+        both = int((mask & kept).sum())
+        return both < self.overlap * int((mask | kept).sum()) and both < self.contain * min(area, int(kept.sum()))
