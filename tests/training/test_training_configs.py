@@ -64,7 +64,7 @@ def test_config_is_complete_and_valid(name):
         assert bool(config["model"]["init_from"]) == (stage > 1)
         assert config["data"]["frames_per_clip"] == (1 if stage == 1 else 3)
         assert config["loss"] == {"lambda_text": 1.0, "lambda_mask": 1.0, "lambda_po": 1.0, "bce_weight": 2.0,
-                                  "dice_weight": 0.5}  # fmt: skip
+                                  "dice_weight": 0.5, "lambda_objects": 0.0}  # fmt: skip
     else:
         assert config["data"]["negatives"]["proportion"] == 0.1
         assert (config["model"]["overrides"].get("gate") == "off") == name.endswith("baseline")

@@ -579,10 +579,12 @@ def test_an_object_token_stage_trains_its_object_encoder_and_takes_its_proposer(
     world = [{"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"},
              {"name": "o", "type": "world_objects", "root": str(toy / "world"), "split": "train"}]  # fmt: skip
     argv = _argv(tmp_path / "run", world, "loss.lambda_mask=0", "loss.lambda_po=0", "train.steps=3",
-                 f"model.overrides={{'brain': {brain!r}}}", f"model.object_proposer_from={tmp_path / 'proposer.pth'}",
-                 frames=1)  # fmt: skip
+                 "loss.lambda_objects=1", f"model.overrides={{'brain': {brain!r}}}",
+                 f"model.object_proposer_from={tmp_path / 'proposer.pth'}", frames=1)  # fmt: skip
     assert tg_train.main(argv) == 0
+    assert all(float(r["loss_objects"]) > 0 for r in _rows(tmp_path / "run" / "train_log.csv"))
     saved = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert not any("object_heads" in k for k in saved)  # the heads exist in training only
     proposer = {k.removeprefix("perception.object_proposer."): v for k, v in saved.items()
                 if k.startswith("perception.object_proposer.")}  # fmt: skip
     taken = {k: v for k, v in donor.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
@@ -598,3 +600,48 @@ def test_an_object_token_stage_trains_its_object_encoder_and_takes_its_proposer(
     torch.save(small, tmp_path / "other.pth")
     with pytest.raises(SetupError, match="object_proposer_from"):
         tg_train.take_object_proposer(model, tmp_path / "other.pth")
+
+
+def test_the_object_loss_reads_each_slot_with_the_label_of_the_object_it_shows(toy):
+    """The object tokens' own loss (loss.lambda_objects) pairs each slot with its object's label: heads that read a
+    token made of its object's true colour and category (found from the slot's descriptor, the object whose centre
+    lies there) score near zero; shuffled labels score high."""
+    from trackgpt.config import SAM_SIZES
+
+    width = SAM_SIZES["tiny"].prompt_embed_dim
+    brain = {"vision_source": "objects", "train_vision_projector": True, "train_vision_tower": True, "vision": {
+        "hidden_size": width, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "image_size": 48, "patch_size": 16}}  # fmt: skip
+    spec = {"name": "w", "type": "instrack", "root": str(toy / "world"), "split": "train"}
+    ds = tg_data.build_dataset(spec, frames_per_clip=1, reference_frame="first")
+    colours, categories = tg_data.object_vocabulary([ds])
+    assert len(colours) + len(categories) <= width
+    model = TrackGPT.from_config("tiny", brain=brain)
+    options = {**tg_train.DEFAULTS["model"], "lora": False, "train_token_rows": False}
+    loss = {**tg_train.DEFAULTS["loss"], "lambda_objects": 1.0}
+    module = tg_train.TrackGPTTrainModule(model, loss=loss, options=options, object_vocabulary=(colours, categories))
+    samples = [ds.sample(i, np.random.default_rng(i)) for i in range(4)]
+    tokens = torch.zeros(len(samples), 9, width)
+    for b, s in enumerate(samples):
+        pixels = model.brain.preprocess_image(s.frames[0], objects=s.objects)[0]
+        for slot in range(9):
+            if pixels[slot, -1] == 0:
+                continue
+            cx = float(pixels[slot, -6]) * s.objects.shape[1]  # the slot's centre: which object is it?
+            centres = {i: np.nonzero(s.objects == i)[1].mean() for i in s.object_labels if (s.objects == i).sum() >= 30}
+            obj = min(centres, key=lambda i: abs(centres[i] - cx))
+            colour, category = s.object_labels[obj]
+            tokens[b, slot, colours.index(colour)] = 1.0
+            tokens[b, slot, len(colours) + categories.index(category)] = 1.0
+    with torch.no_grad():
+        for head, offset, n in ((module.object_heads[0], 0, len(colours)),
+                                (module.object_heads[1], len(colours), len(categories))):  # fmt: skip
+            head.weight.zero_()
+            head.bias.zero_()
+            head.weight[torch.arange(n), offset + torch.arange(n)] = 50.0
+    assert float(module._object_loss(samples, tokens)) < 1e-3
+    assert float(module._object_loss(samples, tokens.flip(1))) > 1.0  # slots read in the wrong order
+    # a brain that does not see objects cannot take the loss
+    with pytest.raises(SetupError, match="lambda_objects"):
+        tg_train.TrackGPTTrainModule(TrackGPT.from_config("tiny"), loss=loss, options=options,
+                                     object_vocabulary=(colours, categories))  # fmt: skip

@@ -104,6 +104,8 @@ class Sample:
         source: the dataset's name.
         objects: the reference frame's index mask of every object (0 background, 255 void) when the dataset has
             one (a generated world), for a brain whose visual tokens are the frame's objects; else None.
+        object_labels: ``{object id: (colour, category)}`` of those objects when the dataset knows them (a
+            generated world lists them), for the object tokens' own loss (``loss.lambda_objects``); else None.
     """
 
     kind: str
@@ -115,6 +117,7 @@ class Sample:
     source: str = ""
     target: str = ""
     objects: np.ndarray | None = None
+    object_labels: dict[int, tuple[str, str]] | None = None
 
 
 def _require_file(path: Path, what: str) -> Path:
@@ -242,7 +245,8 @@ class VideoReferring(TrainingDataset):
             colour = others[int(rng.integers(len(others)))]
         target = target_name(colour, extra.get("category"))
         return Sample(
-            "mask", frames, masks, ignore, text=expression.text, source=self.name, target=target, objects=objects
+            "mask", frames, masks, ignore, text=expression.text, source=self.name, target=target, objects=objects,
+            object_labels=world_object_labels(video) or None,
         )
 
 
@@ -527,6 +531,30 @@ def list_names(names: Sequence[str]) -> str:
     return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + "."
 
 
+def world_object_labels(video) -> dict[int, tuple[str, str]]:
+    """``{object id: (colour, category)}`` of a generated world's video (its ``objects`` entry); {} elsewhere."""
+    objects = (video.extra or {}).get("objects")
+    if not isinstance(objects, Mapping):
+        return {}
+    return {
+        int(k): (str(v["colour"]), str(v["category"]))
+        for k, v in objects.items()
+        if isinstance(v, Mapping) and v.get("colour") and v.get("category")
+    }
+
+
+def object_vocabulary(datasets: Sequence[TrainingDataset]) -> tuple[list[str], list[str]]:
+    """The colours and categories (sorted) of every object the datasets' videos list (generated worlds)."""
+    colours, categories = set(), set()
+    for ds in datasets:
+        for item in getattr(ds, "items", []):
+            video = item[0] if isinstance(item, tuple) else None
+            for colour, category in (world_object_labels(video) if hasattr(video, "extra") else {}).values():
+                colours.add(colour)
+                categories.add(category)
+    return sorted(colours), sorted(categories)
+
+
 class WorldObjects(TrainingDataset):
     """Questions about a generated world's visible objects, answered from its labels (see the module docstring)."""
 
@@ -539,15 +567,8 @@ class WorldObjects(TrainingDataset):
         reader = InsTrack(o["root"], o["split"], require_masks=True)
         self.items = []
         for video in reader:
-            objects = (video.extra or {}).get("objects")
-            if not isinstance(objects, Mapping) or not video.has_masks:
-                continue
-            labels = {
-                int(k): (str(v["colour"]), str(v["category"]))
-                for k, v in objects.items()
-                if isinstance(v, Mapping) and v.get("colour") and v.get("category")
-            }
-            if labels:
+            labels = world_object_labels(video)
+            if labels and video.has_masks:
                 self.items.append((video, labels))
         if not self.items:
             raise SetupError(
@@ -580,7 +601,10 @@ class WorldObjects(TrainingDataset):
         if unique:
             colour, category = unique[int(rng.integers(len(unique)))]
             conversation.append((f"What colour is the {category}?", f"It is {colour}."))
-        return Sample("text", [video.load_frame(i)], conversation=conversation, source=self.name, objects=ids)
+        return Sample(
+            "text", [video.load_frame(i)], conversation=conversation, source=self.name, objects=ids,
+            object_labels=labels,
+        )
 
 
 # ----------------------------------------------------------------------------- reasoning segmentation

@@ -72,13 +72,23 @@ from trackgpt import TrackGPT, get_config
 from trackgpt.errors import InstructionError, TrackGPTError
 from trackgpt.loading import load_model
 from trackgpt.model import build_projection
+from trackgpt.objects import index_mask_ids, slot_order
 
 from ..common.config import deep_merge
 from ..common.errors import SetupError
 from ..common.loop import COMMON_DEFAULTS, Task
 from ..common.loop import main as loop_main
 from ..common.state import item_rng
-from .data import VIDEO_TYPES, MixedStream, Sample, TrainingDataset, build_dataset, collate, stream_batches
+from .data import (
+    VIDEO_TYPES,
+    MixedStream,
+    Sample,
+    TrainingDataset,
+    build_dataset,
+    collate,
+    object_vocabulary,
+    stream_batches,
+)
 
 #: What of phi and the perception ``model.train_perception`` may name (all of them train by default).
 PERCEPTION_PARTS: tuple[str, ...] = ("projection", "mask_decoder", "purport_head", "propagation")
@@ -114,7 +124,11 @@ DEFAULTS: dict[str, Any] = deep_merge(
             "reference_frame": "random",  # random (paper: a random I_0) | first (instructions decided on frame 0)
             "num_workers": 0,
         },
-        "loss": {"lambda_text": 1.0, "lambda_mask": 1.0, "lambda_po": 1.0, "bce_weight": 2.0, "dice_weight": 0.5},
+        # lambda_objects: a brain whose tokens are the frame's objects (brain.vision_source objects) also learns, on
+        # each object token, the object's colour and category (cross-entropy of two linear heads that exist only in
+        # training; a generated world's labels), so the tokens carry what the answers must name
+        "loss": {"lambda_text": 1.0, "lambda_mask": 1.0, "lambda_po": 1.0, "bce_weight": 2.0, "dice_weight": 0.5,
+                 "lambda_objects": 0.0},
         "optim": {"name": "adamw", "lr": 3e-4, "weight_decay": 0.0, "betas": [0.9, 0.95], "eps": 1e-8},
         "schedule": {"name": "linear", "warmup_steps": 100, "min_lr_ratio": 0.0},
         "train": {"steps": 5000, "batch_size": 2, "grad_accum": 1, "grad_clip": 1.0, "log_every": 10},
@@ -209,7 +223,10 @@ class AddedTokenRows(nn.Module):
 class TrackGPTTrainModule(nn.Module):
     """TrackGPT plus its joint loss: ``forward(list of Sample) -> {"loss", "loss_text", "loss_mask", ...}``."""
 
-    def __init__(self, model: TrackGPT, *, loss: Mapping[str, Any], options: Mapping[str, Any]):
+    def __init__(
+        self, model: TrackGPT, *, loss: Mapping[str, Any], options: Mapping[str, Any],
+        object_vocabulary: tuple[Sequence[str], Sequence[str]] = ((), ()),
+    ):  # fmt: skip
         super().__init__()
         if model.brain is None:
             raise SetupError("TrackGPT training needs a model with a brain")
@@ -266,6 +283,18 @@ class TrackGPTTrainModule(nn.Module):
             perception.sam.prompt_encoder.requires_grad_(bool(options["train_prompt_encoder"]))
             perception.sam.image_encoder.requires_grad_(self.train_image_encoder)
         self.truncated_instructions = 0
+        self.object_heads = None
+        if float(loss.get("lambda_objects", 0.0)):
+            colours, categories = (list(v) for v in object_vocabulary)
+            if model.config.brain.vision_source != "objects" or self.freeze_brain:
+                raise SetupError("loss.lambda_objects trains the object tokens of a brain with brain.vision_source "
+                                 "'objects' that is not frozen")  # fmt: skip
+            if not colours or not categories:
+                raise SetupError("loss.lambda_objects needs datasets that list their objects' colour and category "
+                                 "(a generated instruction world)")  # fmt: skip
+            width = int(model.config.brain.vision["hidden_size"])
+            self.object_names = (colours, categories)
+            self.object_heads = nn.ModuleList([nn.Linear(width, len(colours)), nn.Linear(width, len(categories))])
 
     def train(self, mode: bool = True) -> TrackGPTTrainModule:
         super().train(mode)
@@ -345,22 +374,34 @@ class TrackGPTTrainModule(nn.Module):
         # would otherwise cost most of the vocabulary projection and its softmax, and count for nothing
         predicts = torch.zeros_like(labels, dtype=torch.bool)
         predicts[:, :-1] = labels[:, 1:] != -100
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_brain):
-            out = brain.model(
-                input_ids=input_ids,
-                pixel_values=pixels.to(brain.dtype),
-                attention_mask=attention,
-                output_hidden_states=True,
-                logits_to_keep=predicts,
-            )
+        tokens: list[torch.Tensor] = []
+        hook = None
+        if self.object_heads is not None:  # the object tokens, as the vision tower gives them to the projector
+            tower = brain.submodule("vision_tower")
+            hook = tower.register_forward_hook(lambda mod, args, out: tokens.append(out.hidden_states[-1][:, 1:]))
+        try:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_brain):
+                out = brain.model(
+                    input_ids=input_ids,
+                    pixel_values=pixels.to(brain.dtype),
+                    attention_mask=attention,
+                    output_hidden_states=True,
+                    logits_to_keep=predicts,
+                )
+        finally:
+            if hook is not None:
+                hook.remove()
         loss_text = F.cross_entropy(out.logits.float(), labels[:, 1:][predicts[:, :-1]])
-        mask_rows = [b for b, s in enumerate(samples) if s.kind == "mask" and not self.text_only]
         zero = loss_text.new_zeros(())
+        loss_objects = self._object_loss(samples, tokens[0]) if tokens else zero
+        lo = float(self.loss_cfg.get("lambda_objects", 0.0)) * loss_objects
+        mask_rows = [b for b, s in enumerate(samples) if s.kind == "mask" and not self.text_only]
         if not mask_rows:
-            lt = float(self.loss_cfg["lambda_text"]) * loss_text
+            lt = float(self.loss_cfg["lambda_text"]) * loss_text + lo
             return {
                 "loss": lt,
                 "loss_text": loss_text,
+                "loss_objects": loss_objects,
                 "loss_mask": zero,
                 "loss_bce": zero,
                 "loss_dice": zero,
@@ -379,16 +420,42 @@ class TrackGPTTrainModule(nn.Module):
             float(self.loss_cfg["lambda_text"]) * loss_text
             + float(self.loss_cfg["lambda_mask"]) * loss_mask
             + float(self.loss_cfg["lambda_po"]) * po
+            + lo
         )
         return {
             "loss": total,
             "loss_text": loss_text,
+            "loss_objects": loss_objects,
             "loss_mask": loss_mask,
             "loss_bce": bce,
             "loss_dice": dice,
             "loss_po": po,
             "iou": ious,
         }
+
+    def _object_loss(self, samples: Sequence[Sample], tokens: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the colour and the category of every labelled object in its slot's token
+        (``B x slots x width``): the slots are filled as :func:`trackgpt.objects.describe_objects` fills them."""
+        colours, categories = (dict(zip(names, range(len(names)))) for names in self.object_names)
+        min_pixels = self.model.perception.object_proposer.min_pixels
+        rows, colour_ids, category_ids = [], [], []
+        for b, s in enumerate(samples):
+            if s.objects is None or not s.object_labels:
+                continue
+            ids = index_mask_ids(s.objects, min_pixels=min_pixels)
+            order = slot_order([s.objects == i for i in ids], tokens.shape[1])
+            for slot, j in enumerate(order):
+                colour, category = s.object_labels.get(ids[j], (None, None))
+                if colour in colours and category in categories:
+                    rows.append((b, slot))
+                    colour_ids.append(colours[colour])
+                    category_ids.append(categories[category])
+        if not rows:
+            return tokens.new_zeros((), dtype=torch.float32)
+        picked = tokens[[b for b, _ in rows], [k for _, k in rows]].float()
+        heads = self.object_heads
+        target = [torch.tensor(v, device=picked.device) for v in (colour_ids, category_ids)]
+        return (F.cross_entropy(heads[0](picked), target[0]) + F.cross_entropy(heads[1](picked), target[1])) / 2
 
     def _perception(self, samples: Sequence[Sample], q_r: torch.Tensor, q_p: torch.Tensor):
         perception = self.model.perception
@@ -567,7 +634,9 @@ class TrackGPTTask(Task):
         if m.get("object_proposer_from"):
             take_object_proposer(model, Path(m["object_proposer_from"]))
         self.model_config = model.config
-        return TrackGPTTrainModule(model, loss=self.config["loss"], options=m).train()
+        objects = float(self.config["loss"]["lambda_objects"])
+        vocabulary = object_vocabulary(self.stream.datasets) if objects else ((), ())
+        return TrackGPTTrainModule(model, loss=self.config["loss"], options=m, object_vocabulary=vocabulary).train()
 
     def param_groups(self, module: nn.Module) -> list[dict[str, Any]]:
         encoder = "model.perception.sam.image_encoder."

@@ -86,12 +86,9 @@ def describe_objects(
     channels, side = int(embedding.shape[1]), int(embedding.shape[-1])
     out = torch.zeros(slots, descriptor_size(channels))
     found = []
-    for mask in masks:
-        ys, xs = np.nonzero(mask)
-        if len(xs):
-            found.append((mask, xs, ys))
-    found = sorted(found, key=lambda f: -len(f[1]))[:slots]  # the largest, then ordered from left to right
-    found.sort(key=lambda f: float(f[1].mean()))
+    for i in slot_order(masks, slots):
+        ys, xs = np.nonzero(masks[i])
+        found.append((masks[i], xs, ys))
     if not found:
         return out
     # each mask on the embedding's grid: resized like the frame, padded like SAM's input, averaged per cell
@@ -113,10 +110,23 @@ def describe_objects(
     return out
 
 
-def index_mask_objects(ids: np.ndarray, *, min_pixels: int, void: int = 255) -> list[np.ndarray]:
-    """The objects of an index mask (0 background, ``void`` left out) with at least ``min_pixels`` pixels."""
+def slot_order(masks: list[np.ndarray], slots: int) -> list[int]:
+    """Which of ``masks`` fill the ``slots`` and in what order: the largest ``slots`` non-empty ones, ordered by
+    their centre from left to right (:func:`describe_objects`' rows)."""
+    sized = [(i, np.nonzero(m)[1]) for i, m in enumerate(masks)]
+    sized = sorted([(i, xs) for i, xs in sized if len(xs)], key=lambda f: -len(f[1]))[:slots]
+    return [i for i, _ in sorted(sized, key=lambda f: float(f[1].mean()))]
+
+
+def index_mask_ids(ids: np.ndarray, *, min_pixels: int, void: int = 255) -> list[int]:
+    """The object ids of an index mask (0 background, ``void`` left out) with at least ``min_pixels`` pixels."""
     values, counts = np.unique(ids, return_counts=True)
-    return [ids == v for v, n in zip(values, counts) if v not in (0, void) and n >= min_pixels]
+    return [int(v) for v, n in zip(values, counts) if v not in (0, void) and n >= min_pixels]
+
+
+def index_mask_objects(ids: np.ndarray, *, min_pixels: int, void: int = 255) -> list[np.ndarray]:
+    """The masks of :func:`index_mask_ids`' objects, in that order."""
+    return [ids == v for v in index_mask_ids(ids, min_pixels=min_pixels, void=void)]
 
 
 class ObjectTokens(nn.Module):
