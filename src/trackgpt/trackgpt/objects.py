@@ -28,12 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from segment_anything.modeling import PromptEncoder, TwoWayTransformer
 from torch import nn
 from torch.nn import functional as F
 
 from .config import SamConfig
-from .decoder import ReferringMaskDecoder
+from .sam import build_mask_decoder, build_prompt_encoder
 
 #: side of an object's crop in its descriptor
 CROP = 16
@@ -197,25 +196,8 @@ class ObjectProposer(nn.Module):
         max_share: float = 0.4, overlap: float = 0.5, contain: float = 0.7,
     ) -> None:  # fmt: skip
         super().__init__()
-        side = config.embedding_size
-        self.prompt_encoder = PromptEncoder(
-            embed_dim=config.prompt_embed_dim,
-            image_embedding_size=(side, side),
-            input_image_size=(config.img_size, config.img_size),
-            mask_in_chans=config.mask_in_chans,
-        )
-        self.mask_decoder = ReferringMaskDecoder(
-            num_multimask_outputs=config.num_multimask_outputs,
-            transformer=TwoWayTransformer(
-                depth=config.decoder_depth,
-                embedding_dim=config.prompt_embed_dim,
-                mlp_dim=config.decoder_mlp_dim,
-                num_heads=config.decoder_num_heads,
-            ),
-            transformer_dim=config.prompt_embed_dim,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-        )
+        self.prompt_encoder = build_prompt_encoder(config)
+        self.mask_decoder = build_mask_decoder(config)
         self.grid, self.min_iou, self.min_pixels = int(grid), float(min_iou), int(min_pixels)
         self.max_share, self.overlap, self.contain = float(max_share), float(overlap), float(contain)
         self.requires_grad_(False)

@@ -39,7 +39,6 @@ class SamParts(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        side = config.embedding_size
         self.image_encoder = ImageEncoderViT(
             depth=config.encoder_depth,
             embed_dim=config.encoder_embed_dim,
@@ -54,24 +53,8 @@ class SamParts(nn.Module):
             window_size=config.window_size,
             out_chans=config.prompt_embed_dim,
         )
-        self.prompt_encoder = PromptEncoder(
-            embed_dim=config.prompt_embed_dim,
-            image_embedding_size=(side, side),
-            input_image_size=(config.img_size, config.img_size),
-            mask_in_chans=config.mask_in_chans,
-        )
-        self.mask_decoder = ReferringMaskDecoder(
-            num_multimask_outputs=config.num_multimask_outputs,
-            transformer=TwoWayTransformer(
-                depth=config.decoder_depth,
-                embedding_dim=config.prompt_embed_dim,
-                mlp_dim=config.decoder_mlp_dim,
-                num_heads=config.decoder_num_heads,
-            ),
-            transformer_dim=config.prompt_embed_dim,
-            iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim,
-        )
+        self.prompt_encoder = build_prompt_encoder(config)
+        self.mask_decoder = build_mask_decoder(config)
 
     def image_pe(self) -> torch.Tensor:
         """Dense positional encoding of the image embedding, ``1 x C x h x w``.
@@ -92,6 +75,33 @@ class SamParts(nn.Module):
         side = self.config.embedding_size
         weight = self.prompt_encoder.no_mask_embed.weight
         return weight.reshape(1, -1, 1, 1).expand(batch, -1, side, side)
+
+
+def build_prompt_encoder(config: SamConfig) -> PromptEncoder:
+    """SAM's prompt encoder at ``config``'s sizes."""
+    side = config.embedding_size
+    return PromptEncoder(
+        embed_dim=config.prompt_embed_dim,
+        image_embedding_size=(side, side),
+        input_image_size=(config.img_size, config.img_size),
+        mask_in_chans=config.mask_in_chans,
+    )
+
+
+def build_mask_decoder(config: SamConfig) -> ReferringMaskDecoder:
+    """SAM's (referring) mask decoder at ``config``'s sizes."""
+    return ReferringMaskDecoder(
+        num_multimask_outputs=config.num_multimask_outputs,
+        transformer=TwoWayTransformer(
+            depth=config.decoder_depth,
+            embedding_dim=config.prompt_embed_dim,
+            mlp_dim=config.decoder_mlp_dim,
+            num_heads=config.decoder_num_heads,
+        ),
+        transformer_dim=config.prompt_embed_dim,
+        iou_head_depth=config.iou_head_depth,
+        iou_head_hidden_dim=config.iou_head_hidden_dim,
+    )
 
 
 def build_sam(config: SamConfig) -> SamParts:
