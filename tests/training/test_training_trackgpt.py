@@ -593,6 +593,17 @@ def test_an_object_token_stage_trains_its_object_encoder_and_takes_its_proposer(
     fresh = TrackGPT.from_config("tiny", brain=brain).brain.submodule("vision_tower")
     trained = model.brain.submodule("vision_tower")
     assert not all(torch.equal(a, b) for a, b in zip(trained.parameters(), fresh.parameters(), strict=True))
+    # phi and the perception of a model whose brain reads no objects (model.perception_from): the proposer stays
+    tower = TrackGPT.from_config("tiny")
+    with torch.no_grad():
+        for p in tower.perception.parameters():
+            p.add_(0.01)
+    tower.save_pretrained(tmp_path / "tower")
+    proposer_before = {k: v.clone() for k, v in model.perception.object_proposer.state_dict().items()}
+    tg_train.take_perception(model, tmp_path / "tower")
+    for (name, a), b in zip(model.perception.sam.named_parameters(), tower.perception.sam.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert all(torch.equal(v, model.perception.object_proposer.state_dict()[k]) for k, v in proposer_before.items())
     # a model whose brain does not read objects, or a file that does not hold a SAM of its size, is refused by name
     with pytest.raises(SetupError, match="vision_source is not 'objects'"):
         tg_train.take_object_proposer(TrackGPT.from_config("tiny"), tmp_path / "proposer.pth")

@@ -523,13 +523,19 @@ def take_perception(model: TrackGPT, folder: Path) -> None:
     ``model`` (``model.perception_from``); every such tensor must be there with the shape ``model`` has, or a
     :class:`SetupError` names what is not (:func:`perception_common.checkpoint.load_strict`). SAM's image encoder
     comes too: for a brain that sees through it (``brain.vision_source: sam``) the donor's must be the encoder that
-    brain learnt on."""
+    brain learnt on. A donor without an object proposer leaves the model's own in place."""
     from safetensors.torch import load_file
 
     path = folder / "model.safetensors"
+    donor = {k: v for k, v in load_file(str(path)).items() if k.startswith(("projection.", "perception."))}
     view = nn.Module()  # phi and the perception under the names model.safetensors gives them
     view.projection, view.perception = model.projection, model.perception
-    donor = {k: v for k, v in load_file(str(path)).items() if k.startswith(("projection.", "perception."))}
+    if model.perception.object_proposer is not None and not any("object_proposer." in k for k in donor):
+        # a donor whose brain did not read objects has no proposer: the model keeps its own (object_proposer_from)
+        view.perception = nn.Module()
+        for name, child in model.perception.named_children():
+            if name != "object_proposer":
+                view.perception.add_module(name, child)
     try:
         load_strict(view, donor, f"model.perception_from {str(path)!r}")
     except CheckpointError as exc:
