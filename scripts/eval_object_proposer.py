@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception_common.checkpoint import CheckpointError, load_pth_state_dict, load_strict
+from perception_common.checkpoint import CheckpointError
 from perception_eval.datasets import DatasetError, InsTrack
 from trackgpt.errors import TrackGPTError
 from trackgpt.loading import load_model
@@ -97,9 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_model(args.model, with_brain=False)  # the perception alone: the proposer is part of it
         if args.from_sam:
             proposer = ObjectProposer(model.config.sam).to(model.perception.dtype)
-            state = load_pth_state_dict(args.from_sam)
-            parts = {k: v for k, v in state.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
-            load_strict(proposer, parts, f"--from-sam {args.from_sam}")
+            proposer.load_sam_state_dict(args.from_sam, f"--from-sam {args.from_sam}")
             model.perception.object_proposer = proposer
         if model.perception.object_proposer is None:
             raise TrackGPTError(f"{args.model}: its brain's vision_source is not 'objects' (give --from-sam)")

@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception_common.checkpoint import CheckpointError, load_pth_state_dict, load_strict
+from perception_common.checkpoint import CheckpointError, load_strict
 from perception_eval.datasets import DatasetError
 from perception_eval.metrics import summarize_davis
 from perception_eval.tracking import dataset_instruction, evaluate_video
@@ -549,9 +549,7 @@ def take_object_proposer(model: TrackGPT, path: Path) -> None:
     if proposer is None:
         raise SetupError("model.object_proposer_from is set, but the model's brain.vision_source is not 'objects'")
     try:
-        state = load_pth_state_dict(path)
-        parts = {k: v for k, v in state.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
-        load_strict(proposer, parts, f"model.object_proposer_from {str(path)!r}")
+        proposer.load_sam_state_dict(path, f"model.object_proposer_from {str(path)!r}")
     except CheckpointError as exc:
         raise SetupError(str(exc)) from None
 

@@ -23,6 +23,7 @@ object, so a token holds the colour, the outline and the place of one thing:
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from perception_common.checkpoint import load_pth_state_dict, load_strict
 
 from .config import SamConfig
 from .sam import build_mask_decoder, build_prompt_encoder
@@ -201,6 +204,17 @@ class ObjectProposer(nn.Module):
         self.grid, self.min_iou, self.min_pixels = int(grid), float(min_iou), int(min_pixels)
         self.max_share, self.overlap, self.contain = float(max_share), float(overlap), float(contain)
         self.requires_grad_(False)
+
+    def load_sam_state_dict(self, path: str | Path, what: str) -> None:
+        """Take the prompt encoder and mask decoder of the SAM state dict at ``path`` (``.pth``, official names, e.g.
+        a ``pretrain_sam.py`` run's ``sam.pth``); its image encoder is left out. ``what`` names the source in errors.
+
+        Raises:
+            perception_common.checkpoint.CheckpointError: the file cannot be read, or its tensors do not fit.
+        """
+        state = load_pth_state_dict(path)
+        parts = {k: v for k, v in state.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
+        load_strict(self, parts, what)
 
     @torch.no_grad()
     def forward(
