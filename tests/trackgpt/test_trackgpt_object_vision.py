@@ -212,5 +212,5 @@ def test_objects_given_replaces_the_proposed_objects_while_open(model):
         model.brain.attach_object_reader(original)
     torch.testing.assert_close(seen[0], model.brain.preprocess_image(FRAME, objects=IDS).float())
     assert not torch.equal(seen[0], seen[-1])  # after the block: the proposer's objects again
-    with pytest.raises(BrainError, match="not 'objects'"), TrackGPT.from_config("tiny").objects_given(IDS):
+    with pytest.raises(BrainError, match="neither sees nor names"), TrackGPT.from_config("tiny").objects_given(IDS):
         pass

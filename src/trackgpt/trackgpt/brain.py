@@ -32,9 +32,12 @@ Choices the paper leaves open, written down here:
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import threading
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,9 @@ PURPORT_TOKEN = "<PO>"
 RESERVED_STRINGS = (IMAGE_TOKEN, TRACK_TOKEN, PURPORT_TOKEN)
 #: LISA's referring token and image delimiters (``brain.style="lisa"``)
 LISA_SEG_TOKEN = "[SEG]"
+#: the namer's LoRA adapter (``BrainConfig.naming == "scene"``) and the length of its answers
+NAMER_ADAPTER = "namer"
+NAMER_MAX_TOKENS = 8
 LISA_RESERVED = (LISA_SEG_TOKEN, "<im_start>", "<im_end>")
 
 
@@ -618,6 +624,103 @@ class TrackGPTBrain(nn.Module):
         except (ValueError, KeyError, RuntimeError, OSError) as exc:
             raise CheckpointError(f"LoRA adapter {folder} does not fit the brain: {exc}") from exc
         self.model.train(self.training)
+
+    # ------------------------------------------------------------------ namer
+    @property
+    def has_namer(self) -> bool:
+        return NAMER_ADAPTER in getattr(self.model, "peft_config", {})
+
+    def add_namer(self) -> None:
+        """Give the language model a fresh LoRA adapter for naming from a listing (``config.naming == "scene"``,
+        :mod:`trackgpt.scene`); the brain must have its own LoRA already. Training makes it the active adapter."""
+        from peft import LoraConfig
+
+        if not self.has_lora:
+            raise BrainError("the namer's adapter goes beside the brain's LoRA, and the brain has none")
+        if self.has_namer:
+            raise BrainError("the brain already has a namer adapter")
+        names = "|".join(self.config.namer_lora_target_modules)
+        lora = LoraConfig(
+            r=self.config.namer_lora_r, lora_alpha=self.config.namer_lora_alpha, lora_dropout=self.config.lora_dropout,
+            target_modules=rf".*language_model.*\.({names})", bias="none",
+        )  # fmt: skip
+        self.model.add_adapter(NAMER_ADAPTER, lora)
+        self.model.train(self.training)  # its new dropout layers start in training mode
+
+    def save_namer(self, folder: str | Path) -> None:
+        """Save the namer's adapter in peft's format under ``folder``."""
+        if not self.has_namer:
+            raise BrainError("the brain has no namer adapter to save")
+        with tempfile.TemporaryDirectory() as tmp:  # peft writes a non-default adapter into <folder>/<name>/
+            self.model.save_pretrained(tmp, selected_adapters=[NAMER_ADAPTER], save_embedding_layers=False)
+            shutil.copytree(Path(tmp) / NAMER_ADAPTER, folder, dirs_exist_ok=True)
+
+    def load_namer(self, folder: str | Path) -> None:
+        """Load a namer adapter saved by :meth:`save_namer` beside the brain's LoRA."""
+        folder = Path(folder)
+        if not (folder / "adapter_config.json").is_file():
+            raise CheckpointError(f"namer adapter folder {folder} has no adapter_config.json")
+        if not self.has_lora or self.has_namer:
+            raise BrainError("the namer's adapter goes beside the brain's LoRA, once")
+        try:
+            self.model.load_adapter(str(folder), adapter_name=NAMER_ADAPTER, is_trainable=False)
+        except SafetensorError as exc:
+            raise CheckpointError(
+                f"namer adapter {folder / 'adapter_model.safetensors'} is unreadable: {exc}"
+            ) from None
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise CheckpointError(f"namer adapter {folder} does not fit the brain: {exc}") from exc
+        self.model.set_adapter("default")
+        self.model.train(self.training)
+
+    @contextmanager
+    def namer_active(self) -> Iterator[None]:
+        """While open, the language model runs with the namer's adapter instead of the brain's (training: the
+        namer's weights are the trainable ones)."""
+        if not self.has_namer:
+            raise BrainError("the brain has no namer adapter (brain.naming 'scene' needs a trained namer)")
+        flags = {p: p.requires_grad for p in self.model.parameters()}
+        self.model.set_adapter(NAMER_ADAPTER)
+        try:
+            yield
+        finally:
+            self.model.set_adapter("default")
+            for p, flag in flags.items():  # set_adapter marks the active adapter trainable: put the flags back
+                p.requires_grad_(flag)
+
+    def namer_example(self, scene: str, instruction: str, name: str) -> tuple[list[int], list[int]]:
+        """Teacher-forcing ids and labels of the namer: the prompt (:func:`trackgpt.scene.namer_prompt`) and the
+        target's name, then end of text; labels are -100 over the prompt."""
+        from .scene import namer_prompt
+
+        prompt = list(self.tokenizer(namer_prompt(scene, instruction)).input_ids)
+        ans = list(self.tokenizer(name, add_special_tokens=False).input_ids)
+        eos = self.tokenizer.eos_token_id
+        if eos is not None:
+            ans.append(int(eos))
+        return prompt + ans, [-100] * len(prompt) + ans
+
+    @torch.no_grad()
+    def name_target(self, scene: str, instruction: str | bytes, *, cancel_event: threading.Event | None = None) -> str:
+        """The name of the object ``instruction`` means, read by the namer from ``scene`` (a listing of the frame's
+        objects, :func:`trackgpt.scene.scene_text`); greedy, text only."""
+        from transformers import StoppingCriteriaList
+
+        from .scene import namer_prompt
+
+        ids = list(self.tokenizer(namer_prompt(scene, validate_instruction(instruction))).input_ids)
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        criteria = StoppingCriteriaList([_CancelCriteria(cancel_event)]) if cancel_event is not None else None
+        eos = self.tokenizer.eos_token_id
+        with self.namer_active():
+            seq = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=NAMER_MAX_TOKENS,
+                do_sample=False, stopping_criteria=criteria, eos_token_id=eos,
+                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos,
+            )  # fmt: skip
+        if cancel_event is not None and cancel_event.is_set():
+            raise ReasoningCancelled("reasoning superseded by a newer instruction")
+        return self.tokenizer.decode(seq[0, len(ids) :], skip_special_tokens=True).strip().rstrip(".")
 
 
 def load_brain(

@@ -3,9 +3,10 @@ child, so the brain's Python generation loop never competes with the frame path 
 
 The child loads the model through the one loader (:func:`trackgpt.loading.load_model`), keeps the brain and phi and
 drops the perception (unless the brain sees the frame through its SAM image encoder, ``brain.vision_source`` ``"sam"``
-or ``"objects"``); the parent loads the perception alone (``load_model(..., with_brain=False)``), so the
-brain's weights are loaded once. Per request the frame goes through shared memory
-(``multiprocessing.shared_memory``), the answer and the two queries (``1 x C`` each) come back over a pipe.
+or ``"objects"``, or names the frame's objects first, ``brain.naming`` ``"scene"``); the parent loads the perception
+alone (``load_model(..., with_brain=False)``), so the brain's weights are loaded once. Per request the frame goes
+through shared memory (``multiprocessing.shared_memory``), the answer and the two queries (``1 x C`` each) come back
+over a pipe.
 
 Semantics are the in-process brain's: :meth:`ProcessBrain.reason` blocks its caller (the tracker's worker thread,
 which then waits without holding the GIL) and raises :class:`~trackgpt.errors.ReasoningCancelled` when its
@@ -363,7 +364,8 @@ def _child_main(conn, args: dict[str, Any], cancel_upto, parent: int) -> None:
         from .loading import load_model
 
         model = load_model(args["spec"], device=args["device"], precision=args["precision"], **args["overrides"])
-        if model.config.brain.vision_source not in ("sam", "objects"):  # else the brain sees through its SAM encoder
+        # else the brain sees through its SAM encoder, or names the objects proposed on its embedding
+        if model.config.brain.vision_source not in ("sam", "objects") and model.config.brain.naming != "scene":
             model.perception = None  # the parent decodes the frames; the child only reasons
     except Exception as exc:  # reported to the parent as one line
         send(("failed", f"the brain process could not load {args['spec']!r}: {type(exc).__name__}: {exc}"))

@@ -33,6 +33,9 @@ PERCEPTION_PRECISIONS = ("fp32", "bf16", "fp16")
 BRAIN_SOURCES = ("tiny", "folder", "smollm2")
 BRAIN_STYLES = ("trackgpt", "lisa")
 VISION_SOURCES = ("tower", "sam", "objects")
+NAMINGS = ("answer", "scene")
+#: every projection of a Llama layer (the namer's LoRA)
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PURPORT_SOURCES = ("head", "iou")
 
 #: LISA's chat prompt for its released models (``chat.py``: conversation template ``llava_v1``, the image token
@@ -208,6 +211,13 @@ class BrainConfig:
             ``chat.py`` runs it: its tokenizer rules, CLIP's shortest-edge resize and centre crop instead of the
             square pad, greedy answers that stop at EOS only, the referring state read before the FIRST
             ``[SEG]`` (LISA's referring token), and an answer without ``[SEG]`` names no target: no mask, as LISA).
+        naming: ``"answer"`` (the paper: the brain's generated answer names the target) or ``"scene"``: the brain
+            first names its target from a listing of the frame's objects in words, made by the perception's object
+            proposer and an object namer, with the language model under a LoRA adapter of its own, then its answer
+            is teacher-forced with that name (:mod:`trackgpt.scene`; a DEVIATION for the embedded configuration,
+            issue 31). Needs ``answer_template`` with ``{target}`` and the vocabulary below.
+        namer_colours, namer_categories: the object namer's words (the world it was trained on).
+        namer_lora_r, namer_lora_alpha, namer_lora_target_modules: the namer's LoRA adapter.
     """
 
     source: str = "folder"
@@ -231,6 +241,12 @@ class BrainConfig:
     seed: int = 0
     style: str = "trackgpt"
     vision_source: str = "tower"
+    naming: str = "answer"
+    namer_colours: tuple[str, ...] = ()
+    namer_categories: tuple[str, ...] = ()
+    namer_lora_r: int = 16
+    namer_lora_alpha: int = 32
+    namer_lora_target_modules: tuple[str, ...] = ALL_PROJECTIONS
 
     def validate(self) -> None:
         if self.style not in BRAIN_STYLES:
@@ -258,6 +274,13 @@ class BrainConfig:
         if self.vision_source == "objects" and (not self.train_vision_tower or self.style == "lisa"):
             raise ConfigError("brain.vision_source 'objects' trains its object encoder (train_vision_tower: true) "
                               "and is not LISA's")
+        if self.naming not in NAMINGS:
+            raise ConfigError(f"brain.naming {self.naming!r} is not one of {NAMINGS}")
+        if self.naming == "scene":
+            if self.style == "lisa" or "{target}" not in self.answer_template:
+                raise ConfigError("brain.naming 'scene' needs an answer_template with '{target}' (not LISA's)")
+            if not self.namer_colours or not self.namer_categories:
+                raise ConfigError("brain.naming 'scene' needs namer_colours and namer_categories (its vocabulary)")
 
 
 @dataclass(frozen=True)

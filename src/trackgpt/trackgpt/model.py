@@ -52,11 +52,13 @@ from .objects import ObjectProposer, describe_objects, index_mask_objects
 from .projection import ReferringProjection
 from .propagation import ReferringPropagation
 from .sam import SamParts, SamTransform, build_sam
+from .scene import ObjectNamer, scene_objects, scene_text
 
 MODEL_TYPE = "trackgpt"
 FORMAT_VERSION = 1
 TOKENIZER_DIR = "tokenizer"
 ADAPTER_DIR = "brain_adapter"
+NAMER_DIR = "namer_adapter"
 
 
 @dataclass
@@ -133,8 +135,10 @@ class Perception(nn.Module):
             )
             if config.online_query else None
         )
-        # a brain whose tokens are the frame's objects: they are proposed on this perception's image embedding
-        self.object_proposer = ObjectProposer(config.sam) if config.brain.vision_source == "objects" else None
+        # a brain whose tokens are the frame's objects, or that names them first: they are proposed on this
+        # perception's image embedding
+        proposes = config.brain.vision_source == "objects" or config.brain.naming == "scene"
+        self.object_proposer = ObjectProposer(config.sam) if proposes else None
         self.transform = SamTransform(config=config.sam)
         self.mask_threshold = config.sam.mask_threshold
         self.sam.image_encoder.requires_grad_(False)  # frozen (paper Sec. 3.4)
@@ -322,6 +326,11 @@ class TrackGPT(nn.Module):
         if self.projection is not None:
             self.projection.to(dtype)
         self.brain = brain
+        self.object_namer = None
+        if brain is not None and config.brain.naming == "scene":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                self.object_namer = ObjectNamer(config.brain.namer_colours, config.brain.namer_categories)
         if brain is not None and brain.config.vision_source == "sam":
             brain.attach_image_encoder(self._sam_image)  # the brain sees the frame through this SAM encoder
         if brain is not None and brain.config.vision_source == "objects":
@@ -346,6 +355,32 @@ class TrackGPT(nn.Module):
         return describe_objects(
             rgb, masks, features.embeddings, features.input_size, img_size=perception.transform.img_size, slots=slots
         )[None]
+
+    def _frame_objects(self, frame: np.ndarray) -> list[np.ndarray]:
+        """The frame's objects (``H x W`` bool masks): those of :meth:`objects_given`, or the proposed ones."""
+        perception = self.perception
+        if perception is None or perception.object_proposer is None:
+            raise BrainError("naming from a listing needs the perception's image encoder and object proposer")
+        given = self.__dict__.get("_given_objects")
+        if given is not None:
+            return index_mask_objects(given, min_pixels=perception.object_proposer.min_pixels)
+        features = perception.encode_frame(frame)
+        return perception.object_proposer(
+            features.embeddings, features.input_size, features.original_size, perception.transform.postprocess
+        )
+
+    def scene(self, frame: np.ndarray) -> str:
+        """The listing of the frame's objects that the namer reads (:func:`trackgpt.scene.scene_text`)."""
+        if self.object_namer is None:
+            raise BrainError("this TrackGPT has no object namer (brain.naming is not 'scene')")
+        rgb = to_rgb8(frame)
+        masks = [m for m in self._frame_objects(rgb) if m.any()]
+        return scene_text(scene_objects(masks, self.object_namer.name(rgb, masks)))
+
+    def name_target(self, frame: np.ndarray, instruction: str | bytes, *, cancel_event: Any = None) -> str:
+        """The name ("red cup") of the object ``instruction`` means, as the namer reads it from the frame's
+        listing (``brain.naming == "scene"``, :mod:`trackgpt.scene`)."""
+        return self._need_brain().name_target(self.scene(frame), instruction, cancel_event=cancel_event)
 
     def _sam_image(self, frame: np.ndarray) -> torch.Tensor:
         if self.perception is None:
@@ -405,9 +440,12 @@ class TrackGPT(nn.Module):
             instruction: the user's instruction.
             cancel_event: a ``threading.Event``; setting it stops generation (:class:`ReasoningCancelled`).
             target: evaluation only: teacher-force the answer that names this object instead of generating one
-                (:meth:`TrackGPTBrain.answer_naming`, the oracle-answer ablation).
+                (:meth:`TrackGPTBrain.answer_naming`, the oracle-answer ablation). A brain that names from a
+                listing (``brain.naming == "scene"``) always answers this way, with the name its namer chose.
         """
         brain = self._need_brain()
+        if target is None and self.config.brain.naming == "scene":
+            target = self.name_target(frame, instruction, cancel_event=cancel_event)
         if target is not None:
             answer = brain.answer_naming(to_rgb8(frame), instruction, target)
         else:
@@ -419,9 +457,10 @@ class TrackGPT(nn.Module):
     def objects_given(self, objects: np.ndarray) -> Iterator[None]:
         """Evaluation only (the true-objects ablation): while open, a brain whose tokens are the frame's objects
         (``vision_source == "objects"``) reads the objects of ``objects``, an ``H x W`` index mask of the frame it
-        is asked about (0 background, 255 void), instead of the proposed ones."""
-        if self.config.brain.vision_source != "objects":
-            raise BrainError("objects_given: the brain's vision_source is not 'objects'")
+        is asked about (0 background, 255 void), instead of the proposed ones; so does a brain's namer
+        (``naming == "scene"``)."""
+        if self.config.brain.vision_source != "objects" and self.config.brain.naming != "scene":
+            raise BrainError("objects_given: the brain neither sees nor names the frame's objects")
         self.__dict__["_given_objects"] = objects
         try:
             yield
@@ -434,7 +473,7 @@ class TrackGPT(nn.Module):
 
     def _saved_view(
         self, *, image_encoder: bool, vision_tower: bool | None = None, projector: bool = True,
-        object_proposer: bool = True,
+        object_proposer: bool = True, object_namer: bool = True,
     ) -> nn.Module:
         """A module tree whose state dict is exactly what ``model.safetensors`` holds."""
         root = nn.Module()
@@ -463,6 +502,8 @@ class TrackGPT(nn.Module):
             if self.config.brain.train_vision_tower if vision_tower is None else vision_tower:
                 brain.vision_tower = self.brain.submodule("vision_tower")
             root.brain = brain
+            if self.object_namer is not None and object_namer:
+                root.object_namer = self.object_namer
         return root
 
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -480,11 +521,14 @@ class TrackGPT(nn.Module):
         if self.brain is not None:
             meta["tokens"] = {TRACK_TOKEN: self.brain.track_token_id, PURPORT_TOKEN: self.brain.purport_token_id}
             meta["lora"] = self.brain.has_lora
+            meta["namer"] = self.brain.has_namer
         save_folder(folder, meta, view.state_dict())
         if self.brain is not None:
             self.brain.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
             if self.brain.has_lora:
                 self.brain.save_adapter(folder / ADAPTER_DIR)
+            if self.brain.has_namer:
+                self.brain.save_namer(folder / NAMER_DIR)
         return folder
 
     @classmethod
@@ -542,6 +586,8 @@ class TrackGPT(nn.Module):
                 raise CheckpointError(f"{folder}: token ids {got} of the brain differ from the saved {tokens}")
             if meta.get("lora") and not brain.has_lora:
                 brain.load_adapter(folder / ADAPTER_DIR)
+            if meta.get("namer") and not brain.has_namer:
+                brain.load_namer(folder / NAMER_DIR)
         model = cls(config=config, brain=brain)
         # a folder saved before its vision tower was trained has none (train_vision_tower may be an override)
         view = model._saved_view(
@@ -549,6 +595,8 @@ class TrackGPT(nn.Module):
             vision_tower=bool(meta.get("vision_tower_saved")) and not switched, projector=not switched,
             # a model switched to object tokens has no proposer yet (training gives one: model.object_proposer_from)
             object_proposer=any(k.startswith("perception.object_proposer.") for k in tensors),
+            # ... and one switched to naming from a listing has no namer yet (training.trackgpt.train_namer)
+            object_namer=any(k.startswith("object_namer.") for k in tensors),
         )
         load_strict(view, tensors, f"checkpoint {folder / 'model.safetensors'}")
         if brain is not None:

@@ -65,6 +65,16 @@ def _crop(frame: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -
     return np.concatenate([rgb.transpose(2, 0, 1), inside[None]], 0)
 
 
+def object_crop(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``4 x CROP x CROP`` float32 crop of one object (``mask``: ``H x W`` bool, not empty) of ``frame`` (``H x W x
+    3`` uint8 RGB): the square around its box, RGB in about [-2, 2] with the pixels outside the mask at 0, and the
+    mask (the crop :func:`describe_objects` puts in a descriptor)."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        raise ValueError("object_crop: the mask is empty")
+    return _crop(frame, mask, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+
+
 def describe_objects(
     frame: np.ndarray,
     masks: list[np.ndarray],
