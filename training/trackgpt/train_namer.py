@@ -190,14 +190,21 @@ class NamerTrainModule(nn.Module):
         rows = [brain.namer_example(s.scene, s.instruction, s.name) for s in batch]
         width = max(len(ids) for ids, _ in rows)
         pad = brain.tokenizer.pad_token_id if brain.tokenizer.pad_token_id is not None else 0
+        # padded on the left, so that every answer ends the row: the logits of the last `keep` positions are all the
+        # loss reads (the language model's head over its 49k words for every prompt token was a fifth of a step)
         ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for b, (i, lab) in enumerate(rows):
-            ids[b, : len(i)], labels[b, : len(lab)], attention[b, : len(i)] = torch.tensor(i), torch.tensor(lab), 1
+            ids[b, width - len(i) :], labels[b, width - len(lab) :] = torch.tensor(i), torch.tensor(lab)
+            attention[b, width - len(i) :] = 1
+        keep = 1 + max(sum(t != -100 for t in lab) for _, lab in rows)
         with brain.namer_active():
-            out = brain.model(input_ids=ids.to(device), attention_mask=attention.to(device), labels=labels.to(device))
-        losses = {"loss_text": out.loss}
+            out = brain.model(input_ids=ids.to(device), attention_mask=attention.to(device), logits_to_keep=keep)
+        logits = out.logits[:, :-1].float()  # position t predicts token t + 1
+        wanted = labels[:, width - keep + 1 :].reshape(-1).to(device)
+        text = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), wanted, ignore_index=-100)
+        losses = {"loss_text": text}
         crops = [torch.from_numpy(s.crops) for s in batch if len(s.crops)]
         if crops:
             colour, category = namer(torch.cat(crops).to(device))
@@ -208,8 +215,8 @@ class NamerTrainModule(nn.Module):
             losses["loss_category"] = F.cross_entropy(category.float(), want_category)
             names = losses["loss_colour"] + losses["loss_category"]
         else:
-            names = out.loss.new_zeros(())
-        losses["loss"] = self.lambda_text * out.loss + self.lambda_names * names
+            names = text.new_zeros(())
+        losses["loss"] = self.lambda_text * text + self.lambda_names * names
         return losses
 
 
