@@ -20,9 +20,10 @@ and rethinking on vs off.
 brain call each): the share that names the target's colour and category ("named") and its category, per kind and
 held-out flag, on any split (VAL for choosing a brain stage: it has held-out parts of its own). Writes
 ``<out>/naming-<split>.json`` and prints the table; ``results.json`` is left alone. With ``--true-objects`` a brain
-whose visual tokens are the frame's objects (``brain.vision_source: objects``) reads the world's own objects of that
-frame instead of its proposer's (``naming-<split>-true-objects.json``): what the brain names when it sees every
-object, against what it names from the objects it finds.
+whose visual tokens are the frame's objects (``brain.vision_source: objects``), or that names its target from a
+listing of them (``brain.naming: scene``), reads the world's own objects of that frame instead of its proposer's
+(``naming-<split>-true-objects.json``): what the brain names when it sees every object, against what it names from
+the objects it finds.
 
 Examples::
 
@@ -338,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(on --trackgpt-split)")
     p.add_argument("--true-objects", action="store_true",
                    help="with --naming-only, a brain whose tokens are the frame's objects (brain.vision_source "
-                        "objects) reads the world's own objects instead of the proposed ones (an ablation)")
+                        "objects) or that names its target from a listing of them (brain.naming scene) reads the "
+                        "world's own objects instead of the proposed ones (an ablation)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", default="results/embedded", help="folder for results.json / results.md")
     p.add_argument(
