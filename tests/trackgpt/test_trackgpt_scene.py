@@ -14,7 +14,7 @@ from trackgpt.errors import BrainError, ConfigError
 from trackgpt.loading import load_model
 from trackgpt.model import TrackGPT
 from trackgpt.objects import CROP, index_mask_objects, object_crop
-from trackgpt.scene import ObjectNamer, SceneObject, namer_prompt, scene_objects, scene_text
+from trackgpt.scene import ObjectNamer, SceneObject, colour_statistics, namer_prompt, scene_objects, scene_text
 
 COLOURS, CATEGORIES = ("red", "green", "blue"), ("box", "ball")
 SCENE_BRAIN = {"naming": "scene", "answer_template": "Sure, I track the {target}. <TK>, <PO>",
@@ -49,6 +49,19 @@ def test_the_listing_orders_the_objects_three_ways():
         scene_objects([IDS == 1, IDS == 2], [("red", "box")])
     prompt = namer_prompt("Left to right: red box.", "the box")
     assert "Left to right: red box.\nInstruction: the box\n" in prompt and prompt.endswith("assistant\n")
+
+
+def test_colour_statistics_read_the_colours_under_the_mask_whatever_the_shape():
+    square, bar = np.zeros((48, 64), bool), np.zeros((48, 64), bool)
+    square[10:20, 10:20], bar[30:35, 20:40] = True, True  # 100 pixels each
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[square], frame[bar] = (200, 40, 40), (200, 40, 40)
+    stats = colour_statistics(torch.from_numpy(np.stack([object_crop(frame, square), object_crop(frame, bar)])))
+    assert stats.shape == (2, 15)
+    red = (200 / 255 - 0.5) / 0.25
+    # the crops' mask edges blend with the blanked background, so the medians, not the means, are the colour
+    torch.testing.assert_close(stats[:, 6 + 3 : 6 + 6], torch.tensor([[red, -1.373, -1.373]] * 2), atol=0.01, rtol=0)
+    assert (stats[:, 9] > stats[:, 0] - 1e-6).all()  # the median of red is at least its mean (edges pull it down)
 
 
 def test_the_object_namer_learns_colours_from_the_crops():

@@ -4,6 +4,7 @@ the model stays as it was, the export loads with its proposer, bad paths fail be
 from __future__ import annotations
 
 import csv
+import itertools
 
 import numpy as np
 import pytest
@@ -89,6 +90,42 @@ def test_listings_drop_only_other_objects_and_samples_carry_labelled_crops(start
     assert len(sample.crops) == len(sample.colours) == len(sample.categories) > 0
     assert set(sample.colours) <= set(colours) and set(sample.categories) <= set(categories)
     assert sample.name.split()[-1] in categories
+
+
+def test_a_second_stage_trains_the_object_namer_alone(start, tmp_path):
+    first = tmp_path / "first"
+    assert train_namer.main(_argv(first, start, "train.steps=2", "loss.lambda_names=0.0")) == 0
+    before = load_model(str(first / "model"))
+    second = tmp_path / "second"
+    argv = _argv(second, start, "train.steps=4", "loss.lambda_text=0.0", f"model.init_from={first / 'model'}")
+    assert train_namer.main(argv) == 0
+    after = load_model(str(second / "model"))
+    mine = dict(before.brain.model.named_parameters())
+    adapter = [(name, p) for name, p in after.brain.model.named_parameters() if ".namer." in name]
+    assert adapter
+    for name, p in adapter:  # the namer adapter went on unchanged
+        torch.testing.assert_close(p, mine[name])
+    changed = [not torch.equal(a, b) for a, b in zip(after.object_namer.parameters(), before.object_namer.parameters(),
+                                                    strict=True)]  # fmt: skip
+    assert any(changed)
+    with open(second / "train_log.csv") as handle:
+        assert "loss_text" not in next(csv.DictReader(handle))
+    assert train_namer.main(_argv(tmp_path / "none", start, "loss.lambda_text=0.0", "loss.lambda_names=0.0")) == 2
+
+
+def test_scrambled_crops_keep_the_shape_and_change_the_colours():
+    crops = np.zeros((2, 4, 16, 16), np.float32)
+    crops[:, 3, 4:12, 4:12] = 1.0
+    crops[:, 0, 4:12, 4:12], crops[:, 1, 4:12, 4:12], crops[:, 2, 4:12, 4:12] = 1.0, -1.0, 0.5
+    out = train_namer.scramble_colours(crops, np.random.default_rng(3))
+    assert np.array_equal(out[:, 3], crops[:, 3]) and not out[:, :3, crops[0, 3] == 0].any()
+    for k in range(2):
+        inside, was = out[k, :3, 8, 8], crops[k, :3, 8, 8]
+        assert not np.allclose(inside, was)  # a new colour
+        # each channel is one of the old ones times a gain in [0.6, 1.4], each old one used once
+        assert any(all(0.6 <= inside[c] / was[j] <= 1.4 for c, j in enumerate(order))
+                   for order in itertools.permutations(range(3)))  # fmt: skip
+    assert np.array_equal(crops[0, 0, 8, 8], 1.0)  # the input is left alone
 
 
 @pytest.mark.parametrize("key", ["model.init_from", "model.object_proposer_from", "data.root"])

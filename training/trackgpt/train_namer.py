@@ -12,19 +12,22 @@ LoRA, phi and perception read the teacher-forced answer as they were trained to.
 * the object proposer: the prompt encoder and mask decoder of a SAM state dict (``model.object_proposer_from``,
   e.g. a ``pretrain_sam.py`` run on the model's own image encoder, frozen), loaded, not trained;
 * the object namer (:class:`trackgpt.scene.ObjectNamer`), trained on the masked crops of the world's true objects
-  (``data.crops_per_sample`` per sample, any frame of the video), cross-entropy on colour and on category;
+  (``data.crops_per_sample`` per sample, any frame of the video), cross-entropy on colour and on category, its
+  category branch reading copies whose colours are scrambled (:func:`scramble_colours`);
 * the namer's LoRA adapter of the language model, trained on the listing (:func:`trackgpt.scene.scene_text`) of the
   world's true objects in the instruction's reference frame (the first, as the world decides its instructions
   there) and the instruction, with the target's name as the answer (text loss). Each object other than the target
   leaves the listing with probability ``data.drop_prob`` (a proposer misses some): in the world's rules that never
   changes which object an instruction means (the target stays the only one of its kind, or the extreme of its set).
 
-The vocabulary is every colour and category of the training split's objects. Evaluation (``eval.split`` of
-``eval.root``, the first
-``eval.max_items`` instructions): the object namer's accuracy on that split's objects of frame 0 (``colour_acc``,
-``category_acc``), and the namer's answer against the target's name with the listing of the true objects named by
-the object namer (``named``) and by the world's labels (``named_labels``). The whole path with proposed objects is
-``scripts/eval_embedded.py --naming-only``.
+``loss.lambda_text`` / ``loss.lambda_names`` weigh the two; at 0 that part is neither run nor trained, so a run can
+train the adapter alone and a second run, from its model (which keeps its adapter), the object namer alone
+(``trackgpt-namer.yaml``, then ``trackgpt-object-namer.yaml``). The vocabulary is every colour and category of the
+training split's objects. Evaluation (``eval.split`` of ``eval.root``, the first ``eval.max_items`` instructions): the
+object namer's accuracy on that split's objects of frame 0 (``colour_acc``, ``category_acc``), and the namer's
+answer against the target's name with the listing of the true objects named by the object namer (``named``) and by
+the world's labels (``named_labels``). The whole path with proposed objects is ``scripts/eval_embedded.py
+--naming-only``.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class NamerSample:
     instruction: str
     name: str
     crops: np.ndarray  # k x 4 x CROP x CROP float32
+    scrambled: np.ndarray  # the same crops with their colours scrambled (the category branch reads these)
     colours: list[str]
     categories: list[str]
 
@@ -167,9 +171,20 @@ class NamerWorld:
         colour, category = expression.extra.get("colour"), expression.extra.get("category")
         return NamerSample(
             scene=self.listing(index, rng), instruction=expression.instruction, name=target_name(colour, category),
-            crops=crops.astype(np.float32), colours=[labels[int(i)][0] for i in chosen],
+            crops=crops.astype(np.float32), scrambled=scramble_colours(crops, rng),
+            colours=[labels[int(i)][0] for i in chosen],
             categories=[labels[int(i)][1] for i in chosen],
         )
+
+
+def scramble_colours(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each crop's RGB channels in a random order, each scaled by a random gain in [0.6, 1.4] (the background stays
+    0, the mask channel as it is): the object's shape with colours it may never have had, so that the object namer's
+    category branch learns shapes, not the world's colour / category pairs."""
+    out = np.array(crops, dtype=np.float32, copy=True)
+    for k in range(len(out)):
+        out[k, :3] = out[k, rng.permutation(3)] * rng.uniform(0.6, 1.4, size=(3, 1, 1)).astype(np.float32)
+    return out
 
 
 def collate(samples: Sequence[NamerSample]) -> list[NamerSample]:
@@ -185,7 +200,17 @@ class NamerTrainModule(nn.Module):
         self.lambda_text, self.lambda_names = float(loss["lambda_text"]), float(loss["lambda_names"])
 
     def forward(self, batch: Sequence[NamerSample]) -> dict[str, torch.Tensor]:
-        brain, namer = self.model.brain, self.model.object_namer
+        losses = self._text_loss(batch) if self.lambda_text > 0 else {}
+        if self.lambda_names > 0:
+            losses.update(self._names_loss(batch))
+        losses["loss"] = sum(
+            weight * losses[key] for key, weight in (("loss_text", self.lambda_text), ("loss_names", self.lambda_names))
+            if key in losses
+        )  # fmt: skip
+        return losses
+
+    def _text_loss(self, batch: Sequence[NamerSample]) -> dict[str, torch.Tensor]:
+        brain = self.model.brain
         device = brain.device
         rows = [brain.namer_example(s.scene, s.instruction, s.name) for s in batch]
         width = max(len(ids) for ids, _ in rows)
@@ -203,21 +228,23 @@ class NamerTrainModule(nn.Module):
             out = brain.model(input_ids=ids.to(device), attention_mask=attention.to(device), logits_to_keep=keep)
         logits = out.logits[:, :-1].float()  # position t predicts token t + 1
         wanted = labels[:, width - keep + 1 :].reshape(-1).to(device)
-        text = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), wanted, ignore_index=-100)
-        losses = {"loss_text": text}
+        return {"loss_text": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), wanted, ignore_index=-100)}
+
+    def _names_loss(self, batch: Sequence[NamerSample]) -> dict[str, torch.Tensor]:
+        namer = self.model.object_namer
+        device = namer.colour_head.weight.device
         crops = [torch.from_numpy(s.crops) for s in batch if len(s.crops)]
-        if crops:
-            colour, category = namer(torch.cat(crops).to(device))
-            want_colour = torch.tensor([namer.colours.index(c) for s in batch for c in s.colours], device=device)
-            want_category = torch.tensor([namer.categories.index(c) for s in batch for c in s.categories],
-                                         device=device)  # fmt: skip
-            losses["loss_colour"] = F.cross_entropy(colour.float(), want_colour)
-            losses["loss_category"] = F.cross_entropy(category.float(), want_category)
-            names = losses["loss_colour"] + losses["loss_category"]
-        else:
-            names = text.new_zeros(())
-        losses["loss"] = self.lambda_text * text + self.lambda_names * names
-        return losses
+        if not crops:
+            zero = namer.colour_head.weight.sum() * 0
+            return {"loss_names": zero, "loss_colour": zero, "loss_category": zero}
+        scrambled = torch.cat([torch.from_numpy(s.scrambled) for s in batch if len(s.crops)]).to(device)
+        colour, category = namer(torch.cat(crops).to(device), scrambled)
+        want_colour = torch.tensor([namer.colours.index(c) for s in batch for c in s.colours], device=device)
+        want_category = torch.tensor([namer.categories.index(c) for s in batch for c in s.categories], device=device)
+        out = {"loss_colour": F.cross_entropy(colour.float(), want_colour),
+               "loss_category": F.cross_entropy(category.float(), want_category)}  # fmt: skip
+        out["loss_names"] = out["loss_colour"] + out["loss_category"]
+        return out
 
 
 class NamerTask(Task):
@@ -230,6 +257,8 @@ class NamerTask(Task):
         for key in ("init_from", "object_proposer_from"):
             if not m.get(key) or not Path(m[key]).exists():
                 raise SetupError(f"model.{key} {m.get(key)!r} does not exist")
+        if float(cfg["loss"]["lambda_text"]) <= 0 and float(cfg["loss"]["lambda_names"]) <= 0:
+            raise SetupError("loss.lambda_text and loss.lambda_names are both 0: nothing would learn")
         data = cfg["data"]
         self.stream = NamerWorld(data["root"], data["split"], options=data, seed=cfg["seed"])
         self.colours, self.categories = self.stream.vocabulary()
@@ -250,12 +279,16 @@ class NamerTask(Task):
             )  # fmt: skip
             proposer = model.perception.object_proposer
             proposer.load_sam_state_dict(m["object_proposer_from"], "model.object_proposer_from")
-            model.brain.add_namer()
+            if not model.brain.has_namer:  # a model that names already goes on with its own adapter
+                model.brain.add_namer()
         except (TrackGPTError, CheckpointError) as exc:
             raise SetupError(f"model: {exc}") from exc
         model.requires_grad_(False)
+        loss = self.config["loss"]
         for name, p in model.named_parameters():
-            if name.startswith("object_namer.") or f".{NAMER_ADAPTER}." in name:
+            if (name.startswith("object_namer.") and float(loss["lambda_names"]) > 0) or (
+                f".{NAMER_ADAPTER}." in name and float(loss["lambda_text"]) > 0
+            ):
                 p.requires_grad_(True)
         return NamerTrainModule(model, self.config["loss"]).train()
 

@@ -89,8 +89,30 @@ def namer_prompt(scene: str, instruction: str) -> str:
     return NAMER_PROMPT.replace("{scene}", scene).replace("{instruction}", instruction)
 
 
+def colour_statistics(crops: torch.Tensor) -> torch.Tensor:
+    """``N x 15``: per RGB channel of each crop's pixels inside its mask (channel 3 above 0.5), the mean, the standard
+    deviation and the 10th, 50th and 90th percentiles: the object's colours without its shape."""
+    rgb, inside = crops[:, :3].flatten(2), (crops[:, 3] > 0.5).flatten(1)  # N x 3 x P, N x P
+    count = inside.sum(1).clamp_min(1)[:, None]
+    mean = (rgb * inside[:, None]).sum(2) / count
+    std = (((rgb - mean[..., None]) ** 2 * inside[:, None]).sum(2) / count).sqrt()
+    # percentiles over the masked pixels: the others pushed past the top end, then ranks among the first `count`
+    ranked = rgb.masked_fill(~inside[:, None], float("inf")).sort(2).values
+    quantiles = []
+    for q in (0.1, 0.5, 0.9):
+        rank = ((count - 1) * q).round().long()  # N x 1
+        quantiles.append(ranked.gather(2, rank[:, None].expand(-1, 3, 1))[..., 0])
+    stats = torch.cat([mean, std, *quantiles], 1)
+    return torch.where(torch.isfinite(stats), stats, torch.zeros_like(stats))
+
+
 class ObjectNamer(nn.Module):
-    """Names an object's colour and category from its masked crop (:func:`trackgpt.objects.object_crop`).
+    """Names an object's colour and category from its masked crop (:func:`trackgpt.objects.object_crop`), with two
+    branches that cannot lean on each other: the category from a small CNN on the crop (trained on crops whose
+    colours are scrambled, so that it reads the shape: ``training.trackgpt.train_namer``), the colour from the
+    statistics of the pixels inside the mask (:func:`colour_statistics`), which hold no shape. One network reading
+    both from the crop learned the world's colour / category pairs: on VAL objects of pairs it never saw it named the
+    category of 53 % (seen pairs 99 %).
 
     Args:
         colours, categories: the vocabulary (the words of the world it is trained on); saved in the model's config.
@@ -102,19 +124,25 @@ class ObjectNamer(nn.Module):
         if not colours or not categories:
             raise ValueError("ObjectNamer needs at least one colour and one category")
         self.colours, self.categories = list(colours), list(categories)
-        self.features = nn.Sequential(
+        self.shape = nn.Sequential(
             nn.Conv2d(4, 32, 3, padding=1), nn.BatchNorm2d(32), nn.GELU(),
             nn.Conv2d(32, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.GELU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.GELU(),
             nn.Flatten(), nn.Linear(width * (CROP // 4) ** 2, 128), nn.GELU(),
         )  # fmt: skip
-        self.colour_head = nn.Linear(128, len(self.colours))
         self.category_head = nn.Linear(128, len(self.categories))
+        self.colour_mlp = nn.Sequential(nn.Linear(15, 128), nn.GELU(), nn.Linear(128, 128), nn.GELU())
+        self.colour_head = nn.Linear(128, len(self.colours))
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``N x 4 x CROP x CROP`` crops -> colour and category logits."""
-        z = self.features(crops.to(self.colour_head.weight.dtype))
-        return self.colour_head(z), self.category_head(z)
+    def forward(
+        self, crops: torch.Tensor, category_crops: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``N x 4 x CROP x CROP`` crops -> colour and category logits (the category read from ``category_crops``
+        instead when given: training's colour-scrambled copies)."""
+        crops = crops.to(self.colour_head.weight.dtype)
+        shape_in = crops if category_crops is None else category_crops.to(crops.dtype)
+        colour = self.colour_head(self.colour_mlp(colour_statistics(crops.float()).to(crops.dtype)))
+        return colour, self.category_head(self.shape(shape_in))
 
     @torch.no_grad()
     def name(self, frame: np.ndarray, masks: Sequence[np.ndarray]) -> list[tuple[str, str]]:
