@@ -12,7 +12,7 @@ Example::
 
     python scripts/eval_object_proposer.py data/runs/trackgpt-object-vision/model --split val
     python scripts/eval_object_proposer.py src/trackgpt/trackgpt/pretrained/embedded \
-        --from-sam data/runs/trackgpt-object-proposer/model/sam.pth
+        --from-sam data/runs/trackgpt-proposer/model/sam.pth
 """
 
 from __future__ import annotations

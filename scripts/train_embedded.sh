@@ -10,12 +10,13 @@
 #      (avs-*-category-lr3.yaml, avs-*-category-lr3-more.yaml); after each of the last five stages the mask logit
 #      offset is chosen on VAL clips and the weights are stored in fp16 (the last in the packages' pretrained/,
 #      where the gated model's gate threshold is chosen on VAL too: training.avs.calibrate)
-#   3. the embedded TrackGPT in eight runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
+#   3. the embedded TrackGPT in eleven runs (training/configs/embedded/sam.yaml, trackgpt-sam.yaml and
 #      trackgpt-reader.yaml on data/worlds/instruction-600, trackgpt-encoder.yaml and trackgpt-vision.yaml on
 #      data/worlds/instruction-2400, trackgpt-vision-more.yaml on data/worlds/instruction-800,
 #      trackgpt-vision-reader.yaml and trackgpt-colour-reader.yaml on data/worlds/instruction-2400), copied into
 #      src/trackgpt/trackgpt/pretrained/embedded (fp16), its mask threshold chosen on VAL
-#      (training.trackgpt.calibrate)
+#      (training.trackgpt.calibrate); then its namer (trackgpt-proposer.yaml on data/worlds/instruction,
+#      trackgpt-namer.yaml and trackgpt-object-namer.yaml on data/worlds/instruction-names), shipped the same way
 #   4. scripts/eval_embedded.py on the held-out test splits -> results/embedded/results.{md,json}
 #
 # Usage: scripts/train_embedded.sh [--no-avs] [--no-trackgpt] [--no-worlds] [--no-eval] [--help]
@@ -95,6 +96,21 @@ avs_stage() {  # avs_stage <gated config> <baseline config>: avs_pair with run f
   done
 }
 
+ship_trackgpt() {  # ship_trackgpt <run model folder>: it becomes the shipped embedded TrackGPT, fp16 on disk
+  rm -rf src/trackgpt/trackgpt/pretrained/embedded
+  mkdir -p src/trackgpt/trackgpt/pretrained
+  cp -r "$1" src/trackgpt/trackgpt/pretrained/embedded
+  python - <<'EOF2'
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+for f in Path("src/trackgpt/trackgpt/pretrained/embedded").rglob("*.safetensors"):  # fp16 on disk
+    state = load_file(str(f))
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(f))
+EOF2
+}
+
 if [ "$do_avs" = 1 ]; then
   avs_pair avs-gated avs-embedded avs-baseline avs-embedded-baseline
   # Second stage, side by side: the baseline's weights go on training with a fresh gate (avs-gated-more.yaml)
@@ -142,21 +158,27 @@ if [ "$do_trackgpt" = 1 ]; then
   for run in trackgpt-vision trackgpt-vision-more trackgpt-vision-reader trackgpt-colour-reader; do
     train training.trackgpt.train "training/configs/embedded/$run.yaml" "data/runs/$run" "data/runs/$run.log"
   done
-  rm -rf src/trackgpt/trackgpt/pretrained/embedded
-  mkdir -p src/trackgpt/trackgpt/pretrained
-  cp -r data/runs/trackgpt-colour-reader/model src/trackgpt/trackgpt/pretrained/embedded
-  python - <<'EOF2'
-from pathlib import Path
-
-from safetensors.torch import load_file, save_file
-
-for f in Path("src/trackgpt/trackgpt/pretrained/embedded").rglob("*.safetensors"):  # fp16 on disk
-    state = load_file(str(f))
-    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}, str(f))
-EOF2
+  ship_trackgpt data/runs/trackgpt-colour-reader/model
   # the mask threshold (SAM's 0 by default) chosen on the default instruction world's VAL split (60 videos)
   python -m training.trackgpt.calibrate src/trackgpt/trackgpt/pretrained/embedded --data data/worlds/instruction \
     --write --plot results/embedded/trackgpt-mask-threshold.png --no-progress
+  # 8. the brain names its target from a listing of the frame's objects (brain.naming: scene, issue 31), its
+  # perception, phi and LoRA as shipped above: an object proposer (a prompt encoder and mask decoder trained on the
+  # shipped image encoder, frozen: trackgpt-proposer.yaml), the language model's namer adapter on a world of 6000
+  # two-frame videos (trackgpt-namer.yaml), then the object namer (trackgpt-object-namer.yaml).
+  [ -f data/runs/shipped-sam.pth ] || python -c "import torch; from trackgpt.model import TrackGPT; \
+m = TrackGPT.from_pretrained('src/trackgpt/trackgpt/pretrained/embedded', with_brain=False); \
+torch.save({k: v.float() for k, v in m.perception.sam.state_dict().items()}, 'data/runs/shipped-sam.pth')"
+  [ "$(train_count data/worlds/instruction-names)" = 6000 ] || perception-worlds instruction \
+    --out data/worlds/instruction-names --seed 1 --frames 2 2 --videos-per-split train=6000 val=0 test=0 \
+    --overwrite --no-progress
+  train training.trackgpt.pretrain_sam training/configs/embedded/trackgpt-proposer.yaml data/runs/trackgpt-proposer \
+    data/runs/trackgpt-proposer.log
+  train training.trackgpt.train_namer training/configs/embedded/trackgpt-namer.yaml data/runs/trackgpt-namer \
+    data/runs/trackgpt-namer.log
+  train training.trackgpt.train_namer training/configs/embedded/trackgpt-object-namer.yaml \
+    data/runs/trackgpt-object-namer data/runs/trackgpt-object-namer.log
+  ship_trackgpt data/runs/trackgpt-object-namer/model
 fi
 
 if [ "$do_eval" = 1 ]; then

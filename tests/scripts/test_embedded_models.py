@@ -30,12 +30,13 @@ AVS_MEASURED = {"G-mIoU": 0.809, "G-FPR": 0.006, "mIoU": 0.725}
 AVS_BASELINE_MEASURED = {"mIoU": 0.643}  # its first 3 clips
 MARGIN = 0.10  # absolute: G-mIoU / mIoU may be at most this much lower, G-FPR at most this much higher
 
-# The shipped TrackGPT is far below its target (J&F 0.321 on this sample of 3 instructions with its mask threshold
-# -1 chosen on VAL, 0.319 at 0, under the one J&F rule: every frame scored; 0.311 / 0.312 when the first and last
-# frames were left out; on the 167 of the test split see results/embedded); the sample is small and noisy (the
-# previous checkpoints: 0.260, 0.190, 0.184 and 0.265 here, old rule), so it guards against a broken checkpoint,
-# not small changes: one that does not localise its target scored 0.037.
-TRACKGPT_MEASURED = {"J&F": 0.321}
+# The shipped TrackGPT (its brain naming the target from a listing of the frame's objects, brain.naming "scene")
+# scores J&F 0.726 on this sample of 3 instructions with its mask threshold -1 chosen on VAL (0.736 at 0), under the
+# one J&F rule (every frame scored), naming all three targets; the brain before it, which named them itself, 0.321
+# (0.311 when the first and last frames were left out); on the 167 of the test split see results/embedded. The sample
+# is small and noisy (earlier checkpoints: 0.260, 0.190, 0.184 and 0.265 here, old rule), so it guards against a
+# broken checkpoint, not small changes: one that does not localise its target scored 0.037.
+TRACKGPT_MEASURED = {"J&F": 0.726}
 TRACKGPT_MARGIN = 0.10
 
 
@@ -102,7 +103,8 @@ def test_avs_node_default_model_is_the_shipped_one():
 
 def test_shipped_weights_are_small():
     files = [p for d in (AVS_DIR, AVS_BASELINE_DIR, TRACKGPT_DIR) if d.is_dir() for p in d.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) < 60 * 1024 * 1024
+    # 75 MB: the AVS models 30, TrackGPT 44 (its namer's LoRA adapter 9.8 and object proposer and namer 8.6 of it)
+    assert sum(p.stat().st_size for p in files) < 80 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")

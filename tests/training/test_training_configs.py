@@ -18,7 +18,7 @@ from training.common.logs import MetricsLog, plot_curves
 from training.common.loop import lr_factor
 from training.common.state import capture_rng, restore_rng
 from training.common.toydata import write_all
-from training.trackgpt import pretrain_sam
+from training.trackgpt import pretrain_sam, train_namer
 from training.trackgpt import train as tg_train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
@@ -31,6 +31,8 @@ EXPECTED = {
 def _defaults(name: str):
     if name == "sam" or name.endswith("-proposer"):  # SAM pre-training (embedded/sam.yaml, an object proposer)
         return pretrain_sam.DEFAULTS
+    if name.endswith("-namer"):  # naming from a listing (train_namer.py)
+        return train_namer.DEFAULTS
     return avs_train.DEFAULTS if name.startswith("avs-") else tg_train.DEFAULTS
 
 
@@ -189,6 +191,9 @@ def test_experiment_configs_load_strictly_and_name_a_valid_model(path):
     if "size" in model:  # a SAM pre-training run
         assert model["size"] in SAM_SIZES
         return
+    if path.stem.endswith("-namer"):  # starts from a trained model folder
+        assert model["init_from"] and model["object_proposer_from"]
+        return
     get_config(model["config"], **dict(model.get("overrides") or {}))  # raises ConfigError if it cannot work
 
 
@@ -200,6 +205,7 @@ def test_embedded_recipe_has_its_configs():
         "avs-baseline-category-lr3-more",
         "sam", "trackgpt-sam", "trackgpt-reader", "trackgpt-encoder",
         "trackgpt-vision", "trackgpt-vision-more", "trackgpt-vision-reader", "trackgpt-colour-reader",
+        "trackgpt-proposer", "trackgpt-namer", "trackgpt-object-namer",
     }  # fmt: skip
 
 

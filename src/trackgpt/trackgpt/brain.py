@@ -606,7 +606,8 @@ class TrackGPTBrain(nn.Module):
         """Save the LoRA adapter in peft's format (embeddings are not saved here; see :meth:`added_token_rows`)."""
         if not self.has_lora:
             raise BrainError("the brain has no LoRA adapter to save")
-        self.model.save_pretrained(str(folder), save_embedding_layers=False)
+        # the brain's adapter only (peft would write a namer adapter into a sub-folder too: it has its own)
+        self.model.save_pretrained(str(folder), selected_adapters=["default"], save_embedding_layers=False)
 
     def load_adapter(self, folder: str | Path) -> None:
         """Load a peft LoRA adapter saved by :meth:`save_adapter`."""
