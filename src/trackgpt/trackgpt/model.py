@@ -342,29 +342,26 @@ class TrackGPT(nn.Module):
         perception = self.perception
         if perception is None or perception.object_proposer is None:
             raise BrainError("brain.vision_source 'objects' needs the perception's image encoder and object proposer")
-        objects = self.__dict__.get("_given_objects") if objects is None else objects
         features = perception.encode_frame(frame)
-        if objects is None:
-            masks = perception.object_proposer(
-                features.embeddings, features.input_size, features.original_size, perception.transform.postprocess
-            )
-        else:
-            masks = index_mask_objects(objects, min_pixels=perception.object_proposer.min_pixels)
+        masks = self._frame_objects(frame, objects, features=features)
         slots = self.brain.submodule("vision_tower").slots
         rgb = to_rgb8(frame)
         return describe_objects(
             rgb, masks, features.embeddings, features.input_size, img_size=perception.transform.img_size, slots=slots
         )[None]
 
-    def _frame_objects(self, frame: np.ndarray) -> list[np.ndarray]:
-        """The frame's objects (``H x W`` bool masks): those of :meth:`objects_given`, or the proposed ones."""
+    def _frame_objects(
+        self, frame: np.ndarray, objects: np.ndarray | None = None, *, features: FrameFeatures | None = None
+    ) -> list[np.ndarray]:
+        """The frame's objects (``H x W`` bool masks): those of the index mask ``objects`` or of
+        :meth:`objects_given`, or the ones proposed on ``features`` (the frame's, encoded here when None)."""
         perception = self.perception
         if perception is None or perception.object_proposer is None:
             raise BrainError("naming from a listing needs the perception's image encoder and object proposer")
-        given = self.__dict__.get("_given_objects")
+        given = self.__dict__.get("_given_objects") if objects is None else objects
         if given is not None:
             return index_mask_objects(given, min_pixels=perception.object_proposer.min_pixels)
-        features = perception.encode_frame(frame)
+        features = perception.encode_frame(frame) if features is None else features
         return perception.object_proposer(
             features.embeddings, features.input_size, features.original_size, perception.transform.postprocess
         )
