@@ -22,6 +22,9 @@ def test_the_shipped_models_verify(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "avs" and report["gate"] != "off" and report["parameters"] > 1_000_000
     assert set(report["dtypes"]) == {"float32"} and report["device"] == "cpu"
+    assert main(["verify", str(trackgpt_shipped()), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "trackgpt" and report["brain_source"] == "smollm2" and report["brain_naming"] == "scene"
     assert main(["verify", str(trackgpt_shipped())]) == 0
     out = capsys.readouterr().out
     assert "kind" in out and "trackgpt" in out and "brain_source" in out and "loads: OK" in out
@@ -124,7 +127,7 @@ def test_import_lisa_writes_a_folder_that_verifies_and_a_lisa_folder_names_the_c
     assert f"model:={dst}" in capsys.readouterr().out
     assert main(["verify", str(dst), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["kind"] == "trackgpt" and report["brain_source"] == "folder"
+    assert report["kind"] == "trackgpt" and report["brain_source"] == "folder" and report["brain_naming"] == "answer"
     assert main(argv) == 1  # DST exists now
     assert "not empty" in capsys.readouterr().err
     # the raw LISA folder: refused with the command that imports it

@@ -71,8 +71,8 @@ def verify(folder: Path, *, device: str = "cpu") -> dict[str, Any]:
     }
     if kind == "trackgpt":
         brain = model.config.brain
-        report.update(brain_source=brain.source, brain_precision=brain.precision,
-                      mask_threshold=float(model.perception.mask_threshold))
+        report.update(brain_source=brain.source, brain_precision=brain.precision, brain_naming=brain.naming,
+                      brain_vision=brain.vision_source, mask_threshold=float(model.perception.mask_threshold))
     else:
         report.update(gate=model.config.gate, threshold=float(model.config.threshold),
                       image_size=int(model.config.image_size), classes=int(model.config.num_classes),
