@@ -147,6 +147,10 @@ def test_save_load_and_the_brain_process_keep_the_namer(model, tmp_path):
     for name, p in loaded.brain.model.named_parameters():
         if ".namer." in name:
             torch.testing.assert_close(p, mine[name])
+    perception = load_model(str(tmp_path / "model"), with_brain=False)  # what the node's parent process loads
+    assert perception.brain is None and perception.object_namer is None
+    for a, b in zip(perception.perception.parameters(), model.perception.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
     here = model.reason(FRAME, "track the red box")
     again = loaded.reason(FRAME, "track the red box")
     assert again.answer == here.answer

@@ -44,9 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception_common.checkpoint import CheckpointError
+from perception_common.models import ModelSpecError
 from perception_eval.datasets import DatasetError, InsTrack
 from trackgpt.brain import NAMER_ADAPTER
 from trackgpt.errors import TrackGPTError
+from trackgpt.loading import load_model
 from trackgpt.model import TrackGPT
 from trackgpt.objects import index_mask_ids, object_crop
 from trackgpt.scene import SceneObject, scene_objects, scene_text
@@ -273,7 +275,7 @@ class NamerTask(Task):
     def build_module(self) -> nn.Module:
         m = self.config["model"]
         try:
-            model = TrackGPT.from_pretrained(
+            model = load_model(
                 m["init_from"], naming="scene", namer_colours=tuple(self.colours),
                 namer_categories=tuple(self.categories),
             )  # fmt: skip
@@ -281,7 +283,7 @@ class NamerTask(Task):
             proposer.load_sam_state_dict(m["object_proposer_from"], "model.object_proposer_from")
             if not model.brain.has_namer:  # a model that names already goes on with its own adapter
                 model.brain.add_namer()
-        except (TrackGPTError, CheckpointError) as exc:
+        except (TrackGPTError, CheckpointError, ModelSpecError) as exc:
             raise SetupError(f"model: {exc}") from exc
         model.requires_grad_(False)
         loss = self.config["loss"]

@@ -570,7 +570,7 @@ class TrackGPT(nn.Module):
                        if not k.startswith(("brain.multi_modal_projector.", "brain.vision_tower."))}
         if not with_brain:
             brain = None
-            tensors = {k: v for k, v in tensors.items() if not k.startswith(("projection.", "brain."))}
+            tensors = {k: v for k, v in tensors.items() if not k.startswith(("projection.", "brain.", "object_namer."))}
         elif meta.get("has_brain", True) and brain is None:
             tok_dir = folder / TOKENIZER_DIR
             if not tok_dir.is_dir():
