@@ -525,18 +525,23 @@ class TrackGPTBrain(nn.Module):
         text = tidy_answer(self.tokenizer.decode(kept, skip_special_tokens=True))
         return BrainAnswer(text, result.track_states, result.purport_states, forced, generated)
 
-    def _generate(self, ids: list[int], pixel_values: torch.Tensor, cancel_event, **stop: Any) -> list[int]:
-        """Greedy generation after the prompt ``ids`` (``stop``: ``eos_token_id``, ``pad_token_id`` and other
-        ``generate`` options); the generated ids. Raises :class:`ReasoningCancelled` when ``cancel_event`` is set."""
+    def _generate(
+        self, ids: list[int], pixel_values: torch.Tensor | None, cancel_event, *, max_new_tokens: int | None = None,
+        **stop: Any,
+    ) -> list[int]:
+        """Greedy generation after the prompt ``ids`` (``pixel_values`` None: text only; ``max_new_tokens`` None:
+        the config's; ``stop``: ``eos_token_id``, ``pad_token_id`` and other ``generate`` options); the generated
+        ids. Raises :class:`ReasoningCancelled` when ``cancel_event`` is set."""
         from transformers import StoppingCriteriaList
 
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
         criteria = StoppingCriteriaList([_CancelCriteria(cancel_event)]) if cancel_event is not None else None
+        if pixel_values is not None:  # (LLaVA runs its vision tower on pixel_values=None)
+            stop["pixel_values"] = pixel_values
         seq = self.model.generate(
             input_ids=input_ids,
-            pixel_values=pixel_values,
             attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=self.config.max_new_tokens,
+            max_new_tokens=self.config.max_new_tokens if max_new_tokens is None else max_new_tokens,
             do_sample=False,
             stopping_criteria=criteria,
             **stop,
@@ -705,23 +710,15 @@ class TrackGPTBrain(nn.Module):
     def name_target(self, scene: str, instruction: str | bytes, *, cancel_event: threading.Event | None = None) -> str:
         """The name of the object ``instruction`` means, read by the namer from ``scene`` (a listing of the frame's
         objects, :func:`trackgpt.scene.scene_text`); greedy, text only."""
-        from transformers import StoppingCriteriaList
-
         from .scene import namer_prompt
 
         ids = list(self.tokenizer(namer_prompt(scene, validate_instruction(instruction))).input_ids)
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        criteria = StoppingCriteriaList([_CancelCriteria(cancel_event)]) if cancel_event is not None else None
         eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         with self.namer_active():
-            seq = self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=NAMER_MAX_TOKENS,
-                do_sample=False, stopping_criteria=criteria, eos_token_id=eos,
-                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos,
-            )  # fmt: skip
-        if cancel_event is not None and cancel_event.is_set():
-            raise ReasoningCancelled("reasoning superseded by a newer instruction")
-        return self.tokenizer.decode(seq[0, len(ids) :], skip_special_tokens=True).strip().rstrip(".")
+            generated = self._generate(ids, None, cancel_event, max_new_tokens=NAMER_MAX_TOKENS, eos_token_id=eos,
+                                       pad_token_id=pad)  # fmt: skip
+        return self.tokenizer.decode(generated, skip_special_tokens=True).strip().rstrip(".")
 
 
 def load_brain(
